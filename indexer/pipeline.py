@@ -1,0 +1,156 @@
+"""The embedding pipeline: reader → decoder (threads) → encoder (batches) → writer.
+
+Each stage is a plain callable so tests can swap any of them (clip-retrieval's seam).
+Decoding runs ahead of the model in a thread pool (Pillow releases the GIL while it
+decodes and resizes); every batch is written in one transaction, so an interrupted run
+keeps every batch before the interruption.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from indexer.scan import content_hash
+from search.errors import ImageDecodeError
+from search.imageio import load_image
+from search.records import FailureData, ImageData
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    root_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    # "new", "changed", or "reembed": a catalogued, unchanged image that only needs a
+    # vector for another model (then image_id is set).
+    kind: str = "new"
+    image_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    item: WorkItem
+    data: ImageData
+    pixels: np.ndarray
+
+
+@dataclass(frozen=True)
+class Failed:
+    item: WorkItem
+    reason: str
+
+    def as_failure(self) -> FailureData:
+        i = self.item
+        return FailureData(i.root_id, i.path, i.size, i.mtime_ns, self.reason)
+
+
+def make_decoder(
+    prepare: Callable, *, max_megapixels: float, min_side: int
+) -> Callable[[WorkItem], Decoded | Failed]:
+    """A function that turns one file into model-ready pixels, or a failure with a reason.
+
+    It never raises: one bad file must not stop a run.
+    """
+
+    def decode(item: WorkItem) -> Decoded | Failed:
+        try:
+            digest = content_hash(item.path, item.size)
+            img = load_image(item.path, max_megapixels=max_megapixels, min_side=min_side)
+            pixels = prepare(img.image)
+        except ImageDecodeError as exc:
+            return Failed(item, exc.reason)
+        except OSError as exc:
+            return Failed(item, f"cannot read file: {exc.strerror or exc}")
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the run
+            return Failed(item, f"unexpected {type(exc).__name__}: {exc}")
+        mtime = datetime.fromtimestamp(item.mtime_ns / 1e9)
+        data = ImageData(
+            root_id=item.root_id,
+            path=item.path,
+            size=item.size,
+            mtime_ns=item.mtime_ns,
+            content_hash=digest,
+            width=img.width,
+            height=img.height,
+            taken_at=img.taken_at,
+            date=img.taken_at or mtime,
+        )
+        return Decoded(item, data, pixels)
+
+    return decode
+
+
+def decode_ahead(
+    items: Iterable[WorkItem],
+    decode: Callable[[WorkItem], Decoded | Failed],
+    workers: int,
+    lookahead: int,
+) -> Iterator[Decoded | Failed]:
+    """Results in input order, with at most `lookahead` files in flight."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(decode, item))
+                if len(pending) >= lookahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def batched(results: Iterable[Decoded | Failed], size: int) -> Iterator[list[Decoded | Failed]]:
+    """Groups holding `size` decoded images each (failures ride along for free)."""
+    batch: list[Decoded | Failed] = []
+    n_ok = 0
+    for r in results:
+        batch.append(r)
+        n_ok += isinstance(r, Decoded)
+        if n_ok >= size:
+            yield batch
+            batch, n_ok = [], 0
+    if batch:
+        yield batch
+
+
+@dataclass
+class PipelineCounts:
+    ok: Counter = field(default_factory=Counter)  # WorkItem.kind → images embedded
+    failed: int = 0
+
+
+def run_pipeline(
+    items: Sequence[WorkItem],
+    *,
+    decode: Callable[[WorkItem], Decoded | Failed],
+    encode: Callable[[np.ndarray], np.ndarray],
+    write: Callable[[list[Decoded], np.ndarray, list[Failed]], None],
+    batch_size: int,
+    workers: int,
+    progress: Callable[[int], None] = lambda n: None,
+) -> PipelineCounts:
+    counts = PipelineCounts()
+    lookahead = max(2 * batch_size, 4 * workers)
+    for batch in batched(decode_ahead(items, decode, workers, lookahead), batch_size):
+        ok = [r for r in batch if isinstance(r, Decoded)]
+        bad = [r for r in batch if isinstance(r, Failed)]
+        vectors = encode(np.stack([r.pixels for r in ok])) if ok else np.zeros((0, 0), "f4")
+        write(ok, vectors, bad)
+        counts.ok.update(r.item.kind for r in ok)
+        counts.failed += len(bad)
+        progress(len(batch))
+    return counts
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)

@@ -1,0 +1,227 @@
+"""Incremental sync of the roots with the catalog, then the index for the active model.
+
+Plan first (cheap: stat calls and catalog reads), then apply: moves and removals in one
+transaction each, new and changed files through the embedding pipeline, the FAISS index
+rebuilt last. The serving model only switches once every reachable image has a vector.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from indexer.pipeline import Decoded, Failed, WorkItem, make_decoder, run_pipeline
+from indexer.scan import FoundFile, content_hash, scan_root
+from search.encoder import Encoder
+from search.errors import ConfigError
+from search.library import Library
+from search.query import SERVING_MODEL
+from search.records import RootInfo
+
+
+@dataclass
+class IndexReport:
+    seen: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    failed: int = 0
+    elapsed_s: float = 0.0
+    images_per_s: float = 0.0
+    model_id: str = ""
+    moved: int = 0
+    embedded: int = 0
+    unavailable_roots: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    work: list[WorkItem] = field(default_factory=list)
+    moves: list[tuple[int, str, int, int]] = field(default_factory=list)
+    removed_ids: list[int] = field(default_factory=list)
+    stale_failures: list[str] = field(default_factory=list)
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    seen: int = 0
+
+
+def root_available(root: RootInfo, found: list[FoundFile], catalogued: int) -> bool:
+    """A missing folder, or one that lost every file at once, is an unplugged drive or an
+    unmounted share far more often than a deliberate delete: don't sweep it."""
+    return os.path.isdir(root.path) and (bool(found) or catalogued == 0)
+
+
+def plan_sync(lib: Library, roots: list[RootInfo], report: IndexReport) -> Plan:
+    plan = Plan()
+    exclude = lib.settings.exclude
+    gone: dict[int, list] = defaultdict(list)  # size → catalogued files no longer found
+    new: list[tuple[RootInfo, FoundFile]] = []
+    for root in roots:
+        records = lib.catalog.file_records(root.id)
+        failures = lib.catalog.failure_records(root.id)
+        found = list(scan_root(root.path, exclude))
+        if not root_available(root, found, len(records)):
+            report.unavailable_roots.append(root.path)
+            continue
+        plan.seen += len(found)
+        found_paths = set()
+        for f in found:
+            found_paths.add(f.path)
+            rec = records.get(f.path)
+            if rec is not None:
+                if (rec.size, rec.mtime_ns) == (f.size, f.mtime_ns):
+                    plan.unchanged += 1
+                else:
+                    plan.updated += 1
+                    plan.work.append(WorkItem(root.id, f.path, f.size, f.mtime_ns, "changed"))
+            elif failures.get(f.path) == (f.size, f.mtime_ns):
+                plan.unchanged += 1  # known bad and untouched: not worth another try
+            else:
+                new.append((root, f))
+        for path, rec in records.items():
+            if path not in found_paths:
+                gone[rec.size].append(rec)
+        plan.stale_failures += [p for p in failures if p not in found_paths]
+    for root, f in new:
+        match = _match_moved(gone.get(f.size), f)
+        if match is not None:
+            gone[f.size].remove(match)
+            plan.moves.append((match.id, f.path, root.id, f.mtime_ns))
+        else:
+            plan.added += 1
+            plan.work.append(WorkItem(root.id, f.path, f.size, f.mtime_ns))
+    plan.removed_ids = [rec.id for recs in gone.values() for rec in recs]
+    return plan
+
+
+def _match_moved(candidates: list | None, f: FoundFile):
+    """The catalogued file that `f` is, moved or renamed: same size and content hash."""
+    if not candidates:
+        return None
+    try:
+        digest = content_hash(f.path, f.size)
+    except OSError:
+        return None
+    return next((rec for rec in candidates if rec.content_hash == digest), None)
+
+
+def sync(
+    lib: Library,
+    paths: list[str],
+    *,
+    progress: bool = True,
+    encoder_factory: Callable[[Library, dict], Encoder] | None = None,
+) -> IndexReport:
+    """Add `paths` as roots (none: all known roots) and bring the catalog and index up to
+    date with the active model."""
+    started = time.perf_counter()
+    report = IndexReport()
+    for p in paths:
+        if not os.path.isdir(p):
+            raise ConfigError(f"{p}: not a folder")
+    with lib.lock:
+        for p in paths:
+            lib.catalog.add_root(os.path.abspath(p))
+        roots = lib.catalog.roots()
+        if not roots:
+            raise ConfigError("no folders to index yet: run `imgsearch index FOLDER`")
+        spec = lib.active_spec()
+        source = lib.resolve(spec)
+        report.model_id = source.model_id
+        plan = plan_sync(lib, roots, report)
+        lib.catalog.move_images(plan.moves)
+        lib.catalog.remove_images(plan.removed_ids)
+        lib.catalog.remove_failures(plan.stale_failures)
+        reachable = {r.id for r in roots if r.path not in report.unavailable_roots}
+        for root_id in sorted(reachable):
+            plan.work += [
+                WorkItem(root_id, r.path, r.size, r.mtime_ns, "reembed", r.id)
+                for r in lib.catalog.missing_embeddings(source.model_id, root_id)
+            ]
+        counts = None
+        embed_s = 0.0
+        if plan.work:
+            encoder = (encoder_factory or _load)(lib, spec)
+            lib.catalog.ensure_model(source.model_id, source.spec, encoder.dim)
+            embed_started = time.perf_counter()
+            counts = _embed(lib, encoder, plan.work, progress)
+            embed_s = time.perf_counter() - embed_started
+        if _complete(lib, source.model_id, reachable):
+            if not lib.store.is_current(source.model_id):
+                lib.store.rebuild(source.model_id)
+            lib.catalog.set_setting(SERVING_MODEL, source.model_id)
+            lib.set_active(source.spec)
+    report.seen, report.unchanged, report.moved = plan.seen, plan.unchanged, len(plan.moves)
+    report.removed = len(plan.removed_ids)
+    if counts is not None:
+        report.added, report.updated = counts.ok["new"], counts.ok["changed"]
+        report.failed = counts.failed
+        report.embedded = sum(counts.ok.values())
+    report.elapsed_s = round(time.perf_counter() - started, 3)
+    if embed_s:
+        # Throughput of the embedding pipeline itself, not of model loading and the scan.
+        report.images_per_s = round(report.embedded / embed_s, 2)
+    return report
+
+
+def _load(lib: Library, spec: dict) -> Encoder:
+    return lib.load_source(lib.resolve(spec))
+
+
+def _complete(lib: Library, model_id: str, root_ids: set[int]) -> bool:
+    if model_id not in {m.model_id for m in lib.catalog.models()}:
+        return False  # nothing was ever embedded with it: an empty library
+    return not any(lib.catalog.missing_embeddings(model_id, r) for r in root_ids)
+
+
+def _embed(lib: Library, encoder: Encoder, work: list[WorkItem], progress: bool):
+    from tqdm import tqdm
+
+    settings = lib.settings
+    catalog = lib.catalog
+    model_id = encoder.model_id
+
+    def write(ok: list[Decoded], vectors: np.ndarray, bad: list[Failed]) -> None:
+        again = [i for i, d in enumerate(ok) if d.item.kind == "reembed"]
+        fresh = [i for i, d in enumerate(ok) if d.item.kind != "reembed"]
+        if again:
+            catalog.add_vectors(model_id, [ok[i].item.image_id for i in again], vectors[again])
+        if fresh or bad:
+            catalog.write_batch(
+                model_id,
+                [ok[i].data for i in fresh],
+                vectors[fresh] if fresh else np.zeros((0, encoder.dim), np.float32),
+                [f.as_failure() for f in bad],
+            )
+
+    decode = make_decoder(
+        encoder.prepare, max_megapixels=settings.max_megapixels, min_side=encoder.image_size
+    )
+    with tqdm(
+        total=len(work),
+        unit="img",
+        desc="indexing",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
+        return run_pipeline(
+            work,
+            decode=decode,
+            encode=encoder.encode_pixels,
+            write=write,
+            batch_size=settings.batch_size,
+            workers=settings.decode_workers(),
+            progress=bar.update,
+        )

@@ -1,0 +1,432 @@
+"""The catalog: SQLite (WAL) through SQLAlchemy, the library's source of truth.
+
+Every public method takes and returns plain data (search.records); each write method is
+one transaction, so an interrupted run keeps exactly what was committed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from search.errors import CatalogError, NotFound
+from search.records import (
+    CaptionInfo,
+    FailureData,
+    FailureInfo,
+    FileRecord,
+    ImageData,
+    ImageMeta,
+    Manifest,
+    ModelInfo,
+    RootInfo,
+)
+from search.schema import (
+    Caption,
+    Embedding,
+    Failure,
+    Image,
+    IndexManifest,
+    Model,
+    Root,
+    Setting,
+)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def make_engine(path: Path) -> Engine:
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+        cur = dbapi_conn.cursor()
+        # WAL lets the web UI read while an index run writes; NORMAL is crash-safe in WAL.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to head; refuse a catalog written by a newer version."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    script = ScriptDirectory.from_config(cfg)
+    with engine.begin() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+            raise CatalogError(
+                f"the catalog is from a newer imgsearch (schema {current}); "
+                "upgrade imgsearch to open it"
+            )
+        if current != script.get_current_head():
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+
+class Catalog:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._session = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, path: Path) -> Catalog:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(path)
+        try:
+            migrate(engine)
+        except CatalogError:
+            engine.dispose()
+            raise
+        except Exception as exc:  # a corrupt file, a disk error: say which file
+            engine.dispose()
+            raise CatalogError(f"cannot open catalog {path}: {exc}") from exc
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _tx(self) -> Session:
+        return self._session.begin()  # type: ignore[return-value]
+
+    # -- settings -----------------------------------------------------------------------
+    def get_setting(self, key: str) -> str | None:
+        with self._session() as s:
+            return s.scalar(select(Setting.value).where(Setting.key == key))
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        with self._tx() as s:
+            s.execute(delete(Setting).where(Setting.key == key))
+            if value is not None:
+                s.add(Setting(key=key, value=value))
+
+    # -- roots --------------------------------------------------------------------------
+    def add_root(self, path: str) -> RootInfo:
+        """Add a folder. One inside an existing root is already covered (that root is
+        returned); existing roots inside the new one are folded into it, images kept."""
+        with self._tx() as s:
+            roots = list(s.scalars(select(Root)))
+            for root in roots:
+                if root.path == path or _inside(path, root.path):
+                    return RootInfo(root.id, root.path, root.added_at)
+            new = Root(path=path, added_at=utcnow())
+            s.add(new)
+            s.flush()
+            for root in roots:
+                if _inside(root.path, path):
+                    for table in (Image, Failure):
+                        s.execute(
+                            update(table).where(table.root_id == root.id).values(root_id=new.id)
+                        )
+                    s.delete(root)
+            return RootInfo(new.id, new.path, new.added_at)
+
+    def roots(self) -> list[RootInfo]:
+        counts = select(Image.root_id, func.count().label("n")).group_by(Image.root_id).subquery()
+        stmt = (
+            select(Root, func.coalesce(counts.c.n, 0))
+            .outerjoin(counts, counts.c.root_id == Root.id)
+            .order_by(Root.id)
+        )
+        with self._session() as s:
+            return [RootInfo(r.id, r.path, r.added_at, n) for r, n in s.execute(stmt)]
+
+    # -- what the indexer compares against the disk ---------------------------------------
+    def file_records(self, root_id: int) -> dict[str, FileRecord]:
+        stmt = select(Image.id, Image.path, Image.size, Image.mtime_ns, Image.content_hash).where(
+            Image.root_id == root_id
+        )
+        with self._session() as s:
+            return {row.path: FileRecord(*row) for row in s.execute(stmt)}
+
+    def failure_records(self, root_id: int) -> dict[str, tuple[int, int]]:
+        stmt = select(Failure.path, Failure.size, Failure.mtime_ns).where(
+            Failure.root_id == root_id
+        )
+        with self._session() as s:
+            return {p: (size, mt) for p, size, mt in s.execute(stmt)}
+
+    def missing_embeddings(self, model_id: str, root_id: int) -> list[FileRecord]:
+        has = select(Embedding.image_id).where(Embedding.model_id == model_id)
+        stmt = select(Image.id, Image.path, Image.size, Image.mtime_ns, Image.content_hash).where(
+            Image.root_id == root_id, Image.id.not_in(has)
+        )
+        with self._session() as s:
+            return [FileRecord(*row) for row in s.execute(stmt)]
+
+    # -- writes ---------------------------------------------------------------------------
+    def ensure_model(self, model_id: str, spec: dict, dim: int) -> None:
+        with self._tx() as s:
+            if s.get(Model, model_id) is None:
+                s.add(
+                    Model(
+                        model_id=model_id,
+                        spec=json.dumps(spec, sort_keys=True),
+                        dim=dim,
+                        revision=0,
+                        created_at=utcnow(),
+                    )
+                )
+
+    def write_batch(
+        self,
+        model_id: str,
+        images: Sequence[ImageData],
+        vectors: np.ndarray,
+        failures: Sequence[FailureData] = (),
+    ) -> list[int]:
+        """Upsert images (by path) with their vectors and record failures, atomically.
+
+        An existing path keeps its id; its vectors for other models are dropped because
+        the file's content changed. Returns the image ids in input order.
+        """
+        if len(images) != len(vectors):
+            raise ValueError("one vector per image")
+        now = utcnow()
+        ids: list[int] = []
+        with self._tx() as s:
+            paths = [im.path for im in images] + [f.path for f in failures]
+            if paths:
+                s.execute(delete(Failure).where(Failure.path.in_(paths)))
+            existing = dict(
+                s.execute(
+                    select(Image.path, Image.id).where(Image.path.in_([i.path for i in images]))
+                )
+                .tuples()
+                .all()
+            )
+            changed_ids = list(existing.values())
+            if changed_ids:
+                s.execute(delete(Embedding).where(Embedding.image_id.in_(changed_ids)))
+                self._bump_all_revisions(s)
+            for im in images:
+                values = dict(vars(im), indexed_at=now)
+                if im.path in existing:
+                    image_id = existing[im.path]
+                    s.execute(update(Image).where(Image.id == image_id).values(**values))
+                else:
+                    image_id = s.execute(insert(Image).values(**values)).inserted_primary_key[0]
+                ids.append(image_id)
+            if ids:
+                vecs = np.ascontiguousarray(vectors, dtype="<f4")
+                s.execute(
+                    insert(Embedding),
+                    [
+                        {"image_id": i, "model_id": model_id, "vector": v.tobytes()}
+                        for i, v in zip(ids, vecs)
+                    ],
+                )
+                self._bump_revision(s, model_id)
+            # A failed file that used to be a good image is no longer searchable.
+            failed_paths = [f.path for f in failures]
+            if failed_paths:
+                s.execute(delete(Image).where(Image.path.in_(failed_paths)))
+                self._bump_all_revisions(s)
+                s.execute(insert(Failure), [dict(vars(f), failed_at=now) for f in failures])
+        return ids
+
+    def add_vectors(self, model_id: str, image_ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Vectors for already-catalogued images (re-embedding with another model)."""
+        vecs = np.ascontiguousarray(vectors, dtype="<f4")
+        with self._tx() as s:
+            s.execute(
+                delete(Embedding).where(
+                    Embedding.model_id == model_id, Embedding.image_id.in_(list(image_ids))
+                )
+            )
+            s.execute(
+                insert(Embedding),
+                [
+                    {"image_id": i, "model_id": model_id, "vector": v.tobytes()}
+                    for i, v in zip(image_ids, vecs)
+                ],
+            )
+            self._bump_revision(s, model_id)
+
+    def move_images(self, moves: Iterable[tuple[int, str, int, int]]) -> None:
+        """Renamed/moved files: (id, new path, root id, mtime_ns). Ids and vectors stay."""
+        with self._tx() as s:
+            for image_id, path, root_id, mtime_ns in moves:
+                s.execute(
+                    update(Image)
+                    .where(Image.id == image_id)
+                    .values(path=path, root_id=root_id, mtime_ns=mtime_ns)
+                )
+
+    def remove_images(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self._tx() as s:
+            for start in range(0, len(ids), 500):
+                s.execute(delete(Image).where(Image.id.in_(ids[start : start + 500])))
+            self._bump_all_revisions(s)
+
+    def remove_failures(self, paths: Sequence[str]) -> None:
+        if paths:
+            with self._tx() as s:
+                s.execute(delete(Failure).where(Failure.path.in_(list(paths))))
+
+    @staticmethod
+    def _bump_revision(s: Session, model_id: str) -> None:
+        s.execute(
+            update(Model).where(Model.model_id == model_id).values(revision=Model.revision + 1)
+        )
+
+    @staticmethod
+    def _bump_all_revisions(s: Session) -> None:
+        s.execute(update(Model).values(revision=Model.revision + 1))
+
+    # -- reads for search -----------------------------------------------------------------
+    def vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """All (ids, float32 matrix) of one model, ordered by image id."""
+        stmt = (
+            select(Embedding.image_id, Embedding.vector)
+            .where(Embedding.model_id == model_id)
+            .order_by(Embedding.image_id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        flat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
+        return ids, flat.reshape(len(rows), -1).astype(np.float32, copy=False)
+
+    def vector_of(self, image_id: int, model_id: str) -> np.ndarray:
+        with self._session() as s:
+            blob = s.scalar(
+                select(Embedding.vector).where(
+                    Embedding.image_id == image_id, Embedding.model_id == model_id
+                )
+            )
+        if blob is None:
+            raise NotFound(f"image {image_id} has no vector for model {model_id}")
+        return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+    def images(self, ids: Iterable[int]) -> dict[int, ImageMeta]:
+        ids = [int(i) for i in ids]
+        out: dict[int, ImageMeta] = {}
+        with self._session() as s:
+            for start in range(0, len(ids), 500):
+                stmt = select(Image).where(Image.id.in_(ids[start : start + 500]))
+                for im in s.scalars(stmt):
+                    out[im.id] = _meta(im)
+        return out
+
+    def image(self, image_id: int) -> ImageMeta:
+        with self._session() as s:
+            im = s.get(Image, image_id)
+            if im is None:
+                raise NotFound(f"no image with id {image_id}")
+            return _meta(im)
+
+    def filter_ids(
+        self,
+        path_prefix: str | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+    ) -> np.ndarray:
+        stmt = select(Image.id)
+        if path_prefix:
+            # LIKE would treat % and _ in real folder names as wildcards; substr does not.
+            stmt = stmt.where(func.substr(Image.path, 1, len(path_prefix)) == path_prefix)
+        if after is not None:
+            stmt = stmt.where(Image.date >= after)
+        if before is not None:
+            stmt = stmt.where(Image.date < before)
+        with self.engine.connect() as conn:
+            return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+
+    def image_count(self) -> int:
+        with self._session() as s:
+            return s.scalar(select(func.count()).select_from(Image)) or 0
+
+    def failures(self) -> list[FailureInfo]:
+        with self._session() as s:
+            rows = s.scalars(select(Failure).order_by(Failure.path))
+            return [FailureInfo(f.path, f.reason, f.failed_at) for f in rows]
+
+    # -- models and index manifests -------------------------------------------------------
+    def models(self) -> list[ModelInfo]:
+        counts = (
+            select(Embedding.model_id, func.count().label("n"))
+            .group_by(Embedding.model_id)
+            .subquery()
+        )
+        stmt = select(Model, func.coalesce(counts.c.n, 0)).outerjoin(
+            counts, counts.c.model_id == Model.model_id
+        )
+        with self._session() as s:
+            return [
+                ModelInfo(m.model_id, json.loads(m.spec), m.dim, m.revision, n)
+                for m, n in s.execute(stmt)
+            ]
+
+    def model(self, model_id: str) -> ModelInfo:
+        for info in self.models():
+            if info.model_id == model_id:
+                return info
+        raise NotFound(f"unknown model {model_id}")
+
+    def manifest(self, model_id: str) -> Manifest | None:
+        with self._session() as s:
+            m = s.get(IndexManifest, model_id)
+            return None if m is None else _manifest(m)
+
+    def set_manifest(self, manifest: Manifest) -> None:
+        with self._tx() as s:
+            s.merge(IndexManifest(**vars(manifest)))
+
+    # -- captions -------------------------------------------------------------------------
+    def add_caption(self, image_id: int, text: str, source: str = "user") -> CaptionInfo:
+        with self._tx() as s:
+            if s.get(Image, image_id) is None:
+                raise NotFound(f"no image with id {image_id}")
+            cap = Caption(image_id=image_id, text=text, source=source, created_at=utcnow())
+            s.add(cap)
+            s.flush()
+            return CaptionInfo(cap.id, cap.image_id, cap.text, cap.source, cap.created_at)
+
+    def captions(self, image_id: int | None = None) -> list[CaptionInfo]:
+        stmt = select(Caption).order_by(Caption.id)
+        if image_id is not None:
+            stmt = stmt.where(Caption.image_id == image_id)
+        with self._session() as s:
+            return [
+                CaptionInfo(c.id, c.image_id, c.text, c.source, c.created_at)
+                for c in s.scalars(stmt)
+            ]
+
+
+def _inside(path: str, root: str) -> bool:
+    return path.startswith(root.rstrip("/") + "/")
+
+
+def _meta(im: Image) -> ImageMeta:
+    return ImageMeta(
+        im.id, im.root_id, im.path, im.size, im.mtime_ns, im.width, im.height, im.taken_at, im.date
+    )
+
+
+def _manifest(m: IndexManifest) -> Manifest:
+    return Manifest(
+        m.model_id, m.generation, m.filename, m.kind, m.count, m.checksum, m.revision, m.built_at
+    )

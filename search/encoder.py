@@ -1,0 +1,171 @@
+"""The Encoder seam: texts and images in, L2-normalised float32 arrays out.
+
+`prepare` (PIL → uint8 pixels at model resolution) runs in decoding threads; the model only
+ever sees whole uint8 batches, which it normalises on its own device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+from search.errors import ModelError
+from search.modelspec import ModelSource, register_bundled_configs
+
+_PIL_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}
+
+
+class Encoder(Protocol):
+    model_id: str
+    dim: int
+    image_size: int
+
+    def prepare(self, image: Image.Image) -> np.ndarray: ...
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray: ...
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+
+def prepare_pixels(
+    image: Image.Image, size: int, resize_mode: str = "shortest", resample: str = "bicubic"
+) -> np.ndarray:
+    """Resize + centre-crop like open_clip's eval transform, but to uint8 HxWx3.
+
+    Matches torchvision's Resize(size) + CenterCrop(size) on a PIL image pixel for pixel.
+    """
+    method = _PIL_RESAMPLE.get(resample, Image.Resampling.BICUBIC)
+    w, h = image.size
+    if resize_mode == "squash":
+        return np.asarray(image.resize((size, size), method), dtype=np.uint8)
+    if resize_mode == "longest":
+        scale = size / max(w, h)
+        new = (max(1, round(w * scale)), max(1, round(h * scale)))
+        canvas = Image.new("RGB", (size, size))
+        canvas.paste(image.resize(new, method), ((size - new[0]) // 2, (size - new[1]) // 2))
+        return np.asarray(canvas, dtype=np.uint8)
+    if w <= h:
+        new_w, new_h = size, int(size * h / w)
+    else:
+        new_w, new_h = int(size * w / h), size
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), method)
+    left = int(round((new_w - size) / 2.0))
+    top = int(round((new_h - size) / 2.0))
+    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("--device cuda was asked for, but no CUDA device is available")
+    return device
+
+
+class ClipEncoder:
+    def __init__(self, model, tokenizer, source: ModelSource, device: str) -> None:
+        import open_clip
+        import torch
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source
+        self.model_id = source.model_id
+        self.device = device
+        cfg = {**open_clip.get_model_preprocess_cfg(model), **source.preprocess}
+        size = cfg.get("size", 224)
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.resize_mode = cfg.get("resize_mode", "shortest")
+        self.resample = cfg.get("interpolation", "bicubic")
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(cfg.get("mean", open_clip.OPENAI_DATASET_MEAN)).view(shape)
+        self._std = torch.tensor(cfg.get("std", open_clip.OPENAI_DATASET_STD)).view(shape)
+        self._mean, self._std = self._mean.to(device), self._std.to(device)
+        self.dim = int(self.encode_texts(["a"]).shape[1])
+
+    def _autocast(self):
+        import torch
+
+        if self.device.startswith("cuda"):
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.autocast("cuda", dtype=dtype)
+        return contextlib.nullcontext()
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        return prepare_pixels(image, self.image_size, self.resize_mode, self.resample)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (B, H, W, 3) → normalised float32 (B, D)."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0).sub_(self._mean).div_(self._std)
+            out = self.model.encode_image(x)
+        return _normalise(out)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            tokens = self.tokenizer(list(texts)).to(self.device)
+            out = self.model.encode_text(tokens)
+        return _normalise(out)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.encode_pixels(np.stack([self.prepare(im) for im in images]))
+
+
+def _normalise(out) -> np.ndarray:
+    arr = out.float().cpu().numpy().astype(np.float32, copy=False)
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    return arr / np.maximum(norms, 1e-12)
+
+
+def build_model(source: ModelSource, device: str = "cpu"):
+    """(model, tokenizer) for a resolved source; weights load without unpickling code."""
+    import open_clip
+    import torch
+
+    register_bundled_configs()
+    pretrained = str(source.weights) if source.weights else None
+    try:
+        # open_clip logs a root-logger warning for deliberate random init; not news here.
+        with torch.random.fork_rng(devices=[]), _quiet_logging():
+            if source.seed is not None:
+                torch.manual_seed(source.seed % (2**63))
+            model = open_clip.create_model(
+                source.name, pretrained=pretrained, device=device, weights_only=True
+            )
+        tokenizer = open_clip.get_tokenizer(source.name)
+    except Exception as exc:  # open_clip raises RuntimeError/ValueError/pickle errors alike
+        raise ModelError(f"cannot load model {source.model_id}: {exc}") from exc
+    return model, tokenizer
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def load_encoder(source: ModelSource, device: str = "auto") -> ClipEncoder:
+    device = pick_device(device)
+    model, tokenizer = build_model(source, device)
+    model.eval()
+    return ClipEncoder(model, tokenizer, source, device)

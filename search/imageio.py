@@ -1,0 +1,250 @@
+"""Decode untrusted image files into upright 8-bit RGB, refusing anything unsafe.
+
+Photo libraries hold truncated downloads, decompression bombs, 16-bit scans, CMYK prints
+and phone pictures stored sideways. Everything here either returns a fully loaded RGB
+image or raises ``ImageDecodeError`` with a short reason the user can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from search.errors import ImageDecodeError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+)
+
+DEFAULT_MAX_MEGAPIXELS = 100.0
+
+# Only the formats above may be sniffed: without this list Pillow would also try exotic
+# plugins (EPS even shells out to Ghostscript) on whatever bytes a file holds. Camera JPEGs
+# with a multi-picture index still open (as format "MPO") through the JPEG entry.
+_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+_ORIENTATION = 0x0112
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 36867
+_DATETIME = 306
+
+# EXIF orientation -> the transpose that makes the picture upright (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+# Pillow's plugins report malformed data with any of these, depending on the format.
+_CORRUPT_DATA_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    struct.error,
+    zlib.error,
+)
+
+_HIGH_BIT_DEPTH = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+Source = str | os.PathLike | BinaryIO
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image  # mode "RGB", upright, possibly reduced (see ``min_side``)
+    width: int  # full-resolution size, upright
+    height: int
+    taken_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Header:
+    width: int  # upright
+    height: int
+    taken_at: datetime | None
+    orientation: int
+
+
+def load_image(
+    source: Source,
+    *,
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    min_side: int | None = None,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> DecodedImage:
+    """Decode ``source`` (a path, or a seekable binary file read from its start).
+
+    With ``min_side`` the image may come back smaller than the file, but its shorter side
+    stays >= ``min_side``: JPEGs are DCT-scaled while decoding, other formats box-reduced
+    after. Transparent pixels are composited onto ``background`` so results are repeatable.
+    """
+    if min_side is not None and min_side < 1:
+        raise ValueError(f"min_side must be >= 1, got {min_side}")
+    with (
+        _open(source) as (fp, path),
+        _decode_errors(fp, path),
+        Image.open(fp, formats=_FORMATS) as im,
+    ):
+        header = _read_header(im, max_megapixels, path)
+        if min_side is not None:
+            # Draft only ever shrinks by 1/2, 1/4 or 1/8 while staying >= the requested size.
+            im.draft("RGB", (min_side, min_side))
+        # Force the decode here, so truncated data raises now and inside the error mapping.
+        im.load()
+    # Outside the error mapping on purpose: every mode a decoder yields converts, so a
+    # failure here is a bug to surface, not a bad file.
+    rgb = _to_rgb(im, background)
+    if min_side is not None and (factor := min(rgb.size) // min_side) >= 2:
+        rgb = rgb.reduce(factor)
+    if header.orientation != 1:
+        rgb = rgb.transpose(_UPRIGHT[header.orientation])
+    return DecodedImage(rgb, header.width, header.height, header.taken_at)
+
+
+def image_info(
+    source: Source, *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
+) -> tuple[int, int, datetime | None]:
+    """Upright ``(width, height, taken_at)`` from the file header, without decoding pixels."""
+    with (
+        _open(source) as (fp, path),
+        _decode_errors(fp, path),
+        Image.open(fp, formats=_FORMATS) as im,
+    ):
+        header = _read_header(im, max_megapixels, path)
+    return header.width, header.height, header.taken_at
+
+
+@contextmanager
+def _open(source: Source) -> Iterator[tuple[BinaryIO, str | None]]:
+    if not isinstance(source, (str, os.PathLike)):
+        yield source, None  # the caller owns the file object and closes it
+        return
+    path = os.fsdecode(source)
+    # Not a with around the yield: that would also catch, and mislabel as unreadable, the
+    # OSErrors raised while the caller decodes.
+    try:
+        fp = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}", path) from exc
+    with fp:
+        yield fp, path
+
+
+@contextmanager
+def _decode_errors(fp: BinaryIO, path: str | None) -> Iterator[None]:
+    """Turn everything Pillow raises on hostile input into ``ImageDecodeError``."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above ~89 MP; our own cap (checked from the header) is the policy,
+            # so the warning must neither be printed nor, as an error, undercut that cap.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    except Image.DecompressionBombError as exc:
+        # Raised inside Image.open above 2 * MAX_IMAGE_PIXELS, before we see the size.
+        limit = 2 * Image.MAX_IMAGE_PIXELS / 1e6
+        raise ImageDecodeError(f"too large: more than {limit:.0f} MP", path) from exc
+    except UnidentifiedImageError as exc:  # must precede OSError, which it subclasses
+        reason = "empty file" if _is_empty(fp) else "not an image (unidentified format)"
+        raise ImageDecodeError(reason, path) from exc
+    except _CORRUPT_DATA_ERRORS as exc:
+        raise ImageDecodeError(f"truncated or corrupt image data: {exc}", path) from exc
+
+
+def _is_empty(fp: BinaryIO) -> bool:
+    try:
+        return fp.seek(0, os.SEEK_END) == 0
+    except (OSError, ValueError):  # unseekable or already closed
+        return False
+
+
+def _read_header(im: Image.Image, max_megapixels: float, path: str | None) -> _Header:
+    width, height = im.size
+    megapixels = width * height / 1e6
+    if megapixels > max_megapixels:
+        raise ImageDecodeError(
+            f"too large: {megapixels:.1f} MP > {max_megapixels:g} MP limit", path
+        )
+    exif = _read_exif(im)
+    orientation = exif.get(_ORIENTATION, 1)
+    if not isinstance(orientation, int) or orientation not in _UPRIGHT:
+        orientation = 1
+    if orientation in _QUARTER_TURNS:
+        width, height = height, width
+    taken = _exif_value(exif.get_ifd(_EXIF_IFD), _DATETIME_ORIGINAL) or _exif_value(exif, _DATETIME)
+    return _Header(width, height, _parse_exif_datetime(taken), orientation)
+
+
+def _read_exif(im: Image.Image) -> Image.Exif:
+    # PngImageFile.getexif() decodes every pixel to look for an eXIf chunk after the image
+    # data; only trust one found in the header, so image_info stays cheap and agrees with
+    # load_image.
+    if im.format == "PNG" and "exif" not in im.info:
+        return Image.Exif()
+    try:
+        exif = im.getexif()
+        exif.get_ifd(_EXIF_IFD)  # parse the sub-IFD now, so damage there is caught here too
+    except Exception:  # metadata is optional: broken EXIF must not cost the user a photo
+        return Image.Exif()
+    return exif
+
+
+def _exif_value(tags: Image.Exif | dict, tag: int) -> str | None:
+    value = tags.get(tag)
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return value.strip("\x00 ") if isinstance(value, str) else None
+
+
+def _parse_exif_datetime(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    # The standard says "YYYY:MM:DD HH:MM:SS"; some editors write dashes in the date.
+    for fmt in ("%Y:%m:%d %H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(text[:19], fmt)
+        except ValueError:
+            continue
+    return None  # includes the "0000:00:00 00:00:00" cameras write when the clock is unset
+
+
+def _to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """A new, independent RGB image (never the file-backed ``im`` itself)."""
+    if im.mode in _HIGH_BIT_DEPTH:
+        im = _to_8bit_gray(im)
+    if im.has_transparency_data:
+        rgba = im.convert("RGBA")  # also applies palette / tRNS transparency
+        out = Image.new("RGB", im.size, background)
+        out.paste(rgba, mask=rgba.getchannel("A"))
+        return out
+    return im.convert("RGB")  # CMYK (Adobe-inverted too), L, 1, P, YCbCr; RGB -> copy
+
+
+def _to_8bit_gray(im: Image.Image) -> Image.Image:
+    # Pillow's own convert() clips these to 0..255, which turns a 16-bit photo white.
+    arr = np.asarray(im)
+    if im.mode == "F":
+        arr = np.nan_to_num(arr)
+        # Float images are conventionally 0..1; larger values are taken as 0..255 already.
+        if arr.max(initial=0.0) <= 1.0:
+            arr = arr * 255
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    # Pillow also uses "I" for 16-bit PNGs (older versions) and TIFFs, so treat it as 16-bit;
+    # 65535 // 257 == 255 maps that range exactly.
+    return Image.fromarray((np.clip(arr, 0, 65535) // 257).astype(np.uint8))

@@ -1,0 +1,94 @@
+"""FAISS index files per model: generations on disk, a manifest row in the catalog.
+
+The catalog holds the vectors; an index file is a cache of them. A file that is missing,
+fails its checksum or disagrees with its manifest is rebuilt, never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from pathlib import Path
+
+from search.catalog import Catalog, utcnow
+from search.lock import IndexLock
+from search.records import Manifest
+from search.vectorindex import VectorIndex
+
+
+def _slug(model_id: str) -> str:
+    readable = re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_")[:60]
+    return f"{readable}-{hashlib.sha256(model_id.encode()).hexdigest()[:8]}"
+
+
+class IndexStore:
+    def __init__(self, catalog: Catalog, index_dir: Path, lock: IndexLock | None = None) -> None:
+        self.catalog = catalog
+        self.index_dir = index_dir
+        self.lock = lock
+        # Readers in several threads (the web UI) share one loaded index per model.
+        self._loaded: dict[str, tuple[Manifest, VectorIndex]] = {}
+        self._mutex = threading.Lock()
+
+    def rebuild(self, model_id: str) -> Manifest:
+        """Write a new generation from the catalog's vectors and point the manifest at it."""
+        revision = self.catalog.model(model_id).revision
+        ids, vectors = self.catalog.vectors(model_id)
+        index = VectorIndex.build(ids, vectors)
+        old = self.catalog.manifest(model_id)
+        generation = (old.generation + 1) if old else 1
+        filename = f"{_slug(model_id)}.{generation}.faiss"
+        checksum = index.save(self.index_dir / filename)
+        manifest = Manifest(
+            model_id, generation, filename, index.kind, len(index), checksum, revision, utcnow()
+        )
+        self.catalog.set_manifest(manifest)
+        if old and old.filename != filename:
+            # Readers that loaded the old file hold it in memory; the file itself can go.
+            (self.index_dir / old.filename).unlink(missing_ok=True)
+        with self._mutex:
+            self._loaded[model_id] = (manifest, index)
+        return manifest
+
+    def is_current(self, model_id: str) -> bool:
+        manifest = self.catalog.manifest(model_id)
+        return manifest is not None and self._fresh(manifest)
+
+    def get(self, model_id: str) -> tuple[Manifest, VectorIndex]:
+        """The index to serve for a model.
+
+        A manifest behind the catalog is served as is while an index run holds the lock
+        (it rebuilds at the end, and a reader must not race it); otherwise it is rebuilt.
+        Hits are always re-checked against the catalog, and ids are never reused, so a
+        snapshot can miss new images but never names the wrong one.
+        """
+        manifest = self.catalog.manifest(model_id)
+        if manifest is not None and (self._fresh(manifest) or self._busy()):
+            with self._mutex:
+                cached = self._loaded.get(model_id)
+            if cached and cached[0].checksum == manifest.checksum:
+                return cached
+            loaded = self._load(manifest)
+            if loaded is not None:
+                with self._mutex:
+                    self._loaded[model_id] = (manifest, loaded)
+                return manifest, loaded
+        manifest = self.rebuild(model_id)
+        return manifest, self._loaded[model_id][1]
+
+    def _fresh(self, manifest: Manifest) -> bool:
+        return manifest.revision == self.catalog.model(manifest.model_id).revision
+
+    def _busy(self) -> bool:
+        return self.lock is not None and self.lock.held_elsewhere()
+
+    def _load(self, manifest: Manifest) -> VectorIndex | None:
+        path = self.index_dir / manifest.filename
+        try:
+            index, checksum = VectorIndex.load(path)
+        except (OSError, RuntimeError):
+            return None
+        if checksum != manifest.checksum or len(index) != manifest.count:
+            return None
+        return index

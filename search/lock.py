@@ -1,0 +1,52 @@
+"""One index run per library at a time, and a way for readers to see one is running."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from search.errors import ImgsearchError
+
+
+class IndexLock:
+    def __init__(self, home: Path) -> None:
+        self.path = home / "index.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ImgsearchError(
+                "another `imgsearch index` is running on this library; wait for it to finish"
+            ) from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> IndexLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def held_elsewhere(self) -> bool:
+        if self._fd is not None or not self.path.exists():
+            return False
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops the shared lock too
+        return False

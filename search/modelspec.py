@@ -1,0 +1,225 @@
+"""Resolve a user's model spec (DESIGN.md "Models") into something open_clip can load.
+
+Nothing here imports torch: resolution, fingerprints and the offline check are cheap, so a
+command that has nothing to embed never pays for loading a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from search.errors import ModelError
+from search.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED
+
+BUNDLED_CONFIGS = Path(__file__).resolve().parent / "model_configs"
+NO_WEIGHTS = ("none", "random", "")
+# What `train` writes into models/NAME/ besides the weights; also what a hub repo holds.
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+SIDECAR = "imgsearch.json"
+WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Everything needed to build a model, plus its identity."""
+
+    name: str  # open_clip model name: an architecture, or "local-dir:PATH"
+    weights: Path | None  # full checkpoint to load (None: local-dir or random init)
+    model_id: str  # architecture + weights fingerprint; vectors are stored under it
+    spec: dict  # {"model": ..., "pretrained": ...}: resolves to this source again
+    preprocess: dict = field(default_factory=dict)  # overrides from the pretrained tag
+    seed: int | None = None  # random init is seeded so every load gives the same model
+
+
+def file_digest(path: Path, length: int = 12) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def resolve(
+    model: str | None, pretrained: str | None, *, models_dir: Path, cache_dir: Path
+) -> ModelSource:
+    model = model or DEFAULT_MODEL
+    if model == DEFAULT_MODEL and pretrained is None:
+        pretrained = DEFAULT_PRETRAINED
+    spec = {"model": model, "pretrained": pretrained}
+
+    if model.startswith("hf-hub:"):
+        return _from_hub(model[len("hf-hub:") :], spec, cache_dir)
+    saved = models_dir / model
+    if "/" not in model and (saved / OPEN_CLIP_CONFIG).is_file():
+        return _from_dir(saved, {"model": model, "pretrained": None})
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return _from_dir(path.resolve(), {"model": str(path.resolve()), "pretrained": None})
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise ModelError(f"model config {path} does not exist")
+        return _from_config_file(path.resolve(), pretrained, spec, cache_dir)
+    return _from_architecture(model, pretrained, spec, cache_dir)
+
+
+def register_bundled_configs() -> None:
+    import open_clip
+
+    if "imgsearch-tiny" not in open_clip.list_models():
+        open_clip.add_model_config(BUNDLED_CONFIGS)
+
+
+def _from_architecture(
+    arch: str, pretrained: str | None, spec: dict, cache_dir: Path
+) -> ModelSource:
+    import open_clip
+
+    register_bundled_configs()
+    if arch not in open_clip.list_models():
+        raise ModelError(
+            f"unknown model {arch!r}: not an open_clip architecture, a saved model, a "
+            "directory, an hf-hub: id or a config .json (see `imgsearch models`)"
+        )
+    if pretrained is None:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        pretrained = tags[0] if tags else "none"
+        spec = {**spec, "pretrained": pretrained}
+    if pretrained.lower() in NO_WEIGHTS:
+        cfg = open_clip.get_model_config(arch)
+        digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+        return ModelSource(arch, None, f"{arch}/random:{digest}", spec, seed=int(digest, 16))
+    file = Path(pretrained).expanduser()
+    if file.is_file():
+        return ModelSource(arch, file.resolve(), f"{arch}/sha256:{file_digest(file)}", spec)
+    pcfg = open_clip.get_pretrained_cfg(arch, pretrained)
+    if not pcfg:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+        raise ModelError(
+            f"--pretrained {pretrained!r} is neither a file nor a known tag for {arch} "
+            f"(known: {tags}; or 'none' for random init)"
+        )
+    weights = _fetch_pretrained(arch, pretrained, pcfg, cache_dir)
+    keep = ("mean", "std", "interpolation", "resize_mode")
+    return ModelSource(
+        arch, weights, f"{arch}/{pretrained}", spec, {k: pcfg[k] for k in keep if k in pcfg}
+    )
+
+
+def _from_config_file(
+    path: Path, pretrained: str | None, spec: dict, cache_dir: Path
+) -> ModelSource:
+    import open_clip
+
+    try:
+        cfg = json.loads(path.read_text())
+        cfg = cfg.get("model_cfg", cfg)
+        _ = cfg["vision_cfg"], cfg["text_cfg"], cfg["embed_dim"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{path} is not an open_clip model config: {exc}") from exc
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    # Registered under a content-derived name so it can never shadow a built-in architecture.
+    arch = f"custom-{digest}"
+    if arch not in open_clip.list_models():
+        copy = cache_dir / "configs" / f"{arch}.json"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(json.dumps(cfg))
+        open_clip.add_model_config(copy)
+    spec = {"model": str(path), "pretrained": pretrained}
+    if pretrained is None or pretrained.lower() in NO_WEIGHTS:
+        return ModelSource(arch, None, f"{arch}/random:{digest}", spec, seed=int(digest, 16))
+    file = Path(pretrained).expanduser()
+    if not file.is_file():
+        raise ModelError(f"--pretrained {pretrained}: no such weights file")
+    return ModelSource(arch, file.resolve(), f"{arch}/sha256:{file_digest(file)}", spec)
+
+
+def _from_dir(path: Path, spec: dict) -> ModelSource:
+    if not (path / OPEN_CLIP_CONFIG).is_file():
+        raise ModelError(f"{path} is not a saved model (no {OPEN_CLIP_CONFIG})")
+    weights = next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
+    if weights is None:
+        raise ModelError(f"{path} has no weights ({' or '.join(WEIGHT_FILES)})")
+    model_id = None
+    if (path / SIDECAR).is_file():
+        model_id = json.loads((path / SIDECAR).read_text()).get("model_id")
+    model_id = model_id or f"{path.name}/sha256:{file_digest(weights)}"
+    return ModelSource(f"local-dir:{path}", None, model_id, spec)
+
+
+def _from_hub(repo: str, spec: dict, cache_dir: Path) -> ModelSource:
+    from huggingface_hub import hf_hub_download
+
+    def get(filename: str, local_only: bool) -> Path:
+        return Path(
+            hf_hub_download(repo, filename, cache_dir=cache_dir, local_files_only=local_only)
+        )
+
+    files = []
+    for local_only in (True, False):
+        try:
+            config = get(OPEN_CLIP_CONFIG, local_only)
+            for name in WEIGHT_FILES:
+                try:
+                    files = [config, get(name, local_only)]
+                    break
+                except Exception:  # noqa: BLE001 - try the next weights file name
+                    continue
+        except Exception:  # noqa: BLE001 - not cached; go online below
+            pass
+        if files:
+            break
+        _require_network("huggingface.co", f"hf-hub:{repo}", cache_dir)
+    if not files:
+        raise ModelError(f"hf-hub:{repo} has no open_clip config and weights")
+    snapshot = files[0].parent  # the snapshot folder is named by the repo's commit
+    return ModelSource(f"local-dir:{snapshot}", None, f"hf-hub:{repo}@{snapshot.name[:12]}", spec)
+
+
+def _fetch_pretrained(arch: str, tag: str, pcfg: dict, cache_dir: Path) -> Path:
+    """The tag's weights file, from the cache or downloaded; fails in seconds offline."""
+    import open_clip
+    from huggingface_hub import hf_hub_download
+
+    hub = pcfg.get("hf_hub", "")
+    if hub:
+        # open_clip writes "org/repo/file" or "org/repo/" (the repo's default file name).
+        repo, filename = os.path.split(hub)
+        names = [filename] if filename else list(WEIGHT_FILES)
+        for name in [n[:-4] + ".safetensors" for n in names if n.endswith(".bin")] + names:
+            try:
+                return Path(hf_hub_download(repo, name, cache_dir=cache_dir, local_files_only=True))
+            except Exception:  # noqa: BLE001 - not cached under this name
+                continue
+        _require_network("huggingface.co", f"{arch} ({tag})", cache_dir)
+    else:
+        url = pcfg.get("url", "")
+        cached = cache_dir / os.path.basename(url)
+        if cached.is_file():
+            return cached
+        _require_network(urlparse(url).hostname or "", f"{arch} ({tag})", cache_dir)
+    try:
+        return Path(open_clip.download_pretrained(pcfg, cache_dir=str(cache_dir)))
+    except Exception as exc:
+        raise ModelError(f"downloading weights for {arch} ({tag}) failed: {exc}") from exc
+
+
+def _require_network(host: str, what: str, cache_dir: Path) -> None:
+    from huggingface_hub import constants
+
+    reason = "offline mode (HF_HUB_OFFLINE)" if constants.HF_HUB_OFFLINE else None
+    if reason is None:
+        try:
+            socket.create_connection((host, 443), timeout=3).close()
+        except OSError as exc:
+            reason = f"cannot reach {host}: {exc.strerror or exc}"
+    if reason:
+        raise ModelError(
+            f"weights for {what} are not cached in {cache_dir} and cannot be downloaded "
+            f"({reason}); pass a local weights file with --pretrained FILE"
+        )

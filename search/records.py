@@ -1,0 +1,99 @@
+"""Plain data passed across module seams (ORM objects stay inside search.catalog)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class RootInfo:
+    id: int
+    path: str
+    added_at: datetime
+    image_count: int = 0
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the indexer needs to decide whether a file on disk changed."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A decoded file's metadata, ready to be written with its vector."""
+
+    root_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    width: int
+    height: int
+    taken_at: datetime | None
+    date: datetime
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    id: int
+    root_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    width: int
+    height: int
+    taken_at: datetime | None
+    date: datetime
+
+
+@dataclass(frozen=True)
+class FailureData:
+    root_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class FailureInfo:
+    path: str
+    reason: str
+    failed_at: datetime
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_id: str
+    spec: dict
+    dim: int
+    revision: int
+    vectors: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model_id: str
+    generation: int
+    filename: str
+    kind: str
+    count: int
+    checksum: str
+    revision: int
+    built_at: datetime
+
+
+@dataclass(frozen=True)
+class CaptionInfo:
+    id: int
+    image_id: int
+    text: str
+    source: str
+    created_at: datetime

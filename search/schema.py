@@ -1,0 +1,137 @@
+"""SQLAlchemy 2 typed models of the catalog. ORM objects never leave search.catalog."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# A naming convention gives every constraint a stable name, which batch migrations on
+# SQLite need to alter tables.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Root(Base):
+    __tablename__ = "roots"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Image(Base):
+    __tablename__ = "images"
+    # AUTOINCREMENT: ids are FAISS ids and URLs, so a deleted image's id is never reused.
+    __table_args__ = (
+        Index("ix_images_root_id_path", "root_id", "path"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root_id: Mapped[int] = mapped_column(ForeignKey("roots.id", ondelete="CASCADE"))
+    # Absolute path as found under the root (not resolved), unique across the library.
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    # Partial-content hash: lets a renamed or moved file keep its id and vectors.
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # EXIF capture time when known, else the file's mtime: what date filters and sorts use.
+    date: Mapped[datetime] = mapped_column(DateTime, index=True)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Embedding(Base):
+    __tablename__ = "embeddings"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    # float32, L2-normalised, little-endian.
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Model(Base):
+    """Every model that has embedded something, with the spec that loads it again."""
+
+    __tablename__ = "models"
+
+    model_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    spec: Mapped[str] = mapped_column(Text)  # JSON: {"model": ..., "pretrained": ...}
+    dim: Mapped[int] = mapped_column(Integer)
+    # Bumped in every transaction that changes this model's vectors; the index manifest
+    # records the revision it was built from, so a stale index file is detected.
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class IndexManifest(Base):
+    __tablename__ = "index_manifest"
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True
+    )
+    generation: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(40))
+    count: Mapped[int] = mapped_column(Integer)
+    checksum: Mapped[str] = mapped_column(String(64))
+    revision: Mapped[int] = mapped_column(Integer)
+    built_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Failure(Base):
+    __tablename__ = "failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root_id: Mapped[int] = mapped_column(ForeignKey("roots.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    failed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Caption(Base):
+    __tablename__ = "captions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(40), default="user")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Setting(Base):
+    """Library-wide state: the active model spec, the serving model id."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,117 @@
+"""One frozen Settings object, built at the edge: defaults <- IMGSEARCH_* env <- flags.
+
+Nothing below the CLI or the web app factory reads the environment; they receive this.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from search.errors import ConfigError
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+
+
+def default_home() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("imgsearch", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=default_home)
+    # None means "the library's active model" (set by `use`), else DEFAULT_MODEL.
+    model: str | None = None
+    pretrained: str | None = None
+    device: str = "auto"
+    batch_size: int = 32
+    # Decoding threads; 0 picks one per CPU core.
+    workers: int = 0
+    max_megapixels: float = 100.0
+    exclude: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 8765
+    verbose: bool = False
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.home / "catalog.db"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.home / "thumbs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    def decode_workers(self) -> int:
+        return self.workers if self.workers > 0 else max(1, os.cpu_count() or 1)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **flags: object) -> Settings:
+        """Defaults, overridden by ``IMGSEARCH_<FIELD>`` variables, overridden by flags.
+
+        Flags whose value is None count as "not given".
+        """
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"IMGSEARCH_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, raw)
+        unknown = set(flags) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in flags.items() if v is not None})
+        if "home" in values:
+            values["home"] = Path(values["home"]).expanduser().absolute()  # type: ignore[arg-type]
+        if "exclude" in values and isinstance(values["exclude"], list):
+            values["exclude"] = tuple(values["exclude"])
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def validate(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
+        if self.batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        if self.workers < 0:
+            raise ConfigError("--workers must be 0 (one per core) or more")
+        if self.max_megapixels <= 0:
+            raise ConfigError("--max-megapixels must be positive")
+
+
+def _coerce(name: str, raw: str) -> object:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind == "Path":
+            return Path(raw)
+        if name == "exclude":
+            return tuple(p for p in raw.split(os.pathsep) if p)
+    except ValueError as exc:
+        raise ConfigError(f"IMGSEARCH_{name.upper()}={raw!r} is not a valid {kind}") from exc
+    return raw
