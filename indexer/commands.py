@@ -30,9 +30,8 @@ def register_index(sub) -> None:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from search.library import Library
-
     from indexer.sync import sync
+    from search.library import Library
 
     settings = settings_from(
         args,
@@ -58,6 +57,7 @@ def run_index(args: argparse.Namespace) -> int:
         if report.failed:
             print("see `imgsearch failures` for the reasons", file=sys.stderr)
     for root in report.unavailable_roots:
-        print(f"imgsearch: warning: {root} is missing or empty; its images were kept",
-              file=sys.stderr)
+        print(
+            f"imgsearch: warning: {root} is missing or empty; its images were kept", file=sys.stderr
+        )
     return 0

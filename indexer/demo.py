@@ -26,20 +26,19 @@ def register_demo(sub) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from search.library import Library
-    from search.query import SearchRequest
-
     from indexer.sync import sync
     from indexer.synthetic import generate, write_pairs
+    from search.library import Library
+    from search.query import SearchRequest
 
     out = Path(args.out).absolute()
     images = out / "images"
     samples = generate(images, args.n, seed=args.seed, progress=True)
     write_pairs(samples, out / "pairs.csv")
     print(f"generated {len(samples)} captioned images in {images} (pairs: {out / 'pairs.csv'})")
-    settings = settings_from(
-        args, model="imgsearch-tiny", pretrained="none", device="cpu"
-    ).with_(home=Path(args.home).absolute() if args.home else out / "library")
+    settings = settings_from(args, model="imgsearch-tiny", pretrained="none", device="cpu").with_(
+        home=Path(args.home).absolute() if args.home else out / "library"
+    )
     with Library(settings) as lib:
         report = sync(lib, [str(images)])
         print(

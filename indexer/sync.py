@@ -131,14 +131,15 @@ def sync(
         if not os.path.isdir(p):
             raise ConfigError(f"{p}: not a folder")
     with lib.lock:
+        # Resolve the model first: a model that cannot load must not leave half a change.
+        spec = lib.active_spec()
+        source = lib.resolve(spec)
+        report.model_id = source.model_id
         for p in paths:
             lib.catalog.add_root(os.path.abspath(p))
         roots = lib.catalog.roots()
         if not roots:
             raise ConfigError("no folders to index yet: run `imgsearch index FOLDER`")
-        spec = lib.active_spec()
-        source = lib.resolve(spec)
-        report.model_id = source.model_id
         plan = plan_sync(lib, roots, report)
         lib.catalog.move_images(plan.moves)
         lib.catalog.remove_images(plan.removed_ids)

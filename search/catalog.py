@@ -206,13 +206,8 @@ class Catalog:
             paths = [im.path for im in images] + [f.path for f in failures]
             if paths:
                 s.execute(delete(Failure).where(Failure.path.in_(paths)))
-            existing = dict(
-                s.execute(
-                    select(Image.path, Image.id).where(Image.path.in_([i.path for i in images]))
-                )
-                .tuples()
-                .all()
-            )
+            stmt = select(Image.path, Image.id).where(Image.path.in_([i.path for i in images]))
+            existing = {path: image_id for path, image_id in s.execute(stmt)}
             changed_ids = list(existing.values())
             if changed_ids:
                 s.execute(delete(Embedding).where(Embedding.image_id.in_(changed_ids)))

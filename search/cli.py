@@ -64,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imgsearch: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("imgsearch: interrupted; what was committed is kept, re-run to finish", file=sys.stderr)
+        print(
+            "imgsearch: interrupted; what was committed is kept, re-run to finish", file=sys.stderr
+        )
         return 130
 
 

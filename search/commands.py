@@ -206,9 +206,11 @@ def run_models(args: argparse.Namespace) -> int:
             for m in lib.catalog.models()
         ]
         models_dir = lib.settings.models_dir
-        saved = sorted(
-            d.name for d in models_dir.glob("*") if (d / OPEN_CLIP_CONFIG).is_file()
-        ) if models_dir.is_dir() else []
+        saved = (
+            sorted(d.name for d in models_dir.glob("*") if (d / OPEN_CLIP_CONFIG).is_file())
+            if models_dir.is_dir()
+            else []
+        )
     if args.json:
         print_json({"active": active, "models": rows, "saved": saved})
         return 0
@@ -238,6 +240,8 @@ def run_use(args: argparse.Namespace) -> int:
         lib.set_active(source.spec)
         count = lib.catalog.image_count()
     print(f"active model: {source.model_id}")
-    print(f"run `imgsearch index` to embed {count} images with it; search keeps the current "
-          "model until that finishes")
+    print(
+        f"run `imgsearch index` to embed {count} images with it; search keeps the current "
+        "model until that finishes"
+    )
     return 0

@@ -1,0 +1,176 @@
+"""The write path: hostile folders, incremental sync, renames, deletes, crashes."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from imagetree import make_hostile_tree, make_jpeg
+
+from indexer.sync import sync
+from search.library import Library
+from search.query import SERVING_MODEL, SearchRequest
+
+
+def _never_load(lib, spec):
+    raise AssertionError("the model was loaded although nothing needed embedding")
+
+
+def _paths(lib) -> dict[str, int]:
+    ids = lib.catalog.filter_ids()
+    return {m.path: i for i, m in lib.catalog.images(ids).items()}
+
+
+def _folder(root, n, start_seed=0):
+    return [make_jpeg(root / f"sub{i % 3}" / f"img_{i:03d}.jpg", start_seed + i) for i in range(n)]
+
+
+def test_hostile_tree_indexes_good_files_and_lists_bad_ones(library, tmp_path):
+    tree = make_hostile_tree(tmp_path / "photos")
+    report = sync(library, [str(tree.root)], progress=False)
+
+    assert report.seen == len(tree.good) + len(tree.bad)
+    assert report.added == len(tree.good)
+    assert report.failed == len(tree.bad)
+    catalogued = _paths(library)
+    assert set(catalogued) == {str(p) for p in tree.good}
+    for ignored in tree.ignored:
+        assert str(ignored) not in catalogued
+    failures = {f.path: f.reason.lower() for f in library.catalog.failures()}
+    assert set(failures) == {str(p) for p in tree.bad}
+    for path, expected in tree.bad.items():
+        assert expected in failures[str(path)], (path, failures[str(path)])
+
+    rotated = library.catalog.image(catalogued[str(tree.roles["exif_rotated"])])
+    assert (rotated.width, rotated.height) == (64, 96)  # stored 96x64, orientation 6
+    dated = library.catalog.image(catalogued[str(tree.roles["exif_date"])])
+    assert dated.taken_at is not None and dated.taken_at.year == 2019
+    assert str(tree.roles["dup_a"]) in catalogued and str(tree.roles["dup_b"]) in catalogued
+
+    hits = library.searcher.search(SearchRequest(text="a photo", k=100)).hits
+    assert {h.path for h in hits} == {str(p) for p in tree.good}
+
+
+def test_rerun_embeds_nothing(library, tmp_path):
+    files = _folder(tmp_path / "photos", 12)
+    first = sync(library, [str(tmp_path / "photos")], progress=False)
+    assert (first.added, first.embedded) == (12, 12)
+    again = sync(library, [], progress=False, encoder_factory=_never_load)
+    assert (again.seen, again.unchanged, again.embedded, again.added) == (12, 12, 0, 0)
+    assert len(files) == library.catalog.image_count()
+
+
+def test_deleting_three_removes_exactly_those(library, tmp_path):
+    files = _folder(tmp_path / "photos", 10)
+    sync(library, [str(tmp_path / "photos")], progress=False)
+    before = _paths(library)
+    for f in files[2:5]:
+        f.unlink()
+    report = sync(library, [], progress=False, encoder_factory=_never_load)
+    assert report.removed == 3
+    after = _paths(library)
+    assert set(after) == set(before) - {str(f) for f in files[2:5]}
+    assert all(after[p] == before[p] for p in after)  # survivors keep their ids
+    ids, _ = library.catalog.vectors(library.catalog.get_setting(SERVING_MODEL))
+    assert sorted(ids.tolist()) == sorted(after.values())
+
+
+def test_renamed_and_moved_files_keep_id_and_vector(library, tmp_path):
+    files = _folder(tmp_path / "photos", 6)
+    sync(library, [str(tmp_path / "photos")], progress=False)
+    model = library.catalog.get_setting(SERVING_MODEL)
+    before = _paths(library)
+    renamed = files[0].with_name("renamed.jpg")
+    files[0].rename(renamed)
+    moved = tmp_path / "photos" / "elsewhere" / "deeper" / files[1].name
+    moved.parent.mkdir(parents=True)
+    shutil.move(files[1], moved)
+    old_vec = library.catalog.vector_of(before[str(files[0])], model)
+
+    report = sync(library, [], progress=False, encoder_factory=_never_load)
+
+    assert (report.moved, report.removed, report.added, report.embedded) == (2, 0, 0, 0)
+    after = _paths(library)
+    assert after[str(renamed)] == before[str(files[0])]
+    assert after[str(moved)] == before[str(files[1])]
+    assert np.array_equal(library.catalog.vector_of(after[str(renamed)], model), old_vec)
+
+
+def test_changed_file_is_reembedded_under_the_same_id(library, tmp_path):
+    files = _folder(tmp_path / "photos", 4)
+    sync(library, [str(tmp_path / "photos")], progress=False)
+    model = library.catalog.get_setting(SERVING_MODEL)
+    image_id = _paths(library)[str(files[0])]
+    old = library.catalog.vector_of(image_id, model)
+    make_jpeg(files[0], 999, size=(200, 150))
+    report = sync(library, [], progress=False)
+    assert (report.updated, report.embedded, report.unchanged) == (1, 1, 3)
+    assert _paths(library)[str(files[0])] == image_id
+    assert library.catalog.image(image_id).width == 200
+    assert not np.allclose(library.catalog.vector_of(image_id, model), old)
+
+
+@pytest.mark.parametrize("how", ["emptied", "unplugged"])
+def test_missing_or_empty_root_removes_nothing(library, tmp_path, how):
+    root = tmp_path / "mnt" / "photos"
+    _folder(root, 5)
+    sync(library, [str(root)], progress=False)
+    if how == "emptied":
+        for child in root.iterdir():
+            shutil.rmtree(child)
+    else:
+        shutil.rmtree(root)
+    report = sync(library, [], progress=False, encoder_factory=_never_load)
+    assert report.removed == 0
+    assert report.unavailable_roots == [str(root)]
+    assert library.catalog.image_count() == 5
+
+
+def test_interrupted_run_keeps_committed_batches_and_resumes(library, tmp_path):
+    _folder(tmp_path / "photos", 30)
+    batch = library.settings.batch_size
+
+    def crashing(lib, spec):
+        encoder = lib.load_source(lib.resolve(spec))
+        real, calls = encoder.encode_pixels, []
+
+        def encode(pixels):
+            calls.append(len(pixels))
+            if len(calls) > 2:
+                raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-run
+            return real(pixels)
+
+        encoder.encode_pixels = encode
+        return encoder
+
+    with pytest.raises(KeyboardInterrupt):
+        sync(library, [str(tmp_path / "photos")], progress=False, encoder_factory=crashing)
+    assert library.catalog.image_count() == 2 * batch
+    assert library.catalog.get_setting(SERVING_MODEL) is None  # incomplete: not served
+
+    report = sync(library, [], progress=False)
+    assert report.added == 30 - 2 * batch and report.unchanged == 2 * batch
+    paths = _paths(library)
+    assert len(paths) == 30 == library.catalog.image_count()
+    ids, _ = library.catalog.vectors(library.catalog.get_setting(SERVING_MODEL))
+    assert len(ids) == 30
+
+
+def test_excluded_and_nested_roots(library, tmp_path):
+    _folder(tmp_path / "photos", 6)
+    make_jpeg(tmp_path / "photos" / "raw" / "skip.jpg", 77)
+    sync(library, [str(tmp_path / "photos" / "sub0")], progress=False)
+    assert library.catalog.image_count() == 2
+    # Adding the parent folds the nested root in; its images keep their ids.
+    before = _paths(library)
+    sync(library, [str(tmp_path / "photos")], progress=False)
+    after = _paths(library)
+    assert len(library.catalog.roots()) == 1
+    assert all(after[p] == i for p, i in before.items())
+    assert str(tmp_path / "photos" / "raw" / "skip.jpg") in after
+
+    with Library(library.settings.with_(exclude=("raw",))) as excluding:
+        report = sync(excluding, [], progress=False, encoder_factory=_never_load)
+        assert report.removed == 1
+        assert str(tmp_path / "photos" / "raw" / "skip.jpg") not in _paths(excluding)
