@@ -17,7 +17,7 @@ from datetime import datetime
 
 import numpy as np
 
-from indexer.scan import content_hash
+from indexer.scan import content_hash, storable_path
 from search.errors import ImageDecodeError
 from search.imageio import load_image
 from search.records import FailureData, ImageData
@@ -49,7 +49,7 @@ class Failed:
 
     def as_failure(self) -> FailureData:
         i = self.item
-        return FailureData(i.root_id, i.path, i.size, i.mtime_ns, self.reason)
+        return FailureData(i.root_id, storable_path(i.path), i.size, i.mtime_ns, self.reason)
 
 
 def make_decoder(
@@ -61,6 +61,8 @@ def make_decoder(
     """
 
     def decode(item: WorkItem) -> Decoded | Failed:
+        if storable_path(item.path) != item.path:
+            return Failed(item, "file name is not valid UTF-8; rename the file to index it")
         try:
             digest = content_hash(item.path, item.size)
             img = load_image(item.path, max_megapixels=max_megapixels, min_side=min_side)

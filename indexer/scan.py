@@ -74,6 +74,13 @@ def scan_root(root: str, exclude: Sequence[str] = ()) -> Iterator[FoundFile]:
         stack.extend(reversed(subdirs))
 
 
+def storable_path(path: str) -> str:
+    """The path as UTF-8 text. A name that is not valid UTF-8 reaches Python with surrogate
+    escapes that SQLite cannot store; such a file is shown (and failed) with its bad bytes
+    escaped instead."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _excluded(path: str, name: str, root: str, patterns: Sequence[str]) -> bool:
     if not patterns:
         return False

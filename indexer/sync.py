@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from indexer.pipeline import Decoded, Failed, WorkItem, make_decoder, run_pipeline
-from indexer.scan import FoundFile, content_hash, scan_root
+from indexer.scan import FoundFile, content_hash, scan_root, storable_path
 from search.encoder import Encoder
 from search.errors import ConfigError
 from search.library import Library
@@ -85,14 +85,15 @@ def plan_sync(lib: Library, roots: list[RootInfo], report: IndexReport) -> Plan:
                 else:
                     plan.updated += 1
                     plan.work.append(WorkItem(root.id, f.path, f.size, f.mtime_ns, "changed"))
-            elif failures.get(f.path) == (f.size, f.mtime_ns):
+            elif failures.get(storable_path(f.path)) == (f.size, f.mtime_ns):
                 plan.unchanged += 1  # known bad and untouched: not worth another try
             else:
                 new.append((root, f))
         for path, rec in records.items():
             if path not in found_paths:
                 gone[rec.size].append(rec)
-        plan.stale_failures += [p for p in failures if p not in found_paths]
+        found_text = {storable_path(p) for p in found_paths}
+        plan.stale_failures += [p for p in failures if p not in found_text]
     for root, f in new:
         match = _match_moved(gone.get(f.size), f)
         if match is not None:

@@ -70,14 +70,26 @@ def migrate(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     script = ScriptDirectory.from_config(cfg)
-    with engine.begin() as conn:
+    head = script.get_current_head()
+    known = {r.revision for r in script.walk_revisions()}
+
+    def current_revision(conn) -> str | None:
         current = MigrationContext.configure(conn).get_current_revision()
-        if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+        if current is not None and current not in known:
             raise CatalogError(
                 f"the catalog is from a newer imgsearch (schema {current}); "
                 "upgrade imgsearch to open it"
             )
-        if current != script.get_current_head():
+        return current
+
+    with engine.connect() as conn:
+        if current_revision(conn) == head:
+            return
+    with engine.begin() as conn:
+        # Take the write lock before looking again: two processes opening a new catalog
+        # at once would otherwise both try to create the tables.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        if current_revision(conn) != head:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
@@ -376,10 +388,22 @@ class Catalog:
             ]
 
     def model(self, model_id: str) -> ModelInfo:
-        for info in self.models():
-            if info.model_id == model_id:
-                return info
-        raise NotFound(f"unknown model {model_id}")
+        with self._session() as s:
+            m = s.get(Model, model_id)
+            if m is None:
+                raise NotFound(f"unknown model {model_id}")
+            count = s.scalar(
+                select(func.count()).select_from(Embedding).where(Embedding.model_id == model_id)
+            )
+            return ModelInfo(m.model_id, json.loads(m.spec), m.dim, m.revision, count or 0)
+
+    def model_revision(self, model_id: str) -> int:
+        """Cheap: read on every search to see whether the loaded index is current."""
+        with self._session() as s:
+            revision = s.scalar(select(Model.revision).where(Model.model_id == model_id))
+        if revision is None:
+            raise NotFound(f"unknown model {model_id}")
+        return revision
 
     def manifest(self, model_id: str) -> Manifest | None:
         with self._session() as s:

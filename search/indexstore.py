@@ -33,7 +33,7 @@ class IndexStore:
 
     def rebuild(self, model_id: str) -> Manifest:
         """Write a new generation from the catalog's vectors and point the manifest at it."""
-        revision = self.catalog.model(model_id).revision
+        revision = self.catalog.model_revision(model_id)
         ids, vectors = self.catalog.vectors(model_id)
         index = VectorIndex.build(ids, vectors)
         old = self.catalog.manifest(model_id)
@@ -78,7 +78,7 @@ class IndexStore:
         return manifest, self._loaded[model_id][1]
 
     def _fresh(self, manifest: Manifest) -> bool:
-        return manifest.revision == self.catalog.model(manifest.model_id).revision
+        return manifest.revision == self.catalog.model_revision(manifest.model_id)
 
     def _busy(self) -> bool:
         return self.lock is not None and self.lock.held_elsewhere()

@@ -147,7 +147,11 @@ def _from_dir(path: Path, spec: dict) -> ModelSource:
         raise ModelError(f"{path} has no weights ({' or '.join(WEIGHT_FILES)})")
     model_id = None
     if (path / SIDECAR).is_file():
-        model_id = json.loads((path / SIDECAR).read_text()).get("model_id")
+        try:
+            sidecar = json.loads((path / SIDECAR).read_text())
+            model_id = sidecar.get("model_id")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{path / SIDECAR} is not valid: {exc}") from exc
     model_id = model_id or f"{path.name}/sha256:{file_digest(weights)}"
     return ModelSource(f"local-dir:{path}", None, model_id, spec)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -174,3 +175,16 @@ def test_excluded_and_nested_roots(library, tmp_path):
         report = sync(excluding, [], progress=False, encoder_factory=_never_load)
         assert report.removed == 1
         assert str(tmp_path / "photos" / "raw" / "skip.jpg") not in _paths(excluding)
+
+
+def test_non_utf8_file_name_is_listed_not_fatal(library, tmp_path):
+    root = tmp_path / "photos"
+    make_jpeg(root / "fine.jpg", 1)
+    bad = os.path.join(os.fsencode(root), b"caf\xe9.jpg")  # Latin-1 bytes, not UTF-8
+    shutil.copy(root / "fine.jpg", bad)
+    report = sync(library, [str(root)], progress=False)
+    assert (report.added, report.failed) == (1, 1)
+    (failure,) = library.catalog.failures()
+    assert "not valid UTF-8" in failure.reason and failure.path.endswith("caf\\xe9.jpg")
+    again = sync(library, [], progress=False, encoder_factory=_never_load)
+    assert (again.unchanged, again.failed) == (2, 0)
