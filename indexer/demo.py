@@ -1,10 +1,9 @@
-"""`imgsearch demo`: the whole write and read path, offline, on generated images.
+"""`imgsearch demo`: the whole product, offline, on generated images.
 
-It draws a captioned synthetic set under data/demo, indexes it with the bundled tiny
-architecture and prints searches. The tiny model is randomly initialised (no weights can
-be downloaded here), so text searches rank by chance until it is trained on the pairs the
-demo writes; query-by-example already finds look-alikes, since even random features keep
-colour and layout.
+It draws a captioned synthetic set under data/demo, trains the bundled tiny architecture
+on it from scratch (no weights can be downloaded), measures text→image recall on
+held-out captions before and after, indexes the held-out images with the trained model
+and prints searches. `--serve` then opens the web UI on that library.
 """
 
 from __future__ import annotations
@@ -12,49 +11,93 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from search.cli import main as cli_main
 from search.cli import settings_from
 
-DEMO_QUERIES = ["a large red circle", "a small blue square at the top", "a green star"]
+DEMO_QUERIES = [
+    "a large red circle",
+    "a small blue star at the top",
+    "a yellow triangle on a striped purple background",
+]
+DEMO_MODEL = "demo-tiny"
 
 
 def register_demo(sub) -> None:
-    p = sub.add_parser("demo", help="offline demo: generate sample images, index, search")
+    p = sub.add_parser("demo", help="offline demo: generate, train, index, search")
     p.add_argument("--out", default="data/demo", help="where to write it (default data/demo)")
-    p.add_argument("-n", type=int, default=400, help="how many images (default 400)")
+    p.add_argument("-n", type=int, default=5000, help="training images (default 5000)")
+    p.add_argument("--held-out", type=int, default=500, help="held-out images (default 500)")
+    p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--serve", action="store_true", help="then open the web UI on the demo")
     p.set_defaults(handler=run_demo)
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from indexer.pairs import decode_pairs, read_pairs_file
     from indexer.sync import sync
     from indexer.synthetic import generate, write_pairs
+    from indexer.trainer import TrainConfig, evaluate, train
     from search.library import Library
     from search.query import SearchRequest
 
     out = Path(args.out).absolute()
-    images = out / "images"
-    samples = generate(images, args.n, seed=args.seed, progress=True)
-    write_pairs(samples, out / "pairs.csv")
-    print(f"generated {len(samples)} captioned images in {images} (pairs: {out / 'pairs.csv'})")
-    settings = settings_from(args, model="imgsearch-tiny", pretrained="none", device="cpu").with_(
-        home=Path(args.home).absolute() if args.home else out / "library"
-    )
-    with Library(settings) as lib:
-        report = sync(lib, [str(images)])
-        print(
-            f"indexed {report.embedded} images in {report.elapsed_s:.1f} s "
-            f"({report.images_per_s:.0f} images/s) into {settings.home}, model {report.model_id}"
+    train_samples = generate(out / "train", args.n, seed=args.seed, progress=True)
+    held_samples = generate(out / "held-out", args.held_out, seed=args.seed + 1, progress=True)
+    write_pairs(train_samples, out / "train.csv")
+    write_pairs(held_samples, out / "held-out.csv")
+    print(f"generated {len(train_samples)} + {len(held_samples)} captioned images in {out}")
+
+    home = Path(args.home).absolute() if args.home else out / "library"
+    base = settings_from(args, model="imgsearch-tiny", pretrained="none").with_(home=home)
+    with Library(base) as lib:
+        source = lib.resolve(lib.active_spec())
+        untrained = lib.load_source(source)
+
+        def load(name: str, encoder):
+            pairs, skipped = read_pairs_file(out / name)
+            return decode_pairs(
+                pairs,
+                encoder.prepare,
+                encoder.image_size,
+                workers=base.decode_workers(),
+                skipped=skipped,
+            )
+
+        before = evaluate(untrained, load("held-out.csv", untrained))["text_to_image"]
+        config = TrainConfig(
+            epochs=args.epochs,
+            batch_size=128,
+            lr=2e-3,
+            val_fraction=0.1,
+            seed=args.seed,
+            device=base.device,
         )
-        by_path = {str(s.path): s.caption for s in samples}
+        result = train(source, load("train.csv", untrained), base.models_dir, DEMO_MODEL, config)
+    print(f"trained {DEMO_MODEL} from scratch: best epoch {result.best_epoch}/{args.epochs}")
+
+    with Library(base.with_(model=DEMO_MODEL, pretrained=None)) as lib:
+        lib.set_active({"model": DEMO_MODEL, "pretrained": None})
+        report = sync(lib, [str(out / "held-out")])
+        trained = lib.searcher.encoder(report.model_id)
+        after = evaluate(trained, load("held-out.csv", trained))["text_to_image"]
+        print(
+            f"held-out text→image recall@1/5/10 ({after['n']} captions): "
+            f"untrained {before['recall@1']:.2f}/{before['recall@5']:.2f}/"
+            f"{before['recall@10']:.2f} → trained {after['recall@1']:.2f}/"
+            f"{after['recall@5']:.2f}/{after['recall@10']:.2f}"
+        )
+        print(f"indexed {report.embedded} held-out images into {home} with {report.model_id}")
+        captions = {str(s.path): s.caption for s in held_samples}
         for query in DEMO_QUERIES:
-            result = lib.searcher.search(SearchRequest(text=query, k=3))
-            print(f"\nsearch {query!r}  (untrained model: ranks are near chance)")
-            for h in result.hits:
-                print(f"  {h.score:.3f}  {Path(h.path).name}  “{by_path.get(h.path, '?')}”")
+            print(f"\nsearch {query!r}")
+            for h in lib.searcher.search(SearchRequest(text=query, k=3)).hits:
+                print(f"  {h.score:.3f}  {Path(h.path).name}  “{captions.get(h.path, '?')}”")
         first = lib.searcher.search(SearchRequest(text=DEMO_QUERIES[0], k=1)).hits[0]
-        result = lib.searcher.similar(first.id, k=3)
-        print(f"\nimages like {Path(first.path).name} “{by_path.get(first.path)}”:")
-        for h in result.hits:
-            print(f"  {h.score:.3f}  {Path(h.path).name}  “{by_path.get(h.path, '?')}”")
-    print(f"\ntry: imgsearch --home {settings.home} search 'a purple ring'")
+        print(f"\nimages like {Path(first.path).name} “{captions.get(first.path)}”:")
+        for h in lib.searcher.similar(first.id, k=3).hits:
+            print(f"  {h.score:.3f}  {Path(h.path).name}  “{captions.get(h.path, '?')}”")
+    print(f"\ntry: imgsearch --home {home} search 'a small green ring on the left'")
+    if args.serve:
+        return cli_main(["--home", str(home), "serve"])
     return 0

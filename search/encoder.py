@@ -94,7 +94,7 @@ class ClipEncoder:
         self._mean, self._std = self._mean.to(device), self._std.to(device)
         self.dim = int(self.encode_texts(["a"]).shape[1])
 
-    def _autocast(self):
+    def autocast(self):
         import torch
 
         if self.device.startswith("cuda"):
@@ -105,20 +105,25 @@ class ClipEncoder:
     def prepare(self, image: Image.Image) -> np.ndarray:
         return prepare_pixels(image, self.image_size, self.resize_mode, self.resample)
 
+    def to_tensor(self, pixels: np.ndarray):
+        """uint8 (B, H, W, 3) → the model's normalised float input (B, 3, H, W)."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
+        return x.permute(0, 3, 1, 2).float().div_(255.0).sub_(self._mean).div_(self._std)
+
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (B, H, W, 3) → normalised float32 (B, D)."""
         import torch
 
-        with torch.inference_mode(), self._autocast():
-            x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
-            x = x.permute(0, 3, 1, 2).float().div_(255.0).sub_(self._mean).div_(self._std)
-            out = self.model.encode_image(x)
+        with torch.inference_mode(), self.autocast():
+            out = self.model.encode_image(self.to_tensor(pixels))
         return _normalise(out)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             tokens = self.tokenizer(list(texts)).to(self.device)
             out = self.model.encode_text(tokens)
         return _normalise(out)

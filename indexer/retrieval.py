@@ -1,0 +1,34 @@
+"""Retrieval metrics: how well captions find their images (and images their captions)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+KS = (1, 5, 10)
+
+
+def ranks_text_to_image(text: np.ndarray, image: np.ndarray, image_index: np.ndarray) -> np.ndarray:
+    """0-based rank of each caption's own image among all images (ties count against)."""
+    sims = text @ image.T
+    own = sims[np.arange(len(text)), image_index]
+    return (sims > own[:, None]).sum(axis=1)
+
+
+def ranks_image_to_text(text: np.ndarray, image: np.ndarray, image_index: np.ndarray) -> np.ndarray:
+    """For each image, the best rank among its captions."""
+    sims = image @ text.T
+    best = np.full(len(image), np.iinfo(np.int64).max)
+    for img in range(len(image)):
+        mine = np.flatnonzero(image_index == img)
+        if len(mine):
+            rank = (sims[img][None, :] > sims[img, mine][:, None]).sum(axis=1)
+            best[img] = rank.min()
+    return best[best != np.iinfo(np.int64).max]
+
+
+def recall_report(ranks: np.ndarray) -> dict:
+    return {
+        "n": int(len(ranks)),
+        **{f"recall@{k}": round(float((ranks < k).mean()), 4) for k in KS},
+        "median_rank": float(np.median(ranks) + 1),
+    }

@@ -1,0 +1,162 @@
+"""The trainer: it learns, saves a loadable model, skips broken rows and resumes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.pairs import Pair, decode_pairs, read_pairs_file
+from indexer.synthetic import generate, write_pairs
+from indexer.trainer import TrainConfig, evaluate, train
+from search.encoder import build_model, load_encoder
+from search.errors import ConfigError
+from search.modelspec import resolve
+
+FAST = dict(batch_size=16, lr=2e-3, val_fraction=0.2, device="cpu", seed=1)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pairs")
+    samples = generate(root / "train", 480, seed=3)
+    held = generate(root / "held", 120, seed=99)
+    write_pairs(samples, root / "train.csv")
+    write_pairs(held, root / "held.csv")
+    return root
+
+
+def source_for(home: Path, model="imgsearch-tiny", pretrained="none"):
+    return resolve(model, pretrained, models_dir=home / "models", cache_dir=home / "cache")
+
+
+def pair_set(pairs_file: Path, encoder):
+    pairs, skipped = read_pairs_file(pairs_file)
+    return decode_pairs(pairs, encoder.prepare, encoder.image_size, skipped=skipped)
+
+
+def test_loss_falls_and_model_round_trips(data, tmp_path, tiny_encoder):
+    src = source_for(tmp_path)
+    result = train(
+        src,
+        pair_set(data / "train.csv", tiny_encoder),
+        tmp_path / "models",
+        "mine",
+        TrainConfig(epochs=8, **FAST),
+        progress=False,
+    )
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0] - 0.2, losses
+
+    saved = source_for(tmp_path, model="mine", pretrained=None)
+    assert saved.model_id == result.model_id != src.model_id
+    sidecar = json.loads((result.path / "imgsearch.json").read_text())
+    assert sidecar["base"]["model_id"] == src.model_id
+    assert sidecar["metrics"]["best_epoch"] == result.best_epoch
+    assert (result.path / "open_clip_model.safetensors").is_file()
+
+    # Held-out pairs never seen in training: the trained model ranks them better.
+    trained = load_encoder(saved, "cpu")
+    held = pair_set(data / "held.csv", trained)
+    after = evaluate(trained, held)["text_to_image"]
+    before = evaluate(tiny_encoder, pair_set(data / "held.csv", tiny_encoder))["text_to_image"]
+    assert after["recall@10"] > before["recall@10"] + 0.1, (before, after)
+    assert after["median_rank"] < before["median_rank"]
+
+
+def test_broken_rows_are_skipped_and_reported(data, tmp_path, tiny_encoder):
+    pairs_file = tmp_path / "broken.csv"
+    with (data / "train.csv").open() as f:
+        rows = list(csv.DictReader(f))[:60]
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pairs_file.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "caption"])
+        for r in rows:
+            w.writerow([str((data / r["image"]).resolve()), r["caption"]])
+        w.writerow(["missing.png", "a red circle"])
+        w.writerow(["notes.jpg", "a text file"])
+        w.writerow([rows[0]["image"], ""])
+    data_set = pair_set(pairs_file, tiny_encoder)
+    reasons = " | ".join(r for _, r in data_set.skipped)
+    assert len(data_set.skipped) == 3, reasons
+    assert "empty caption" in reasons and "not an image" in reasons
+    assert len(data_set) == 60
+    result = train(
+        source_for(tmp_path),
+        data_set,
+        tmp_path / "models",
+        "b",
+        TrainConfig(epochs=1, **FAST),
+        progress=False,
+    )
+    assert result.train_pairs + result.val_pairs == 60
+
+
+def test_pairs_file_without_columns_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,text\na.jpg,hello\n")
+    with pytest.raises(ConfigError, match="'image' and 'caption'"):
+        read_pairs_file(bad)
+
+
+def test_jsonl_and_tsv_pairs(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"image": "a.png", "caption": "x"}\nnot json\n')
+    pairs, skipped = read_pairs_file(tmp_path / "p.jsonl")
+    assert pairs == [Pair((tmp_path / "a.png").absolute(), "x")] and len(skipped) == 1
+    (tmp_path / "p.tsv").write_text("caption\timage\ny, with comma\tsub/b.png\n")
+    pairs, _ = read_pairs_file(tmp_path / "p.tsv")
+    assert pairs == [Pair((tmp_path / "sub" / "b.png").absolute(), "y, with comma")]
+
+
+def test_interrupted_run_resumes_to_the_same_model(data, tmp_path, tiny_encoder):
+    pairs = pair_set(data / "train.csv", tiny_encoder)
+    cfg = TrainConfig(epochs=3, **FAST)
+    whole = train(source_for(tmp_path), pairs, tmp_path / "a", "m", cfg, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            source_for(tmp_path),
+            pairs,
+            tmp_path / "b",
+            "m",
+            cfg,
+            progress=False,
+            stop_after_epoch=1,
+        )
+    assert (tmp_path / "b" / ".m.checkpoint" / "state.json").is_file()
+    resumed = train(source_for(tmp_path), pairs, tmp_path / "b", "m", cfg, progress=False)
+    assert resumed.resumed_from_epoch == 1
+    assert [h["loss"] for h in resumed.history] == pytest.approx(
+        [h["loss"] for h in whole.history], abs=1e-3
+    )
+    assert not (tmp_path / "b" / ".m.checkpoint").exists()
+
+
+def test_lock_image_freezes_the_image_tower(data, tmp_path, tiny_encoder):
+    import torch
+    from safetensors.torch import load_file
+
+    src = source_for(tmp_path)
+    pairs = pair_set(data / "train.csv", tiny_encoder)
+    result = train(
+        src,
+        pairs,
+        tmp_path / "models",
+        "locked",
+        TrainConfig(epochs=1, lock_image=True, accum_steps=2, **FAST),
+        progress=False,
+    )
+    base, _ = build_model(src)
+    tuned = load_file(result.path / "open_clip_model.safetensors")
+    for name, tensor in base.state_dict().items():
+        if name.startswith("visual."):
+            assert torch.equal(tensor, tuned[name]), name
+    assert any(
+        not torch.equal(t, tuned[n])
+        for n, t in base.state_dict().items()
+        if n.startswith("transformer.")
+    )
+    assert np.isfinite(result.history[0]["loss"])
