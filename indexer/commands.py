@@ -12,6 +12,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="architecture, saved model, directory, hf-hub:id or .json")
     p.add_argument("--pretrained", help="weights: a tag, a FILE, or 'none' for random init")
     p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="inference precision (default auto: bf16 where the CPU has it natively)",
+    )
 
 
 def register_index(sub) -> None:
@@ -38,6 +43,7 @@ def run_index(args: argparse.Namespace) -> int:
         model=args.model,
         pretrained=args.pretrained,
         device=args.device,
+        precision=args.precision,
         batch_size=args.batch_size,
         workers=args.workers,
         max_megapixels=args.max_megapixels,

@@ -35,11 +35,14 @@ class FoundFile:
 def scan_root(root: str, exclude: Sequence[str] = ()) -> Iterator[FoundFile]:
     """Image files under `root`, depth first in name order.
 
-    Directory symlinks are followed once: a directory reached again by any route (a
-    symlink cycle, two links to one place) is skipped. `exclude` holds glob patterns
-    matched against the path relative to the root and against each name.
+    Symlinks are followed only where they stay inside the root, and a directory reached
+    again by any route (a symlink cycle, two links to one place) is skipped. `exclude`
+    holds glob patterns matched against the path relative to the root and each name.
     """
     seen_dirs: set[tuple[int, int]] = set()
+    # The web UI serves only files whose real path is inside a root, so a link that
+    # leads outside would index images nobody could open: such links are not followed.
+    inside = _real_dir(root)
     stack = [root]
     while stack:
         folder = stack.pop()
@@ -59,6 +62,8 @@ def scan_root(root: str, exclude: Sequence[str] = ()) -> Iterator[FoundFile]:
             if name.startswith(".") or _excluded(entry.path, name, root, exclude):
                 continue
             try:
+                if entry.is_symlink() and not _real_dir(entry.path).startswith(inside):
+                    continue
                 if entry.is_dir():
                     if name not in SYSTEM_DIRS:
                         subdirs.append(entry.path)
@@ -72,6 +77,12 @@ def scan_root(root: str, exclude: Sequence[str] = ()) -> Iterator[FoundFile]:
                 continue  # a dangling link or a file deleted while we walk
             yield FoundFile(entry.path, fst.st_size, fst.st_mtime_ns)
         stack.extend(reversed(subdirs))
+
+
+def _real_dir(path: str) -> str:
+    """The real path with a trailing separator, so /photos-old never counts as inside
+    /photos."""
+    return os.path.join(os.path.realpath(path), "")
 
 
 def storable_path(path: str) -> str:

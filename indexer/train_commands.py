@@ -150,7 +150,13 @@ def run_eval(args: argparse.Namespace) -> int:
     from search.library import Library
     from search.query import SERVING_MODEL
 
-    settings = settings_from(args, model=args.model, pretrained=args.pretrained, device=args.device)
+    settings = settings_from(
+        args,
+        model=args.model,
+        pretrained=args.pretrained,
+        device=args.device,
+        precision=args.precision,
+    )
     with Library(settings) as lib:
         serving = lib.catalog.get_setting(SERVING_MODEL)
         if settings.model is None and serving is not None:

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from indexer.artifacts import model_config, read_state, save_model, save_tensors, write_state
 from indexer.pairs import PairSet
 from indexer.retrieval import ranks_image_to_text, ranks_text_to_image, recall_report
 from search.catalog import utcnow
 from search.encoder import ClipEncoder, build_model, pick_device
 from search.errors import ConfigError
-from search.modelspec import OPEN_CLIP_CONFIG, SIDECAR, WEIGHT_FILES, ModelSource, file_digest
+from search.modelspec import SIDECAR, ModelSource
 
 CHECKPOINT = "checkpoint"
 
@@ -129,15 +130,6 @@ def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
     return f
 
 
-def model_config(source: ModelSource) -> dict:
-    import open_clip
-
-    if source.name.startswith("local-dir:"):
-        path = Path(source.name[len("local-dir:") :]) / OPEN_CLIP_CONFIG
-        return json.loads(path.read_text())["model_cfg"]
-    return open_clip.get_model_config(source.name)
-
-
 def train(
     source: ModelSource,
     pairs: PairSet,
@@ -185,7 +177,7 @@ def train(
     fingerprint = {"config": asdict(cfg), "data": pairs.digest(), "base": source.model_id}
     history: list[dict] = []
     start_epoch, best_epoch, best_score = 0, 0, -1.0
-    state = _read_state(ckpt_dir, fingerprint)
+    state = read_state(ckpt_dir, fingerprint)
     if state:
         model.load_state_dict(load_file(ckpt_dir / "model.safetensors", device=device))
         optimizer.load_state_dict(
@@ -237,10 +229,10 @@ def train(
         score = _score(record["val"]) if val_set else float(epoch)
         if score > best_score:
             best_score, best_epoch = score, epoch + 1
-            _save_tensors(model, ckpt_dir / "best.safetensors")
-        _save_tensors(model, ckpt_dir / "model.safetensors")
+            save_tensors(model, ckpt_dir / "best.safetensors")
+        save_tensors(model, ckpt_dir / "model.safetensors")
         torch.save(optimizer.state_dict(), ckpt_dir / "optimizer.pt")
-        _write_state(
+        write_state(
             ckpt_dir,
             {
                 **fingerprint,
@@ -261,7 +253,7 @@ def train(
 
     model.load_state_dict(load_file(ckpt_dir / "best.safetensors", device=device))
     after = history[best_epoch - 1].get("val", {}) if history else {}
-    out = _save_model(
+    out = save_model(
         model,
         source,
         models_dir,
@@ -335,47 +327,3 @@ def _step(model, encoder, loss_fn, optimizer, data: PairSet, tokens, chunks, dev
         total += float(loss.detach())
     optimizer.step()
     return total / len(chunks)
-
-
-def _save_tensors(model, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp)
-    tmp.replace(path)
-
-
-def _read_state(ckpt_dir: Path, fingerprint: dict) -> dict | None:
-    try:
-        state = json.loads((ckpt_dir / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
-    same = all(state.get(k) == v for k, v in json.loads(json.dumps(fingerprint)).items())
-    return state if same else None
-
-
-def _write_state(ckpt_dir: Path, state: dict) -> None:
-    tmp = ckpt_dir / ".state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1, default=str))
-    tmp.replace(ckpt_dir / "state.json")
-
-
-def _save_model(model, source, models_dir: Path, name: str, meta: dict, preprocess: dict) -> Path:
-    """models_dir/name with config, safetensors weights and the sidecar; swapped in whole."""
-    final = models_dir / name
-    tmp = models_dir / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    _save_tensors(model, tmp / WEIGHT_FILES[0])
-    config = {"model_cfg": meta["architecture"], "preprocess_cfg": dict(preprocess)}
-    (tmp / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2))
-    meta = {"model_id": f"{name}/sha256:{file_digest(tmp / WEIGHT_FILES[0])}", **meta}
-    (tmp / SIDECAR).write_text(json.dumps(meta, indent=2, default=str))
-    old = models_dir / f".{name}.old"
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.replace(old)
-    tmp.replace(final)
-    shutil.rmtree(old, ignore_errors=True)
-    return final

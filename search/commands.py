@@ -45,6 +45,7 @@ def register_search(sub) -> None:
     p.add_argument("--sort", choices=("score", "date"), default="score")
     p.add_argument("--max-megapixels", type=float, help="refuse larger query images")
     p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
     _add_json(p)
     p.set_defaults(handler=run_search)
 
@@ -72,7 +73,9 @@ def run_search(args: argparse.Namespace) -> int:
         before=parse_date(args.before) if args.before else None,
         sort=args.sort,
     )
-    settings = settings_from(args, device=args.device, max_megapixels=args.max_megapixels)
+    settings = settings_from(
+        args, device=args.device, precision=args.precision, max_megapixels=args.max_megapixels
+    )
     with Library(settings) as lib:
         result = lib.searcher.search(request)
     if args.json:

@@ -63,6 +63,28 @@ def prepare_pixels(
     return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_native_bf16() -> bool:
+    import torch
+
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def pick_precision(precision: str, device: str) -> str:
+    """auto: bf16 on CPUs with native bf16 (AVX512-BF16, AMX), where it doubles ViT
+    throughput at cosine ≥ 0.9999 to fp32; autocast on CUDA; fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "autocast"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
 def pick_device(device: str) -> str:
     import torch
 
@@ -74,10 +96,18 @@ def pick_device(device: str) -> str:
 
 
 class ClipEncoder:
-    def __init__(self, model, tokenizer, source: ModelSource, device: str) -> None:
+    def __init__(
+        self, model, tokenizer, source: ModelSource, device: str, precision: str = "fp32"
+    ) -> None:
         import open_clip
         import torch
 
+        # Inference in bf16/fp16 casts the weights once; "autocast" (CUDA) keeps fp32
+        # weights and lets autocast pick per op. Training passes its fp32 model as is.
+        self.precision = precision
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+        if self.dtype != torch.float32:
+            model = model.to(self.dtype)
         self.model = model
         self.tokenizer = tokenizer
         self.source = source
@@ -97,7 +127,7 @@ class ClipEncoder:
     def autocast(self):
         import torch
 
-        if self.device.startswith("cuda"):
+        if self.device.startswith("cuda") and self.precision == "autocast":
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             return torch.autocast("cuda", dtype=dtype)
         return contextlib.nullcontext()
@@ -110,7 +140,8 @@ class ClipEncoder:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
-        return x.permute(0, 3, 1, 2).float().div_(255.0).sub_(self._mean).div_(self._std)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0).sub_(self._mean).div_(self._std)
+        return x.to(self.dtype)
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (B, H, W, 3) → normalised float32 (B, D)."""
@@ -147,7 +178,8 @@ def build_model(source: ModelSource, device: str = "cpu"):
     pretrained = str(source.weights) if source.weights else None
     try:
         # open_clip logs a root-logger warning for deliberate random init; not news here.
-        with torch.random.fork_rng(devices=[]), _quiet_logging():
+        weights_follow = source.seed is None
+        with torch.random.fork_rng(devices=[]), _quiet_logging(), _skip_init(weights_follow):
             if source.seed is not None:
                 torch.manual_seed(source.seed % (2**63))
             model = open_clip.create_model(
@@ -157,6 +189,40 @@ def build_model(source: ModelSource, device: str = "cpu"):
     except Exception as exc:  # open_clip raises RuntimeError/ValueError/pickle errors alike
         raise ModelError(f"cannot load model {source.model_id}: {exc}") from exc
     return model, tokenizer
+
+
+_INIT_FUNCTIONS = (
+    "uniform_",
+    "normal_",
+    "trunc_normal_",
+    "constant_",
+    "ones_",
+    "zeros_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "xavier_uniform_",
+    "xavier_normal_",
+)
+
+
+@contextlib.contextmanager
+def _skip_init(active: bool):
+    """Random initialisation of a ViT-B costs over a second on a laptop CPU, and every
+    value is overwritten when a checkpoint follows (open_clip loads it strictly, so a
+    missing tensor is an error, never left uninitialised)."""
+    import torch
+
+    if not active:
+        yield
+        return
+    saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
+    for name in _INIT_FUNCTIONS:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
 
 
 @contextlib.contextmanager
@@ -169,8 +235,9 @@ def _quiet_logging():
         logging.disable(previous)
 
 
-def load_encoder(source: ModelSource, device: str = "auto") -> ClipEncoder:
+def load_encoder(source: ModelSource, device: str = "auto", precision: str = "auto") -> ClipEncoder:
     device = pick_device(device)
+    precision = pick_precision(precision, device)
     model, tokenizer = build_model(source, device)
     model.eval()
-    return ClipEncoder(model, tokenizer, source, device)
+    return ClipEncoder(model, tokenizer, source, device, precision)

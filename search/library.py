@@ -59,7 +59,7 @@ class Library:
     def load_source(self, source: ModelSource) -> Encoder:
         from search.encoder import load_encoder
 
-        return load_encoder(source, self.settings.device)
+        return load_encoder(source, self.settings.device, self.settings.precision)
 
     def load_encoder(self, model_id: str) -> Encoder:
         """The encoder that made a stored model's vectors, refusing look-alikes."""

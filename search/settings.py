@@ -29,6 +29,8 @@ class Settings:
     model: str | None = None
     pretrained: str | None = None
     device: str = "auto"
+    # auto: bf16 on CPUs with native bf16, autocast on CUDA, else fp32 (see search.encoder).
+    precision: str = "auto"
     batch_size: int = 32
     # Decoding threads; 0 picks one per CPU core.
     workers: int = 0
@@ -91,6 +93,8 @@ class Settings:
     def validate(self) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError("--precision must be auto, fp32, bf16 or fp16")
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1")
         if self.workers < 0:

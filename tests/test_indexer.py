@@ -188,3 +188,14 @@ def test_non_utf8_file_name_is_listed_not_fatal(library, tmp_path):
     assert "not valid UTF-8" in failure.reason and failure.path.endswith("caf\\xe9.jpg")
     again = sync(library, [], progress=False, encoder_factory=_never_load)
     assert (again.unchanged, again.failed) == (2, 0)
+
+
+def test_links_leading_outside_the_root_are_not_followed(library, tmp_path):
+    root = tmp_path / "photos"
+    make_jpeg(root / "inside.jpg", 1)
+    make_jpeg(tmp_path / "elsewhere" / "secret.jpg", 2)
+    os.symlink(tmp_path / "elsewhere", root / "link-out")
+    os.symlink(tmp_path / "elsewhere" / "secret.jpg", root / "file-out.jpg")
+    os.symlink(root / "inside.jpg", root / "alias.jpg")  # inside: followed
+    sync(library, [str(root)], progress=False)
+    assert set(_paths(library)) == {str(root / "inside.jpg"), str(root / "alias.jpg")}

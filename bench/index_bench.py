@@ -1,0 +1,212 @@
+"""Indexing throughput against rclip, and where the time goes (issue 5, parts 1 and 2).
+
+Both tools index the same folder of camera-like 4000×3000 JPEGs with the same
+architecture (ViT-B-32-256) and the same random weights: imgsearch loads them from a
+safetensors file, rclip from the ONNX files it expects in RCLIP_DATADIR. Runs alternate
+(rclip, imgsearch, rclip, imgsearch, ...) from an empty index each time; whole-command
+wall time is measured, model loading included.
+
+Run: .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/index_bench.py
+(it creates an rclip virtual env from PyPI under --work on first use).
+Writes its figures into bench/BENCHMARKS.md (section "index").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from photos import make_photos  # noqa: E402
+from PIL import Image  # noqa: E402
+from rclip_models import ARCH, RCLIP_SUBDIR, export  # noqa: E402
+from report import machine, write_section  # noqa: E402
+
+IMGSEARCH = Path(sys.executable).with_name("imgsearch")
+
+
+def rclip_env(work: Path) -> Path:
+    venv = work / "rclip-venv"
+    if not (venv / "bin" / "rclip").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([venv / "bin" / "pip", "install", "-q", "rclip"], check=True)
+    return venv / "bin" / "rclip"
+
+
+def time_rclip(rclip: Path, photos: Path, datadir: Path) -> float:
+    (datadir / "db.sqlite3").unlink(missing_ok=True)
+    env = {**os.environ, "RCLIP_DATADIR": str(datadir)}
+    t0 = time.perf_counter()
+    subprocess.run(
+        [rclip, "-t", "1", "a cat"],
+        cwd=photos,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - t0
+
+
+def time_imgsearch(photos: Path, home: Path, weights: Path) -> float:
+    shutil.rmtree(home, ignore_errors=True)
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            IMGSEARCH,
+            "--home",
+            home,
+            "index",
+            photos,
+            "--model",
+            ARCH,
+            "--pretrained",
+            weights,
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - t0
+
+
+def rate(fn, items, workers: int = 1) -> float:
+    t0 = time.perf_counter()
+    if workers == 1:
+        for x in items:
+            fn(x)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(fn, items))
+    return len(items) / (time.perf_counter() - t0)
+
+
+def where_time_goes(photos: list[Path], weights: Path, datadir: Path) -> dict:
+    import onnxruntime as ort
+
+    from search.encoder import load_encoder
+    from search.imageio import load_image
+    from search.modelspec import resolve
+
+    sample = photos[: min(16, len(photos))]
+
+    def full(p):
+        with Image.open(p) as im:
+            im.convert("RGB")
+
+    source = resolve(ARCH, str(weights), models_dir=datadir, cache_dir=datadir)
+    enc = load_encoder(source, "cpu")
+
+    def draft(p):
+        enc.prepare(load_image(p, min_side=enc.image_size).image)
+
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 256, 256, 3), dtype=np.uint8)
+
+    def model_rate(encoder) -> float:
+        encoder.encode_pixels(pixels[:4])
+        t0 = time.perf_counter()
+        for _ in range(2):
+            encoder.encode_pixels(pixels)
+        return 64 / (time.perf_counter() - t0)
+
+    fast_rate = model_rate(enc)
+    fp32 = load_encoder(source, "cpu", "fp32")
+    fp32_rate = model_rate(fp32)
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = os.cpu_count() or 1
+    session = ort.InferenceSession(
+        str(datadir / RCLIP_SUBDIR / "visual.onnx"), opts, providers=["CPUExecutionProvider"]
+    )
+    x = fp32.to_tensor(pixels).numpy()
+    session.run(None, {"input": x[:4]})
+    t0 = time.perf_counter()
+    for _ in range(2):
+        session.run(None, {"input": x})
+    ort_rate = 64 / (time.perf_counter() - t0)
+    return {
+        "full decode, 1 thread": rate(full, sample),
+        f"full decode, {os.cpu_count()} threads": rate(full, sample, os.cpu_count() or 1),
+        "draft decode + resize, 1 thread": rate(draft, sample),
+        f"draft decode + resize, {os.cpu_count()} threads": rate(
+            draft, sample, os.cpu_count() or 1
+        ),
+        f"model only, imgsearch torch {enc.precision} (the default here)": fast_rate,
+        "model only, imgsearch torch fp32": fp32_rate,
+        "model only, rclip's path (onnxruntime fp32)": ort_rate,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100, help="photos (default 100)")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/imgsearch-bench"))
+    args = ap.parse_args()
+
+    photos = make_photos(args.work / "photos", args.n)
+    folder = args.work / f"photos-{args.n}"
+    if not folder.exists():
+        folder.mkdir()
+        for p in photos:
+            os.link(p, folder / p.name)
+    weights = export(args.work / "models")
+    datadir = args.work / "models" / "rclip"
+    rclip = rclip_env(args.work)
+    load_before = os.getloadavg()[0]
+    times: dict[str, list[float]] = {"rclip": [], "imgsearch": []}
+    for _ in range(args.rounds):
+        times["rclip"].append(time_rclip(rclip, folder, datadir))
+        times["imgsearch"].append(time_imgsearch(folder, args.work / "home", weights))
+    print(times, flush=True)
+    parts = where_time_goes(photos, weights, datadir)
+    load_after = os.getloadavg()[0]
+
+    best = {k: args.n / statistics.median(v) for k, v in times.items()}
+    ratio = best["imgsearch"] / best["rclip"]
+    mb = statistics.mean(p.stat().st_size for p in photos) / 2**20
+    rows = "\n".join(f"| {k} | {v:.1f} |" for k, v in parts.items())
+    runs = ", ".join(f"{k}: " + " / ".join(f"{t:.1f} s" for t in v) for k, v in times.items())
+    body = f"""## Indexing throughput (issue 5): `bench/index_bench.py`
+
+Machine: {machine()}. Load average {load_before:.2f} before, {load_after:.2f} after.
+{args.n} camera-like 4000×3000 JPEGs ({mb:.1f} MB each on average), {ARCH} with the same
+random weights in both tools, a first full index from empty, {args.rounds} alternating
+rounds, whole-command wall time (model loading included). Runs: {runs}.
+Reproduce: `.venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/index_bench.py --n {args.n}`.
+
+| tool | images/s (median round) |
+|---|---|
+| rclip {rclip_version(rclip)} | {best["rclip"]:.2f} |
+| imgsearch | {best["imgsearch"]:.2f} |
+| **ratio** | **{ratio:.2f}×** |
+
+Where the time goes (images/s, same machine):
+
+| stage | images/s |
+|---|---|
+{rows}
+"""
+    print(body)
+    write_section("index", body)
+
+
+def rclip_version(rclip: Path) -> str:
+    out = subprocess.run([rclip, "--version"], capture_output=True, text=True)
+    return (out.stdout or out.stderr).strip().split()[-1]
+
+
+if __name__ == "__main__":
+    main()
