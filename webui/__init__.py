@@ -1,0 +1,47 @@
+"""The web UI: a Flask app factory in the flaskr style.
+
+Services live in ``app.extensions``: ``imgsearch.library`` (catalog, index store,
+searcher) and ``imgsearch.thumbnails``. Blueprints: ``pages`` (HTML), ``api`` (JSON) and
+``files`` (originals and thumbnails by id).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from search.library import Library
+    from search.settings import Settings
+
+# Uploads are query images; nobody needs to send a 20 MB one, and the cap bounds memory.
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, *, library: Library | None = None) -> Flask:
+    """The app for a library: pass an open ``library`` (the caller closes it) or
+    ``settings`` to open one, which lives as long as the process."""
+    # Imported here: `imgsearch --help` loads webui.commands, and must stay fast.
+    from flask import Flask
+
+    from search.library import Library
+    from search.settings import Settings
+    from webui import api, errors, files, pages, security
+
+    if library is None:
+        library = Library(settings or Settings.load())
+    settings = library.settings
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES
+    app.json.sort_keys = False  # keep the documented key order
+    app.extensions["imgsearch.library"] = library
+    app.extensions["imgsearch.thumbnails"] = files.Thumbnails(
+        settings.thumbs_dir, settings.max_megapixels
+    )
+    security.init_app(app, settings)
+    errors.init_app(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(files.bp)
+    return app

@@ -1,0 +1,187 @@
+"""The UI in a real browser: Debian's headless Chromium driven by Playwright against the
+real server (waitress) on an indexed sample folder. Screenshots go to test-output/browser/
+at the repository root (git-ignored).
+
+Chromium must be installed (.ci/run installs it): a missing browser fails this test, it is
+never skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+
+import pytest
+from imagetree import make_jpeg, make_png
+from PIL import Image
+from playwright.sync_api import Page, sync_playwright
+from test_webui_live import running
+
+from indexer.sync import sync
+from search.library import Library
+from search.settings import Settings
+from webui import create_app
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-output" / "browser"
+XSS_NAME = '"><img src=x onerror=alert(1)>.jpg'
+ALL_THUMBS_LOADED = """() => {
+    const imgs = [...document.querySelectorAll('img.thumb')];
+    return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
+}"""
+
+
+@pytest.fixture
+def sample(tmp_path):
+    root = tmp_path / "photos"
+    for i in range(14):
+        make_jpeg(root / ("2019" if i < 7 else "2021") / f"photo_{i:02d}.jpg", i, size=(400, 300))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown portrait
+    make_jpeg(root / "rotated.jpg", 40, size=(400, 300), exif=exif)
+    make_png(root / "drawing.png", 41, size=(300, 300))
+    make_jpeg(root / XSS_NAME, 42, size=(400, 300))
+    settings = Settings(
+        home=tmp_path / "home",
+        model="imgsearch-tiny",
+        pretrained="none",
+        device="cpu",
+        workers=1,
+        batch_size=8,
+    )
+    with Library(settings) as lib:
+        sync(lib, [str(root)], progress=False)
+        yield lib, root
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def card_ids(page: Page) -> list[int]:
+    hrefs = page.locator("a.card").evaluate_all("(links) => links.map((a) => a.pathname)")
+    return [int(h.rsplit("/", 1)[1]) for h in hrefs]
+
+
+def test_search_open_similar_upload_and_caption_in_chromium(sample):
+    lib, root = sample
+    total = lib.catalog.image_count()
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir(parents=True)
+    problems: list[str] = []
+    requested: list[str] = []
+    failed: list[str] = []
+
+    with running(create_app(library=lib)) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+        page.on("request", lambda r: requested.append(r.url))
+        page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+
+        # Type a query; it lands in the URL; thumbnails load.
+        page.goto(base + "/")
+        page.locator("#q").fill("a red square")
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/?q=a+red+square")
+        page.wait_for_function(ALL_THUMBS_LOADED)
+        assert page.locator("img.thumb").count() == total  # fewer than a page
+        names = page.locator("a.card .name").all_inner_texts()
+        assert XSS_NAME in names  # shown as text, and no alert dialog fired
+        shot(page, "1-results")
+
+        # Keyboard: "/" jumps back to the search box from anywhere on the page.
+        page.locator("a.card").first.focus()
+        page.keyboard.press("/")
+        assert page.evaluate("document.activeElement.id") == "q"
+
+        # Open a result: the larger view, its path and the caption form.
+        first_id = card_ids(page)[0]
+        page.locator("a.card").first.click()
+        page.wait_for_url(f"**/images/{first_id}")
+        assert page.locator("dd.path").inner_text() == lib.catalog.image(first_id).path
+        page.wait_for_function("() => document.querySelector('img.full').naturalWidth > 0")
+        shot(page, "2-detail")
+
+        # Add a caption: it is stored in the catalog and shown.
+        page.locator("#caption").fill("a test caption typed in the browser")
+        page.get_by_role("button", name="Add caption").click()
+        page.wait_for_url(f"**/images/{first_id}#captions")
+        assert page.locator("ul.captions li").all_inner_texts() == [
+            "a test caption typed in the browser"
+        ]
+        assert [c.text for c in lib.catalog.captions(first_id)] == [
+            "a test caption typed in the browser"
+        ]
+        shot(page, "3-caption")
+
+        # Find similar: a bookmarkable search that leaves the image itself out.
+        page.locator("#find-similar").click()
+        page.wait_for_url(f"**/?like={first_id}")
+        page.wait_for_function(ALL_THUMBS_LOADED)
+        similar = card_ids(page)
+        assert len(similar) == total - 1 and first_id not in similar
+        shot(page, "4-similar")
+
+        # Search by example with the file picker: the picked image comes back first.
+        example = root / "2021" / "photo_09.jpg"
+        example_id = next(
+            i for i, m in lib.catalog.images(similar + [first_id]).items() if m.path == str(example)
+        )
+        page.goto(base + "/")
+        with page.expect_navigation():
+            page.locator("#image").set_input_files(str(example))
+        page.wait_for_function(ALL_THUMBS_LOADED)
+        assert page.locator("img.query-preview").evaluate("(i) => i.naturalWidth") > 0
+        assert card_ids(page)[0] == example_id
+        shot(page, "5-upload-picker")
+
+        # ... and by dropping a file on the page.
+        dropped = root / "drawing.png"
+        page.goto(base + "/")
+        with page.expect_navigation():
+            page.evaluate(
+                """({data, name}) => {
+                    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+                    const files = new DataTransfer();
+                    files.items.add(new File([bytes], name, {type: "image/png"}));
+                    document.getElementById("dropzone").dispatchEvent(
+                        new DragEvent("drop", {dataTransfer: files, bubbles: true,
+                                               cancelable: true}));
+                }""",
+                {"data": base64.b64encode(dropped.read_bytes()).decode(), "name": dropped.name},
+            )
+        page.wait_for_function(ALL_THUMBS_LOADED)
+        top = lib.catalog.image(card_ids(page)[0])
+        assert top.path == str(dropped)
+        shot(page, "6-upload-drop")
+
+        # Infinite scroll: the server renders four, the rest arrive as the pager nears view.
+        response = page.goto(base + "/?q=sky&k=4")
+        assert response.text().count('class="card"') == 4
+        page.locator("#pager").scroll_into_view_if_needed()
+        page.wait_for_function(f"() => document.querySelectorAll('a.card').length === {total}")
+        page.wait_for_function(ALL_THUMBS_LOADED)
+        assert len(set(card_ids(page))) == total
+        page.locator("#pager").scroll_into_view_if_needed()
+        shot(page, "7-infinite-scroll")
+
+        page.goto(base + "/status")
+        assert str(root) in page.locator("main").inner_text()
+        shot(page, "8-status")
+        browser.close()
+
+    assert failed == []
+    assert problems == []  # no CSP violation, script error or alert()
+    assert requested and all(url.startswith((base, "data:")) for url in requested)

@@ -1,0 +1,41 @@
+"""Typed library errors and HTTP errors as responses: JSON for the API and the file
+routes, an HTML page for the pages. Messages are the library's own, user-facing ones."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from search.errors import ImageDecodeError, ImgsearchError, NotFound, QueryError
+
+_MACHINE_PREFIXES = ("/api/", "/files/", "/thumbs/", "/static/")
+
+
+def error_response(status: int, message: str):
+    if request.path.startswith(_MACHINE_PREFIXES):
+        return jsonify({"error": message}), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return error_response(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(NotFound)
+    def not_found(exc: NotFound):
+        return error_response(404, str(exc))
+
+    @app.errorhandler(QueryError)
+    def bad_query(exc: QueryError):
+        return error_response(400, str(exc))
+
+    @app.errorhandler(ImageDecodeError)
+    def bad_image(exc: ImageDecodeError):
+        return error_response(400, f"the image was refused: {exc.reason}")
+
+    @app.errorhandler(ImgsearchError)
+    def unavailable(exc: ImgsearchError):
+        # A model that cannot load or a catalog that cannot open: nothing the request
+        # could change, but the message says what the user can do.
+        return error_response(503, str(exc))

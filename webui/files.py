@@ -1,0 +1,145 @@
+"""Originals and thumbnails, served by catalog id only.
+
+The URL names an id, never a path. At serve time the catalogued path is resolved
+(os.path.realpath) and must still lie inside its root's real path, and the final open
+refuses a symlink, so a file swapped for a link to /etc/passwd after indexing is a 404.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from flask import Blueprint, abort, current_app, send_file
+from PIL import Image
+
+from search.errors import ImageDecodeError, NotFound
+from search.imageio import load_image
+from search.library import Library
+from search.records import ImageMeta
+from search.vectorindex import atomic_write
+
+bp = Blueprint("files", __name__)
+
+THUMB_SIDE = 320
+THUMB_QUALITY = 82
+# Bump when the thumbnail recipe changes, so cached files from the old one are not served.
+THUMB_VERSION = 1
+# A thumbnail URL names an id whose file may change, so browsers keep it briefly and then
+# revalidate with the ETag (a 304 costs next to nothing).
+THUMB_MAX_AGE = 600
+
+# Explicit rather than the platform's mimetypes table, which may lack some (webp).
+MIME_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".bmp": "image/bmp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+}
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+
+
+class Thumbnails:
+    """JPEG thumbnails cached under the library's thumbs/ folder, one per file version."""
+
+    def __init__(self, folder: Path, max_megapixels: float) -> None:
+        self.folder = folder
+        self.max_megapixels = max_megapixels
+
+    def path_for(self, image_id: int, st: os.stat_result) -> Path:
+        name = f"{image_id}-{st.st_size}-{st.st_mtime_ns}-v{THUMB_VERSION}.jpg"
+        return self.folder / str(image_id // 1000) / name
+
+    def get(self, image_id: int, fp: BinaryIO, st: os.stat_result) -> bytes:
+        """The cached thumbnail for this version of the file, made now if missing."""
+        path = self.path_for(image_id, st)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            pass
+        decoded = load_image(fp, max_megapixels=self.max_megapixels, min_side=THUMB_SIDE)
+        thumb = decoded.image
+        thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        thumb.save(out, format="JPEG", quality=THUMB_QUALITY, optimize=True)
+        atomic_write(path, out.getvalue())
+        for stale in path.parent.glob(f"{image_id}-*.jpg"):
+            if stale != path:
+                stale.unlink(missing_ok=True)
+        return out.getvalue()
+
+
+def open_indexed(lib: Library, image_id: int) -> tuple[ImageMeta, BinaryIO, os.stat_result]:
+    """Open a catalogued image for reading, or raise NotFound when it is gone or not
+    (any more) a regular file inside its root."""
+    meta = lib.catalog.image(image_id)
+    root = next((r for r in lib.catalog.roots() if r.id == meta.root_id), None)
+    if root is None:
+        raise NotFound(f"image {image_id} belongs to no root")
+    root_real = os.path.realpath(root.path)
+    real = os.path.realpath(meta.path)
+    if os.path.commonpath([root_real, real]) != root_real:
+        raise NotFound(f"image {image_id} is no longer inside its folder")
+    try:
+        # O_NOFOLLOW: the last component cannot turn into a link between check and open;
+        # O_NONBLOCK: a FIFO put in the photo's place cannot hang a server thread.
+        fd = os.open(real, _OPEN_FLAGS)
+    except OSError as exc:
+        raise NotFound(f"image {image_id} cannot be read: {exc.strerror}") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotFound(f"image {image_id} is not a regular file any more")
+    return meta, os.fdopen(fd, "rb"), st
+
+
+def _library() -> Library:
+    return current_app.extensions["imgsearch.library"]
+
+
+@bp.get("/files/<int:image_id>")
+def original(image_id: int):
+    meta, fp, st = open_indexed(_library(), image_id)
+    suffix = os.path.splitext(meta.path)[1].lower()
+    mimetype = MIME_TYPES.get(suffix, "application/octet-stream")
+    response = send_file(
+        fp,
+        mimetype=mimetype,
+        download_name=os.path.basename(meta.path),
+        conditional=True,
+        etag=f"{image_id}-{st.st_size}-{st.st_mtime_ns}",
+        last_modified=st.st_mtime,
+    )
+    response.cache_control.private = True
+    response.cache_control.no_cache = True
+    return response
+
+
+@bp.get("/thumbs/<int:image_id>")
+def thumbnail(image_id: int):
+    _, fp, st = open_indexed(_library(), image_id)
+    thumbs: Thumbnails = current_app.extensions["imgsearch.thumbnails"]
+    with fp:
+        try:
+            data = thumbs.get(image_id, fp, st)
+        except ImageDecodeError as exc:
+            abort(404, f"image {image_id} cannot be decoded any more: {exc.reason}")
+    response = send_file(
+        io.BytesIO(data),
+        mimetype="image/jpeg",
+        conditional=True,
+        etag=thumbs.path_for(image_id, st).stem,
+        last_modified=st.st_mtime,
+        max_age=THUMB_MAX_AGE,
+    )
+    response.cache_control.public = False
+    response.cache_control.private = True
+    return response

@@ -1,0 +1,169 @@
+"""Server-rendered pages: search, image detail (with captions), status, failures.
+
+Everything works without JavaScript; static/app.js adds drag-and-drop, infinite scroll and
+keyboard shortcuts on top.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+
+from flask import Blueprint, redirect, render_template, request, url_for
+from PIL import Image
+
+from search.commands import library_status
+from search.errors import ImageDecodeError, QueryError
+from search.imageio import load_image
+from search.query import SERVING_MODEL, SearchResult
+from webui.api import caption_text, library
+from webui.search_params import MAX_OFFSET, SearchParams, uploaded_image
+
+bp = Blueprint("pages", __name__)
+
+PAGE_SIZE = 48
+PREVIEW_SIDE = 160
+# Browsers cannot show these, so the detail page shows the (upright JPEG) thumbnail.
+_NOT_DISPLAYABLE = (".tif", ".tiff")
+
+
+def _library_state() -> dict:
+    """What the search page says about the library: empty, being indexed, its folders."""
+    lib = library()
+    return {
+        "image_count": lib.catalog.image_count(),
+        "serving_model": lib.catalog.get_setting(SERVING_MODEL),
+        "indexing": lib.lock.held_elsewhere(),
+        "roots": [r.path.rstrip(os.sep) + os.sep for r in lib.catalog.roots()],
+    }
+
+
+def _render_search(
+    params: SearchParams,
+    result: SearchResult | None = None,
+    *,
+    error: str | None = None,
+    preview: str | None = None,
+    status: int = 200,
+):
+    pages = {}
+    if result is not None and preview is None:  # an upload cannot be paged by URL
+        if len(result.hits) == params.k and params.offset + params.k <= MAX_OFFSET:
+            following = params.query_args(PAGE_SIZE, offset=params.offset + params.k)
+            pages["next"] = url_for("pages.search", **following)
+            pages["more"] = url_for(
+                "api.search", **params.query_args(0, offset=following["offset"])
+            )
+        if params.offset > 0:
+            earlier = max(0, params.offset - params.k)
+            pages["prev"] = url_for("pages.search", **params.query_args(PAGE_SIZE, offset=earlier))
+    body = render_template(
+        "search.html",
+        params=params,
+        result=result,
+        error=error,
+        preview=preview,
+        pages=pages,
+        state=_library_state(),
+    )
+    return body, status
+
+
+def _preview(buffer: io.BytesIO, max_megapixels: float) -> str:
+    """A small data: URL of the query image (this also refuses a bomb before the model
+    loads). The buffer is rewound for the search."""
+    decoded = load_image(buffer, max_megapixels=max_megapixels, min_side=PREVIEW_SIDE)
+    buffer.seek(0)
+    thumb = decoded.image
+    thumb.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    thumb.save(out, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+@bp.get("/")
+def search():
+    try:
+        params = SearchParams.parse(request.args, default_k=PAGE_SIZE)
+    except QueryError as exc:
+        return _render_search(SearchParams(k=PAGE_SIZE), error=str(exc), status=400)
+    lib = library()
+    if params.like is not None:
+        lib.catalog.image(params.like)  # an unknown id is a 404 page, not a bad query
+    if not params.has_query or lib.catalog.get_setting(SERVING_MODEL) is None:
+        return _render_search(params)
+    try:
+        result = lib.searcher.search(params.request())
+    except QueryError as exc:
+        return _render_search(params, error=str(exc), status=400)
+    return _render_search(params, result)
+
+
+@bp.post("/")
+def search_by_image():
+    lib = library()
+    try:
+        params = SearchParams.parse(request.form, default_k=PAGE_SIZE)
+        image = uploaded_image(request.files.get("image"))
+        preview = _preview(image, lib.settings.max_megapixels)
+    except QueryError as exc:
+        return _render_search(SearchParams(k=PAGE_SIZE), error=str(exc), status=400)
+    except ImageDecodeError as exc:
+        message = f"The image was refused: {exc.reason}."
+        return _render_search(SearchParams(k=PAGE_SIZE), error=message, status=400)
+    if lib.catalog.get_setting(SERVING_MODEL) is None:
+        return _render_search(params)
+    try:
+        result = lib.searcher.search(params.request(image))
+    except QueryError as exc:
+        return _render_search(params, error=str(exc), status=400)
+    return _render_search(params, result, preview=preview)
+
+
+@bp.get("/images/<int:image_id>")
+def image(image_id: int):
+    lib = library()
+    meta = lib.catalog.image(image_id)
+    shown = (
+        url_for("files.thumbnail", image_id=image_id)
+        if meta.path.lower().endswith(_NOT_DISPLAYABLE)
+        else url_for("files.original", image_id=image_id)
+    )
+    return render_template(
+        "image.html", image=meta, shown_url=shown, captions=lib.catalog.captions(image_id)
+    )
+
+
+@bp.post("/images/<int:image_id>/captions")
+def add_caption(image_id: int):
+    library().catalog.add_caption(image_id, caption_text(request.form.get("text")))
+    # Post/redirect/get: reloading the page does not add the caption twice.
+    return redirect(url_for("pages.image", image_id=image_id, _anchor="captions"), code=303)
+
+
+@bp.get("/status")
+def status():
+    return render_template("status.html", status=library_status(library()))
+
+
+@bp.get("/failures")
+def failures():
+    return render_template("failures.html", failures=library().catalog.failures())
+
+
+@bp.app_template_filter("basename")
+def basename(path: str) -> str:
+    return os.path.basename(path)
+
+
+@bp.app_template_filter("filesize")
+def filesize(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"

@@ -1,0 +1,138 @@
+"""Search parameters from a query string or form, shared by the pages and the JSON API.
+
+Bad values raise QueryError (a 400); bounds keep one request from asking FAISS and the
+catalog for millions of rows.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+
+from flask import url_for
+from werkzeug.datastructures import FileStorage
+from werkzeug.utils import secure_filename
+
+from search.errors import QueryError
+from search.query import Hit, SearchRequest, SearchResult, parse_date
+
+MAX_K = 200
+MAX_OFFSET = 10_000
+MAX_QUERY_CHARS = 1_000
+MAX_IMAGE_ID = 2**63 - 1  # SQLite's INTEGER range; beyond it the driver overflows
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """What a search URL says; the fields are its query-string names."""
+
+    q: str = ""
+    like: int | None = None
+    k: int = 20
+    offset: int = 0
+    path_prefix: str = ""
+    after: str = ""
+    before: str = ""
+    sort: str = "score"
+
+    @classmethod
+    def parse(cls, values: Mapping[str, str], default_k: int = 20) -> SearchParams:
+        q = values.get("q", "").strip()
+        if len(q) > MAX_QUERY_CHARS:
+            raise QueryError(f"the query is longer than {MAX_QUERY_CHARS} characters")
+        like = values.get("like", "").strip()
+        return cls(
+            q=q,
+            like=_int("like", like, 1, MAX_IMAGE_ID) if like else None,
+            k=_int("k", values.get("k", ""), 1, MAX_K, default_k),
+            offset=_int("offset", values.get("offset", ""), 0, MAX_OFFSET, 0),
+            path_prefix=values.get("path_prefix", "").strip(),
+            after=values.get("after", "").strip(),
+            before=values.get("before", "").strip(),
+            sort=values.get("sort", "").strip() or "score",
+        )
+
+    @property
+    def has_query(self) -> bool:
+        return bool(self.q) or self.like is not None
+
+    @property
+    def has_filters(self) -> bool:
+        return bool(self.path_prefix or self.after or self.before or self.sort != "score")
+
+    def request(self, image: io.BytesIO | None = None) -> SearchRequest:
+        return SearchRequest(
+            text=self.q or None,
+            image=image,
+            like=self.like,
+            k=self.k,
+            offset=self.offset,
+            path_prefix=_folder_prefix(self.path_prefix) or None,
+            after=parse_date(self.after) if self.after else None,
+            before=parse_date(self.before) if self.before else None,
+            sort=self.sort,
+        )
+
+    def query_args(self, default_k: int, **changes: object) -> dict[str, object]:
+        """Non-default values only, so URLs stay short and bookmarkable."""
+        defaults = asdict(SearchParams(k=default_k))
+        current = asdict(replace(self, **changes))
+        return {name: value for name, value in current.items() if value != defaults[name]}
+
+
+def _int(name: str, raw: str, low: int, high: int, default: int | None = None) -> int:
+    raw = raw.strip()
+    if not raw and default is not None:
+        return default
+    if not raw.isascii() or not raw.isdigit():
+        raise QueryError(f"{name} must be a whole number, not {raw!r}")
+    value = int(raw)
+    if not low <= value <= high:
+        raise QueryError(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _folder_prefix(prefix: str) -> str:
+    """A typed folder ('/photos/2019') means that folder, not '/photos/2019-old' too (as
+    on the command line)."""
+    if prefix and not prefix.endswith(os.sep) and os.path.isabs(prefix) and os.path.isdir(prefix):
+        return prefix + os.sep
+    return prefix
+
+
+def uploaded_image(upload: FileStorage | None) -> io.BytesIO:
+    """The uploaded query image in memory (its size is already capped by the request
+    limit), named after the upload so the query reads 'image:beach.jpg'."""
+    if upload is None or not upload.filename:
+        raise QueryError("no image uploaded: send it as the multipart field 'image'")
+    data = upload.read()
+    if not data:
+        raise QueryError("the uploaded image is empty")
+    buffer = io.BytesIO(data)
+    buffer.name = secure_filename(upload.filename) or "upload"
+    return buffer
+
+
+def hit_json(hit: Hit) -> dict:
+    return {
+        "id": hit.id,
+        "path": hit.path,
+        "score": round(hit.score, 6),
+        "thumb_url": url_for("files.thumbnail", image_id=hit.id),
+        "file_url": url_for("files.original", image_id=hit.id),
+        "page_url": url_for("pages.image", image_id=hit.id),
+        "width": hit.width,
+        "height": hit.height,
+        "taken_at": hit.taken_at.isoformat() if hit.taken_at else None,
+        "date": hit.date.isoformat(),
+    }
+
+
+def result_json(result: SearchResult) -> dict:
+    return {
+        "model_id": result.model_id,
+        "query": result.query,
+        "results": [hit_json(h) for h in result.hits],
+    }
