@@ -412,7 +412,9 @@ def test_encoder_uses_pretrained_tag_preprocess_overrides(tmp_path, tiny_encoder
         tiny_encoder.source,
         preprocess={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "resize_mode": "squash"},
     )
-    enc = ClipEncoder(tiny_encoder.model, tiny_encoder.tokenizer, source, "cpu")
+    enc = ClipEncoder(
+        tiny_encoder.model, tiny_encoder.tokenizer, source, "cpu", tiny_encoder.precision
+    )
     assert enc.resize_mode == "squash"
     image = Image.fromarray(np.full((30, 90, 3), 200, np.uint8))
     assert enc.prepare(image).shape == (64, 64, 3)
