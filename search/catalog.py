@@ -412,7 +412,10 @@ class Catalog:
 
     def set_manifest(self, manifest: Manifest) -> None:
         with self._tx() as s:
-            s.merge(IndexManifest(**vars(manifest)))
+            params = (
+                None if manifest.params is None else json.dumps(manifest.params, sort_keys=True)
+            )
+            s.merge(IndexManifest(**{**vars(manifest), "params": params}))
 
     # -- captions -------------------------------------------------------------------------
     def add_caption(self, image_id: int, text: str, source: str = "user") -> CaptionInfo:
@@ -447,5 +450,14 @@ def _meta(im: Image) -> ImageMeta:
 
 def _manifest(m: IndexManifest) -> Manifest:
     return Manifest(
-        m.model_id, m.generation, m.filename, m.kind, m.count, m.checksum, m.revision, m.built_at
+        m.model_id,
+        m.generation,
+        m.filename,
+        m.kind,
+        m.count,
+        m.checksum,
+        m.revision,
+        m.built_at,
+        None if m.params is None else json.loads(m.params),
+        m.recall_at_10,
     )

@@ -135,6 +135,8 @@ def library_status(lib) -> dict:
             "generation": manifest.generation,
             "built_at": manifest.built_at.isoformat(),
             "current": lib.store.is_current(serving),
+            "params": manifest.params,
+            "recall_at_10": manifest.recall_at_10,
         },
         "indexing": lib.lock.held_elsewhere(),
     }
@@ -157,6 +159,9 @@ def run_status(args: argparse.Namespace) -> int:
     if status["index"]:
         idx = status["index"]
         print(f"index:   {idx['kind']}, {idx['count']} vectors, generation {idx['generation']}")
+        if idx["recall_at_10"] is not None:
+            tuned = ", ".join(f"{k}={v}" for k, v in (idx["params"] or {}).items())
+            print(f"         {tuned}; recall@10 {idx['recall_at_10']:.3f} against exact search")
     if status["indexing"]:
         print("an index run is in progress")
     return 0

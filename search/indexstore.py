@@ -1,7 +1,8 @@
 """FAISS index files per model: generations on disk, a manifest row in the catalog.
 
 The catalog holds the vectors; an index file is a cache of them. A file that is missing,
-fails its checksum or disagrees with its manifest is rebuilt, never served.
+fails its checksum or disagrees with its manifest is rebuilt, never served. Which kind of
+index (exact or approximate) and its tuning are search.ann's choice, under an IndexPolicy.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 import threading
 from pathlib import Path
 
+from search.ann import IndexPolicy, build_index
 from search.catalog import Catalog, utcnow
 from search.lock import IndexLock
 from search.records import Manifest
@@ -23,10 +25,17 @@ def _slug(model_id: str) -> str:
 
 
 class IndexStore:
-    def __init__(self, catalog: Catalog, index_dir: Path, lock: IndexLock | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        index_dir: Path,
+        lock: IndexLock | None = None,
+        policy: IndexPolicy | None = None,
+    ) -> None:
         self.catalog = catalog
         self.index_dir = index_dir
         self.lock = lock
+        self.policy = policy or IndexPolicy()
         # Readers in several threads (the web UI) share one loaded index per model.
         self._loaded: dict[str, tuple[Manifest, VectorIndex]] = {}
         self._mutex = threading.Lock()
@@ -35,13 +44,23 @@ class IndexStore:
         """Write a new generation from the catalog's vectors and point the manifest at it."""
         revision = self.catalog.model_revision(model_id)
         ids, vectors = self.catalog.vectors(model_id)
-        index = VectorIndex.build(ids, vectors)
+        built = build_index(ids, vectors, self.policy)
+        index = built.index
         old = self.catalog.manifest(model_id)
         generation = (old.generation + 1) if old else 1
         filename = f"{_slug(model_id)}.{generation}.faiss"
         checksum = index.save(self.index_dir / filename)
         manifest = Manifest(
-            model_id, generation, filename, index.kind, len(index), checksum, revision, utcnow()
+            model_id,
+            generation,
+            filename,
+            index.kind,
+            len(index),
+            checksum,
+            revision,
+            utcnow(),
+            built.params,
+            built.recall_at_10,
         )
         self.catalog.set_manifest(manifest)
         if old and old.filename != filename:
@@ -63,8 +82,10 @@ class IndexStore:
         Hits are always re-checked against the catalog, and ids are never reused, so a
         snapshot can miss new images but never names the wrong one.
         """
-        manifest = self.catalog.manifest(model_id)
-        if manifest is not None and (self._fresh(manifest) or self._busy()):
+        for _ in range(3):
+            manifest = self.catalog.manifest(model_id)
+            if manifest is None or not (self._fresh(manifest) or self._busy()):
+                break
             with self._mutex:
                 cached = self._loaded.get(model_id)
             if cached and cached[0].checksum == manifest.checksum:
@@ -74,6 +95,10 @@ class IndexStore:
                 with self._mutex:
                     self._loaded[model_id] = (manifest, loaded)
                 return manifest, loaded
+            if not self._busy():
+                break  # damaged, and nobody is writing a new one: rebuild
+            # An index run swapped generations between our manifest read and the load
+            # (it deletes the old file once the manifest names the new one): look again.
         manifest = self.rebuild(model_id)
         return manifest, self._loaded[model_id][1]
 
@@ -89,6 +114,10 @@ class IndexStore:
             index, checksum = VectorIndex.load(path)
         except (OSError, RuntimeError):
             return None
-        if checksum != manifest.checksum or len(index) != manifest.count:
+        if (checksum, len(index), index.kind) != (manifest.checksum, manifest.count, manifest.kind):
             return None
+        if index.knob is not None and index.knob in (manifest.params or {}):
+            # The file carries its search parameter too; the manifest holds the value
+            # whose recall was measured, so that is the one to search with.
+            index.tune(manifest.params[index.knob])
         return index

@@ -88,6 +88,9 @@ class Manifest:
     checksum: str
     revision: int
     built_at: datetime
+    # Trailing and defaulted, so older positional construction still works.
+    params: dict | None = None
+    recall_at_10: float | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -104,6 +105,11 @@ class IndexManifest(Base):
     checksum: Mapped[str] = mapped_column(String(64))
     revision: Mapped[int] = mapped_column(Integer)
     built_at: Mapped[datetime] = mapped_column(DateTime)
+    # JSON: the index's structure and tuned search parameter (efSearch, nprobe), shown by
+    # `status`; the FAISS file itself carries the values the search uses.
+    params: Mapped[str | None] = mapped_column(Text)
+    # Measured against exact search when the index was built; None for an exact index.
+    recall_at_10: Mapped[float | None] = mapped_column(Float)
 
 
 class Failure(Base):

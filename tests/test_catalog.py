@@ -222,6 +222,74 @@ def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> N
         cat.close()
 
 
+def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> None:
+    """0002 adds the manifest's params and recall columns; rows written at 0001 survive."""
+    from alembic import command
+    from alembic.config import Config
+
+    from search.catalog import make_engine
+    from search.records import Manifest
+
+    path = tmp_path / "catalog.db"
+    engine = make_engine(path)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    vecs = unit_vectors(2, seed=3)
+    when = "2020-01-01 12:00:00.000000"
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+        for sql, args in [
+            ("insert into models values (?, ?, ?, ?, ?)", (MODEL, "{}", DIM, 4, when)),
+            ("insert into roots values (1, '/photos', ?)", (when,)),
+            *[
+                (
+                    "insert into images values (?, 1, ?, 10, 1, ?, 640, 480, null, ?, ?)",
+                    (i, f"/photos/{i}.jpg", f"h{i}", when, when),
+                )
+                for i in (1, 2)
+            ],
+            *[
+                ("insert into embeddings values (?, ?, ?)", (i, MODEL, vecs[i - 1].tobytes()))
+                for i in (1, 2)
+            ],
+            (
+                "insert into index_manifest values (?, 3, 'f.3.faiss', 'flat-ip', 2, ?, 4, ?)",
+                (MODEL, "ab" * 32, when),
+            ),
+            ("insert into captions values (1, 2, 'a red bicycle', 'user', ?)", (when,)),
+            ("insert into settings values ('active_model', '{\"model\": \"x\"}')", ()),
+        ]:
+            conn.exec_driver_sql(sql, args)
+    engine.dispose()
+
+    cat = Catalog.open(path)
+    try:
+        with cat.engine.connect() as conn:
+            assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == (
+                "0002"
+            )
+            columns = {c["name"] for c in inspect(conn).get_columns("index_manifest")}
+        assert {"params", "recall_at_10"} <= columns
+        assert cat.manifest(MODEL) == Manifest(
+            MODEL, 3, "f.3.faiss", "flat-ip", 2, "ab" * 32, 4, BASE_DATE, None, None
+        )
+        got_ids, got = cat.vectors(MODEL)
+        assert got_ids.tolist() == [1, 2]
+        np.testing.assert_array_equal(got, vecs)
+        assert [(r.path, r.image_count) for r in cat.roots()] == [("/photos", 2)]
+        assert [(c.image_id, c.text) for c in cat.captions()] == [(2, "a red bicycle")]
+        assert cat.get_setting("active_model") == '{"model": "x"}'
+        # The new columns take values.
+        tuned = Manifest(
+            MODEL, 4, "f.4.faiss", "hnsw-ip", 2, "cd" * 32, 4, BASE_DATE, {"efSearch": 48}, 0.97
+        )
+        cat.set_manifest(tuned)
+        assert cat.manifest(MODEL) == tuned
+    finally:
+        cat.close()
+
+
 def test_reopening_migrates_again_and_keeps_data(tmp_path) -> None:
     path = tmp_path / "catalog.db"
     cat = Catalog.open(path)

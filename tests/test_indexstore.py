@@ -472,3 +472,46 @@ def test_lock_is_seen_across_processes(tmp_path) -> None:
     assert not mine.held_elsewhere()
     with mine:
         pass
+
+
+def test_reader_follows_a_generation_swap_instead_of_rebuilding(tmp_path) -> None:
+    """An index run replaced the file between a reader's manifest read and its load:
+    the reader must look again, not rebuild (and race the writer) while the lock is held."""
+    from datetime import datetime
+
+    from search.catalog import Catalog
+    from search.indexstore import IndexStore
+    from search.lock import IndexLock
+    from search.records import ImageData
+
+    cat = Catalog.open(tmp_path / "catalog.db")
+    root = cat.add_root(str(tmp_path))
+    cat.ensure_model("m", {"model": "m"}, 4)
+    vecs = np.eye(4, dtype=np.float32)
+    now = datetime(2020, 1, 1)
+    cat.write_batch(
+        "m",
+        [
+            ImageData(root.id, f"{tmp_path}/{i}.jpg", 1, 1, str(i), 1, 1, None, now)
+            for i in range(4)
+        ],
+        vecs,
+    )
+    writer = IndexStore(cat, tmp_path / "index")
+    writer.rebuild("m")
+    reader = IndexStore(cat, tmp_path / "index", IndexLock(tmp_path))
+    stale = cat.manifest("m")
+    writer.rebuild("m")  # the old generation's file is gone now
+    held = IndexLock(tmp_path)
+    held.acquire()
+    try:
+        rebuilt = []
+        reader.rebuild = lambda model_id: rebuilt.append(model_id)  # type: ignore[method-assign]
+        calls = iter([stale, cat.manifest("m"), cat.manifest("m")])
+        real_manifest = cat.manifest
+        cat.manifest = lambda model_id: next(calls, None) or real_manifest(model_id)  # type: ignore[method-assign]
+        manifest, index = reader.get("m")
+        assert manifest.generation == 2 and len(index) == 4 and not rebuilt
+    finally:
+        held.release()
+        cat.close()

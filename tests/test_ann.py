@@ -1,0 +1,235 @@
+"""Approximate indexes (search.ann): chosen by library size and memory, tuned to a recall
+target against exact search, filtered like exact search, and recorded in the manifest."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+import faiss
+import numpy as np
+import pytest
+
+from search.ann import IndexPolicy, build_index, choose_factory, ladder, tune
+from search.catalog import Catalog
+from search.commands import library_status
+from search.indexstore import IndexStore
+from search.query import SERVING_MODEL
+from search.records import ImageData, Manifest
+from search.vectorindex import VectorIndex
+
+DIM = 64
+N = 20_000
+MODEL = "test-model/random:0123"
+GIB = 2**30
+# Forces IVF with SQ8 codes for N vectors of DIM (an HNSW graph would take ~12 MB).
+SQ8_BUDGET = 2_000_000
+
+
+def clustered(n: int, seed: int = 0, dim: int = DIM, clusters: int = 40) -> np.ndarray:
+    """Unit vectors from a mixture of gaussians, each spread along a few directions of its
+    own: clustered like real embeddings, unlike uniform noise (on which ANN recall is poor)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((clusters, dim)).astype(np.float32)
+    bases = rng.standard_normal((clusters, 8, dim)).astype(np.float32) / np.sqrt(dim)
+    label = rng.integers(0, clusters, n)
+    spread = rng.standard_normal((n, 8)).astype(np.float32) * 0.5
+    v = centers[label] / np.sqrt(dim) + np.einsum("nr,nrd->nd", spread, bases[label])
+    v += 0.02 * rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return len(np.intersect1d(a, b)) / max(1, len(b))
+
+
+@pytest.fixture(scope="module")
+def data():
+    vecs = clustered(N + 100)
+    # Sparse ids, as a catalog's are after deletions; queries are not in the library.
+    ids = np.arange(N, dtype=np.int64) * 3 + 7
+    return ids, vecs[:N], vecs[N:]
+
+
+@pytest.fixture(scope="module")
+def exact(data):
+    ids, vecs, _ = data
+    return VectorIndex.build(ids, vecs)
+
+
+@pytest.fixture(scope="module", params=["hnsw-ip", "ivf-ip"])
+def built(request, data):
+    ids, vecs, _ = data
+    budget = None if request.param == "hnsw-ip" else SQ8_BUDGET
+    result = build_index(ids, vecs, IndexPolicy(ann_threshold=10_000, memory_budget=budget))
+    assert result.index.kind == request.param
+    return result
+
+
+# -- choosing ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "n, dim, policy, factory",
+    [
+        (49_999, 512, IndexPolicy(memory_budget=8 * GIB), "IDMap2,Flat"),
+        (50_000, 512, IndexPolicy(memory_budget=8 * GIB), "IDMap2,HNSW32"),
+        (1_000_000, 512, IndexPolicy(memory_budget=8 * GIB), "IDMap2,HNSW32"),
+        (1_000_000, 512, IndexPolicy(memory_budget=2 * GIB), "IVF4096_HNSW32,Flat"),
+        (1_000_000, 512, IndexPolicy(memory_budget=1 * GIB), "IVF4096_HNSW32,SQ8"),
+        (10_000_000, 512, IndexPolicy(memory_budget=4 * GIB), "IVF16384_HNSW32,SQ4"),
+        (10_000_000, 512, IndexPolicy(memory_budget=2 * GIB), "IVF16384_HNSW32,PQ64x8"),
+        (5_000_000, 512, IndexPolicy(memory_budget=64 * GIB), "IVF8192_HNSW32,Flat"),
+        (2_000, 64, IndexPolicy(ann_threshold=1_000, hnsw_m=16), "IDMap2,HNSW16"),
+        # Below MIN_ANN an exact scan is as fast whatever the threshold says.
+        (500, 64, IndexPolicy(ann_threshold=0), "IDMap2,Flat"),
+    ],
+)
+def test_the_index_is_chosen_by_size_and_memory(n, dim, policy, factory) -> None:
+    assert choose_factory(n, dim, policy) == factory
+
+
+def test_ladder_rises_by_about_half_up_to_its_stop() -> None:
+    assert ladder(16, 100) == [16, 24, 32, 48, 64, 96, 100]
+    assert ladder(1, 8) == [1, 2, 3, 4, 6, 8]
+
+
+# -- agreement with exact search ----------------------------------------------------------------
+def test_approximate_search_agrees_with_exact_search(built, data, exact) -> None:
+    ids, _, queries = data
+    assert built.recall_at_10 >= 0.95
+    knob = built.index.knob
+    assert built.params[knob] == built.index.tuning()[knob]
+    threads = faiss.omp_get_max_threads()
+    recalls = [overlap(built.index.search(q, 10)[1], exact.search(q, 10)[1]) for q in queries]
+    assert np.mean(recalls) >= 0.95
+    assert faiss.omp_get_max_threads() == threads  # one query runs single-threaded, then back
+    scores, found = built.index.search(queries[0], 10)
+    assert np.isin(found, ids).all() and np.all(np.diff(scores) <= 1e-6)
+
+
+def test_tuning_raises_the_search_parameter_until_the_target_is_met() -> None:
+    ids = np.arange(5000, dtype=np.int64)
+    vecs, queries = np.split(clustered(5200, seed=1, clusters=5), [5000])
+    # A sparse graph (few links, a narrow build beam) needs a wide search to find neighbours.
+    sparse = IndexPolicy(ann_threshold=1000, hnsw_m=8, ef_construction=16, target_recall=0.5)
+    loose = build_index(ids, vecs, sparse)
+    assert loose.params["efSearch"] == 16  # the first step already meets it
+    assert loose.recall_at_10 < 0.95
+    _, truth = VectorIndex.build(ids, vecs).search_many(queries, 10)
+    strict = replace(sparse, target_recall=0.97)
+    assert tune(loose.index, ladder(16, 2048), queries, truth, strict) >= 0.97
+    assert loose.index.tuning()["efSearch"] > 16
+
+
+def test_tuning_settles_below_target_when_codes_cap_recall() -> None:
+    """Coarse PQ codes cannot reach 0.95: tuning stops where recall stops rising, and the
+    recall it reports is the one measured there, not the target."""
+    ids = np.arange(3000, dtype=np.int64)
+    vecs = clustered(3000, seed=2, dim=16)
+    got = build_index(ids, vecs, IndexPolicy(ann_threshold=1000, memory_budget=20_000))
+    assert got.params["factory"] == "IVF64_HNSW32,PQ1x8"  # 1 byte a vector
+    assert 0 < got.recall_at_10 < 0.95
+    assert got.params["nprobe"] < 64  # stopped before scanning every list
+
+
+# -- filtered search ---------------------------------------------------------------------------
+@pytest.mark.parametrize("share", [0.002, 0.05, 0.4])
+def test_filtered_search_returns_only_allowed_ids_and_matches_exact(
+    built, data, exact, share
+) -> None:
+    ids, _, queries = data
+    rng = np.random.default_rng(7)
+    allowed = np.sort(rng.choice(ids, int(len(ids) * share), replace=False))
+    # Ids the index does not hold (deleted since, or another model's) are harmless.
+    asked = np.concatenate([allowed, allowed[:20] + 1])
+    recalls = []
+    for q in queries[:30]:
+        _, found = built.index.search(q, 10, asked)
+        _, truth = exact.search(q, 10, allowed)
+        assert np.isin(found, allowed).all() and len(found) == 10
+        recalls.append(overlap(found, truth))
+    assert np.mean(recalls) >= 0.95
+
+
+@pytest.mark.parametrize("built", ["hnsw-ip"], indirect=True)
+def test_a_small_allowed_set_is_searched_exactly_on_hnsw(built, data, exact) -> None:
+    """(IVF scores allowed vectors from their codes, so only HNSW can be exact here.)"""
+    ids, _, queries = data
+    allowed = ids[::500]
+    for q in queries[:10]:
+        got, want = built.index.search(q, 5, allowed), exact.search(q, 5, allowed)
+        np.testing.assert_array_equal(got[1], want[1])
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5)
+    assert len(built.index.search(queries[0], 5, allowed + 1)[1]) == 0  # none held
+
+
+# -- saving and the manifest ---------------------------------------------------------------------
+def test_save_and_load_keep_the_tuned_parameter(built, data, tmp_path) -> None:
+    ids, _, queries = data
+    path = tmp_path / "index.faiss"
+    checksum = built.index.save(path)
+    loaded, loaded_checksum = VectorIndex.load(path)
+    assert loaded_checksum == checksum
+    assert (loaded.kind, loaded.tuning()) == (built.index.kind, built.index.tuning())
+    allowed = ids[::3]
+    for q in queries[:5]:
+        for a, b in zip(built.index.search(q, 10), loaded.search(q, 10)):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(built.index.search(q, 10, allowed), loaded.search(q, 10, allowed)):
+            np.testing.assert_array_equal(a, b)
+
+
+def image(root_id: int, i: int) -> ImageData:
+    return ImageData(
+        root_id, f"/photos/{i:05}.jpg", 10, 1, f"hash{i}", 64, 64, None, datetime(2021, 1, 1)
+    )
+
+
+def test_store_picks_exact_below_the_threshold_and_approximate_above(tmp_path) -> None:
+    catalog = Catalog.open(tmp_path / "catalog.db")
+    try:
+        catalog.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, 32)
+        root = catalog.add_root("/photos").id
+        vecs = clustered(3000, seed=3, dim=32)
+        catalog.write_batch(MODEL, [image(root, i) for i in range(1500)], vecs[:1500])
+        policy = IndexPolicy(ann_threshold=2000)
+        store = IndexStore(catalog, tmp_path / "index", policy=policy)
+
+        small = store.rebuild(MODEL)
+        assert (small.kind, small.params, small.recall_at_10) == (
+            "flat-ip",
+            {"factory": "IDMap2,Flat"},
+            None,
+        )
+
+        catalog.write_batch(MODEL, [image(root, i) for i in range(1500, 3000)], vecs[1500:])
+        large = store.rebuild(MODEL)
+        assert large.kind == "hnsw-ip" and large.count == 3000
+        assert large.params["factory"] == "IDMap2,HNSW32"
+        assert large.params["efSearch"] >= 16 and large.recall_at_10 >= 0.95
+        assert catalog.manifest(MODEL) == large  # params and recall survive the catalog
+
+        # Another process loads the file, searching with the manifest's parameter.
+        manifest, index = IndexStore(catalog, tmp_path / "index", policy=policy).get(MODEL)
+        assert manifest == large
+        assert index.tuning() == {"efSearch": large.params["efSearch"]}
+        catalog.set_manifest(replace(large, params={**large.params, "efSearch": 123}))
+        _, index = IndexStore(catalog, tmp_path / "index", policy=policy).get(MODEL)
+        assert index.tuning() == {"efSearch": 123}
+        assert catalog.manifest(MODEL).generation == large.generation  # loaded, not rebuilt
+    finally:
+        catalog.close()
+
+
+def test_status_shows_the_index_kind_params_and_recall(library) -> None:
+    cat = library.catalog
+    cat.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, DIM)
+    cat.set_setting(SERVING_MODEL, MODEL)
+    params = {"factory": "IDMap2,HNSW32", "efConstruction": 40, "efSearch": 48}
+    cat.set_manifest(
+        Manifest(MODEL, 2, "x.2.faiss", "hnsw-ip", 60_000, "ab" * 32, 0, datetime(2024, 1, 1))
+    )
+    assert library_status(library)["index"]["params"] is None
+    first = cat.manifest(MODEL)
+    cat.set_manifest(replace(first, generation=3, params=params, recall_at_10=0.97))
+    index = library_status(library)["index"]
+    assert (index["kind"], index["params"], index["recall_at_10"]) == ("hnsw-ip", params, 0.97)
