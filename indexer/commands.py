@@ -19,6 +19,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def model_flags(args: argparse.Namespace) -> dict:
+    """The settings that add_model_options' flags give."""
+    return {
+        "model": args.model,
+        "pretrained": args.pretrained,
+        "device": args.device,
+        "precision": args.precision,
+    }
+
+
 def register_index(sub) -> None:
     p = sub.add_parser("index", help="add folders and sync them: new, changed, moved, deleted")
     p.add_argument("paths", nargs="*", metavar="PATH", help="folders (none: re-sync all roots)")
@@ -40,10 +50,7 @@ def run_index(args: argparse.Namespace) -> int:
 
     settings = settings_from(
         args,
-        model=args.model,
-        pretrained=args.pretrained,
-        device=args.device,
-        precision=args.precision,
+        **model_flags(args),
         batch_size=args.batch_size,
         workers=args.workers,
         max_megapixels=args.max_megapixels,

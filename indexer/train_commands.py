@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from indexer.commands import add_model_options
+from indexer.commands import add_model_options, model_flags
 from search.cli import print_json, settings_from
 from search.errors import ConfigError
 
@@ -67,9 +67,7 @@ def run_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
     if not 0 <= args.val_fraction < 1:
         raise ConfigError("--val-fraction must be in [0, 1)")
-    settings = settings_from(
-        args, model=args.model, pretrained=args.pretrained, device=args.device, workers=args.workers
-    )
+    settings = settings_from(args, **model_flags(args), workers=args.workers)
     with Library(settings) as lib:
         source = lib.resolve(lib.active_spec())
         encoder = lib.load_source(source)
@@ -150,13 +148,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from search.library import Library
     from search.query import SERVING_MODEL
 
-    settings = settings_from(
-        args,
-        model=args.model,
-        pretrained=args.pretrained,
-        device=args.device,
-        precision=args.precision,
-    )
+    settings = settings_from(args, **model_flags(args))
     with Library(settings) as lib:
         serving = lib.catalog.get_setting(SERVING_MODEL)
         if settings.model is None and serving is not None:

@@ -107,7 +107,8 @@ def test_offline_default_model_fails_fast_naming_pretrained_file(tmp_path):
     make_jpeg(tmp_path / "photos" / "a.jpg", 1)
     started = time.perf_counter()
     proc = run("index", tmp_path / "photos", home=tmp_path / "home", check=False)
-    assert time.perf_counter() - started < 15  # mostly importing torch
+    # Importing torch is most of it; test_models times the resolution itself (< 5 s).
+    assert time.perf_counter() - started < 30
     assert proc.returncode == 1 and "--pretrained FILE" in proc.stderr
     status = json.loads(run("status", "--json", home=tmp_path / "home").stdout)
     assert status["roots"] == []  # the failed run added nothing
