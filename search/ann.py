@@ -130,7 +130,8 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy) -> Bu
         values = ladder(1, nlist)  # nprobe = nlist scans every list
     _add(raw, ids, vectors, np.flatnonzero(~held))
     queries = vectors[held]
-    recall = tune(VectorIndex(raw), values, queries, _truth(queries, ids, vectors, held), policy)
+    truth = _truth(queries, ids, vectors, held)
+    recall = tune(VectorIndex(raw), values, queries, truth, policy.target_recall)
     _add(raw, ids, vectors, np.flatnonzero(held))
     index = VectorIndex(raw)  # anew: it maps graph positions to ids when made
     return BuiltIndex(index, {**params, **index.tuning()}, recall)
@@ -141,7 +142,7 @@ def tune(
     values: list[int],
     queries: np.ndarray,
     truth: np.ndarray,
-    policy: IndexPolicy,
+    target: float,
 ) -> float:
     """Try the search parameter's values in rising order until recall@10 against `truth`
     (each query's exact top 10 ids) reaches the target, or stops rising (codes that lose
@@ -152,13 +153,13 @@ def tune(
         _, found = index.search_many(queries, 10)
         recall = recall_at_10(found, truth)
         log.info("%s=%d: recall@10 %.4f", index.knob, value, recall)
-        if recall >= policy.target_recall:
+        if recall >= target:
             return recall
         if recall < best + PLATEAU:
             break
         settled, best = value, recall
     index.tune(settled)
-    log.warning("recall@10 %.3f is below the %.2f target", best, policy.target_recall)
+    log.warning("recall@10 %.3f is below the %.2f target", best, target)
     return best
 
 
