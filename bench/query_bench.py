@@ -64,9 +64,10 @@ def text_latency(runs: int) -> tuple[np.ndarray, str]:
     from search.encoder import load_encoder
     from search.modelspec import resolve
 
-    work = Path(tempfile.mkdtemp(prefix="imgsearch-qbench-"))
-    source = resolve("ViT-B-32", "none", models_dir=work / "models", cache_dir=work / "cache")
-    encoder = load_encoder(source, "cpu")
+    with tempfile.TemporaryDirectory(prefix="imgsearch-qbench-") as tmp:
+        work = Path(tmp)  # random weights: nothing is downloaded or kept
+        source = resolve("ViT-B-32", "none", models_dir=work / "models", cache_dir=work / "cache")
+        encoder = load_encoder(source, "cpu")
     for text in TEXTS:  # warm-up
         encoder.encode_texts([text])
     texts = [TEXTS[i % len(TEXTS)] for i in range(runs)]
