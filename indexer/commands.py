@@ -33,8 +33,16 @@ def register_index(sub) -> None:
     p = sub.add_parser("index", help="add folders and sync them: new, changed, moved, deleted")
     p.add_argument("paths", nargs="*", metavar="PATH", help="folders (none: re-sync all roots)")
     add_model_options(p)
-    p.add_argument("--batch-size", type=int, help="images per model batch (default 32)")
+    p.add_argument(
+        "--batch-size", type=int, help="images per model batch (default 32 on CPU, 256 on GPU)"
+    )
     p.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
+    p.add_argument(
+        "--decode",
+        choices=("auto", "cpu", "device"),
+        help="where JPEGs are decoded: device = on the model's GPU with nvJPEG, "
+        "cpu = Pillow (default auto: the GPU when the model runs on one)",
+    )
     p.add_argument("--max-megapixels", type=float, help="skip larger images (default 100)")
     p.add_argument(
         "--exclude", action="append", metavar="GLOB", help="skip matching paths (repeatable)"
@@ -53,6 +61,7 @@ def run_index(args: argparse.Namespace) -> int:
         **model_flags(args),
         batch_size=args.batch_size,
         workers=args.workers,
+        decode=args.decode,
         max_megapixels=args.max_megapixels,
         exclude=tuple(args.exclude) if args.exclude else None,
     )

@@ -1,9 +1,10 @@
-"""The embedding pipeline: reader → decoder (threads) → encoder (batches) → writer.
+"""The embedding pipeline: reader → decoder (threads) → collate → encoder (batches) → writer.
 
 Each stage is a plain callable so tests can swap any of them (clip-retrieval's seam).
 Decoding runs ahead of the model in a thread pool (Pillow releases the GIL while it
 decodes and resizes); every batch is written in one transaction, so an interrupted run
-keeps every batch before the interruption.
+keeps every batch before the interruption. On a GPU the threads may leave JPEGs undecoded
+for the collate stage to decode on the device in one call (indexer.devicedecode).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from indexer.scan import content_hash, storable_path
 from search.errors import ImageDecodeError
-from search.imageio import load_image
+from search.imageio import ImageHeader, load_image, read_header
 from search.records import FailureData, ImageData
 
 
@@ -39,7 +40,8 @@ class WorkItem:
 class Decoded:
     item: WorkItem
     data: ImageData
-    pixels: np.ndarray
+    pixels: np.ndarray | None  # None while `encoded` still waits for the device decoder
+    encoded: object | None = None  # the file's bytes for the device (devicedecode.JpegBytes)
 
 
 @dataclass(frozen=True)
@@ -53,20 +55,31 @@ class Failed:
 
 
 def make_decoder(
-    prepare: Callable, *, max_megapixels: float, min_side: int
+    prepare: Callable,
+    *,
+    max_megapixels: float,
+    min_side: int,
+    for_device: Callable[[str, ImageHeader], object | None] | None = None,
 ) -> Callable[[WorkItem], Decoded | Failed]:
     """A function that turns one file into model-ready pixels, or a failure with a reason.
 
-    It never raises: one bad file must not stop a run.
+    With `for_device`, files it returns bytes for (from the path and header) are left
+    undecoded for the device. It never raises: one bad file must not stop a run.
     """
 
     def decode(item: WorkItem) -> Decoded | Failed:
         if storable_path(item.path) != item.path:
             return Failed(item, "file name is not valid UTF-8; rename the file to index it")
+        pixels = encoded = None
         try:
             digest = content_hash(item.path, item.size)
-            img = load_image(item.path, max_megapixels=max_megapixels, min_side=min_side)
-            pixels = prepare(img.image)
+            # `meta`, a header or a decoded image, carries the upright size and date.
+            if for_device is not None:
+                meta = read_header(item.path, max_megapixels=max_megapixels)
+                encoded = for_device(item.path, meta)
+            if encoded is None:
+                meta = load_image(item.path, max_megapixels=max_megapixels, min_side=min_side)
+                pixels = prepare(meta.image)
         except ImageDecodeError as exc:
             return Failed(item, exc.reason)
         except OSError as exc:
@@ -80,12 +93,12 @@ def make_decoder(
             size=item.size,
             mtime_ns=item.mtime_ns,
             content_hash=digest,
-            width=img.width,
-            height=img.height,
-            taken_at=img.taken_at,
-            date=img.taken_at or mtime,
+            width=meta.width,
+            height=meta.height,
+            taken_at=meta.taken_at,
+            date=meta.taken_at or mtime,
         )
-        return Decoded(item, data, pixels)
+        return Decoded(item, data, pixels, encoded)
 
     return decode
 
@@ -131,22 +144,36 @@ class PipelineCounts:
     failed: int = 0
 
 
+Collate = Callable[[list[Decoded]], tuple[list[Decoded], object, list[Failed]]]
+
+
+def stack_pixels(ok: list[Decoded]) -> tuple[list[Decoded], np.ndarray, list[Failed]]:
+    """The CPU collate: every image is already decoded, so the batch is one array."""
+    return ok, np.stack([r.pixels for r in ok]), []
+
+
 def run_pipeline(
     items: Sequence[WorkItem],
     *,
     decode: Callable[[WorkItem], Decoded | Failed],
-    encode: Callable[[np.ndarray], np.ndarray],
+    encode: Callable[[object], np.ndarray],
     write: Callable[[list[Decoded], np.ndarray, list[Failed]], None],
     batch_size: int,
     workers: int,
     progress: Callable[[int], None] = lambda n: None,
+    collate: Collate = stack_pixels,
 ) -> PipelineCounts:
+    """`collate` turns a batch's decoded images into the encoder's input; it may find
+    more failures (files the device could not decode and the CPU fallback refused)."""
     counts = PipelineCounts()
     lookahead = max(2 * batch_size, 4 * workers)
     for batch in batched(decode_ahead(items, decode, workers, lookahead), batch_size):
         ok = [r for r in batch if isinstance(r, Decoded)]
         bad = [r for r in batch if isinstance(r, Failed)]
-        vectors = encode(np.stack([r.pixels for r in ok])) if ok else np.zeros((0, 0), "f4")
+        if ok:
+            ok, pixels, late = collate(ok)
+            bad += late
+        vectors = encode(pixels) if ok else np.zeros((0, 0), "f4")
         write(ok, vectors, bad)
         counts.ok.update(r.item.kind for r in ok)
         counts.failed += len(bad)

@@ -16,7 +16,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from indexer.pipeline import Decoded, Failed, WorkItem, make_decoder, run_pipeline
+from indexer.devicedecode import DeviceCollate, device_decoder, read_jpeg
+from indexer.pipeline import (
+    Decoded,
+    Failed,
+    WorkItem,
+    make_decoder,
+    run_pipeline,
+    stack_pixels,
+)
 from indexer.scan import FoundFile, content_hash, scan_root, storable_path
 from search.encoder import Encoder
 from search.errors import ConfigError
@@ -207,9 +215,22 @@ def _embed(lib: Library, encoder: Encoder, work: list[WorkItem], progress: bool)
                 [f.as_failure() for f in bad],
             )
 
+    device = getattr(encoder, "device", "cpu")
+    on_device = settings.decode == "device" or (
+        settings.decode == "auto" and device.startswith("cuda")
+    )
     decode = make_decoder(
         encoder.prepare, max_megapixels=settings.max_megapixels, min_side=encoder.image_size
     )
+    collate = stack_pixels
+    if on_device:
+        collate = DeviceCollate(device_decoder(encoder), decode)
+        decode = make_decoder(
+            encoder.prepare,
+            max_megapixels=settings.max_megapixels,
+            min_side=encoder.image_size,
+            for_device=read_jpeg,
+        )
     with tqdm(
         total=len(work),
         unit="img",
@@ -223,7 +244,8 @@ def _embed(lib: Library, encoder: Encoder, work: list[WorkItem], progress: bool)
             decode=decode,
             encode=encoder.encode_pixels,
             write=write,
-            batch_size=settings.batch_size,
+            batch_size=settings.model_batch(device),
             workers=settings.decode_workers(),
             progress=bar.update,
+            collate=collate,
         )

@@ -135,16 +135,19 @@ class ClipEncoder:
     def prepare(self, image: Image.Image) -> np.ndarray:
         return prepare_pixels(image, self.image_size, self.resize_mode, self.resample)
 
-    def to_tensor(self, pixels: np.ndarray):
-        """uint8 (B, H, W, 3) → the model's normalised float input (B, 3, H, W)."""
+    def to_tensor(self, pixels):
+        """uint8 (B, H, W, 3), numpy or a tensor (already on the device when it was
+        decoded there) → the model's normalised float input (B, 3, H, W)."""
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
+        if isinstance(pixels, np.ndarray):
+            pixels = torch.from_numpy(np.ascontiguousarray(pixels))
+        x = pixels.to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(255.0).sub_(self._mean).div_(self._std)
         return x.to(self.dtype)
 
-    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 (B, H, W, 3) → normalised float32 (B, D)."""
+    def encode_pixels(self, pixels) -> np.ndarray:
+        """uint8 (B, H, W, 3), numpy or tensor → normalised float32 (B, D)."""
         import torch
 
         with torch.inference_mode(), self.autocast():

@@ -75,11 +75,13 @@ class DecodedImage:
 
 
 @dataclass(frozen=True)
-class _Header:
+class ImageHeader:
     width: int  # upright
     height: int
     taken_at: datetime | None
-    orientation: int
+    orientation: int  # EXIF orientation, 1 (upright) when absent or invalid
+    format: str  # Pillow's name: "JPEG", "PNG", ...
+    mode: str  # Pillow's mode of the stored pixels: "RGB", "L", "CMYK", ...
 
 
 def load_image(
@@ -122,13 +124,19 @@ def image_info(
     source: Source, *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
 ) -> tuple[int, int, datetime | None]:
     """Upright ``(width, height, taken_at)`` from the file header, without decoding pixels."""
+    header = read_header(source, max_megapixels=max_megapixels)
+    return header.width, header.height, header.taken_at
+
+
+def read_header(source: Source, *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> ImageHeader:
+    """What the file header says, without decoding pixels; refuses what load_image refuses
+    before decoding (unknown formats, too many pixels)."""
     with (
         _open(source) as (fp, path),
         _decode_errors(fp, path),
         Image.open(fp, formats=_FORMATS) as im,
     ):
-        header = _read_header(im, max_megapixels, path)
-    return header.width, header.height, header.taken_at
+        return _read_header(im, max_megapixels, path)
 
 
 @contextmanager
@@ -174,7 +182,7 @@ def _is_empty(fp: BinaryIO) -> bool:
         return False
 
 
-def _read_header(im: Image.Image, max_megapixels: float, path: str | None) -> _Header:
+def _read_header(im: Image.Image, max_megapixels: float, path: str | None) -> ImageHeader:
     width, height = im.size
     megapixels = width * height / 1e6
     if megapixels > max_megapixels:
@@ -188,7 +196,8 @@ def _read_header(im: Image.Image, max_megapixels: float, path: str | None) -> _H
     if orientation in _QUARTER_TURNS:
         width, height = height, width
     taken = _exif_value(exif.get_ifd(_EXIF_IFD), _DATETIME_ORIGINAL) or _exif_value(exif, _DATETIME)
-    return _Header(width, height, _parse_exif_datetime(taken), orientation)
+    taken_at = _parse_exif_datetime(taken)
+    return ImageHeader(width, height, taken_at, orientation, im.format or "", im.mode)
 
 
 def _read_exif(im: Image.Image) -> Image.Exif:

@@ -31,9 +31,13 @@ class Settings:
     device: str = "auto"
     # auto: bf16 on CPUs with native bf16, autocast on CUDA, else fp32 (see search.encoder).
     precision: str = "auto"
-    batch_size: int = 32
+    # Images per model batch; 0 picks 32 on a CPU, 256 on a GPU.
+    batch_size: int = 0
     # Decoding threads; 0 picks one per CPU core.
     workers: int = 0
+    # Where JPEGs are decoded while indexing: "device" on the model's GPU (nvJPEG),
+    # "cpu" with Pillow, "auto" on the GPU when the model runs on one.
+    decode: str = "auto"
     max_megapixels: float = 100.0
     exclude: tuple[str, ...] = ()
     host: str = "127.0.0.1"
@@ -59,6 +63,11 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         return self.home / "cache"
+
+    def model_batch(self, device: str) -> int:
+        if self.batch_size > 0:
+            return self.batch_size
+        return 256 if device.startswith("cuda") else 32
 
     def decode_workers(self) -> int:
         return self.workers if self.workers > 0 else max(1, os.cpu_count() or 1)
@@ -95,8 +104,10 @@ class Settings:
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError("--precision must be auto, fp32, bf16 or fp16")
-        if self.batch_size < 1:
-            raise ConfigError("--batch-size must be at least 1")
+        if self.batch_size < 0:
+            raise ConfigError("--batch-size must be 0 (automatic) or more")
+        if self.decode not in ("auto", "cpu", "device"):
+            raise ConfigError(f"--decode must be auto, cpu or device, not {self.decode!r}")
         if self.workers < 0:
             raise ConfigError("--workers must be 0 (one per core) or more")
         if self.max_megapixels <= 0:

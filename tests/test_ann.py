@@ -232,3 +232,53 @@ def test_status_shows_the_index_kind_params_and_recall(library) -> None:
     cat.set_manifest(replace(first, generation=3, params=params, recall_at_10=0.97))
     index = library_status(library)["index"]
     assert (index["kind"], index["params"], index["recall_at_10"]) == ("hnsw-ip", params, 0.97)
+
+
+class _FakeGpuIndex:
+    """Stands in for a GPU copy: a CPU clone that counts the searches it answers."""
+
+    def __init__(self, index) -> None:
+        self.inner = faiss.clone_index(index)
+        self.searches = 0
+
+    def search(self, q, k):
+        self.searches += 1
+        return self.inner.search(q, k)
+
+
+def test_exact_index_searches_on_the_gpu_copy_when_faiss_sees_a_gpu(monkeypatch):
+    """faiss-gpu's wiring, with its three entry points faked (no GPU here): unfiltered
+    searches of a large exact index go to the copy, with the same answers; filtered ones,
+    small indexes and graphs stay on the CPU."""
+    import search.vectorindex as vi
+
+    copies = []
+
+    def to_gpu(res, device, index):
+        copies.append(_FakeGpuIndex(index))
+        return copies[-1]
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", object, raising=False)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    monkeypatch.setattr(vi, "_GPU_RESOURCES", None)
+    vectors = clustered(vi.GPU_MIN)
+    ids = np.arange(vi.GPU_MIN, dtype=np.int64) * 3 + 7
+    index = VectorIndex.build(ids, vectors)
+    query = vectors[5]
+
+    scores, found = index.search(query, 10)
+    assert found[0] == ids[5] and len(copies) == 1 and copies[0].searches == 1
+    exact = np.argsort(-(vectors @ query))[:10]
+    np.testing.assert_array_equal(found, ids[exact])
+    index.search_many(vectors[:3], 10)
+    assert copies[0].searches == 2 and len(copies) == 1  # copied once, reused
+
+    _, only = index.search(query, 10, allowed=ids[100:200])
+    assert set(only) <= set(ids[100:200]) and copies[0].searches == 2
+
+    small = VectorIndex.build(ids[:100], vectors[:100])
+    small.search(query, 10)
+    graph = build_index(ids, vectors, IndexPolicy(ann_threshold=1000)).index
+    graph.search(query, 10)
+    assert len(copies) == 1
