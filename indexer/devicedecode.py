@@ -198,7 +198,8 @@ def stack_on_device(pixels: list, device: str):
     """A (B, S, S, 3) uint8 batch on `device` from device tensors and CPU numpy arrays."""
     import torch
 
-    parts = [p if isinstance(p, torch.Tensor) else torch.from_numpy(p).to(device) for p in pixels]
+    # torch.tensor copies: Pillow's arrays are read-only, which from_numpy warns about.
+    parts = [p if isinstance(p, torch.Tensor) else torch.tensor(p, device=device) for p in pixels]
     return torch.stack(parts)
 
 

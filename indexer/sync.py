@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -25,10 +26,12 @@ from indexer.pipeline import (
     run_pipeline,
     stack_pixels,
 )
+from indexer.prefetch import ModelLoader, Prefetch
 from indexer.scan import FoundFile, content_hash, scan_root, storable_path
-from search.encoder import Encoder
+from search.encoder import Encoder, prepare_pixels
 from search.errors import ConfigError
 from search.library import Library
+from search.modelspec import preprocess_guess
 from search.query import SERVING_MODEL
 from search.records import RootInfo
 
@@ -70,7 +73,13 @@ def root_available(root: RootInfo, found: list[FoundFile], catalogued: int) -> b
     return os.path.isdir(root.path) and (bool(found) or catalogued == 0)
 
 
-def plan_sync(lib: Library, roots: list[RootInfo], report: IndexReport) -> Plan:
+def plan_sync(
+    lib: Library,
+    roots: list[RootInfo],
+    report: IndexReport,
+    scans: dict[str, list[FoundFile]] | None = None,
+) -> Plan:
+    """What to embed, move and remove; `scans` holds roots already walked (by path)."""
     plan = Plan()
     exclude = lib.settings.exclude
     gone: dict[int, list] = defaultdict(list)  # size → catalogued files no longer found
@@ -78,7 +87,9 @@ def plan_sync(lib: Library, roots: list[RootInfo], report: IndexReport) -> Plan:
     for root in roots:
         records = lib.catalog.file_records(root.id)
         failures = lib.catalog.failure_records(root.id)
-        found = list(scan_root(root.path, exclude))
+        found = (scans or {}).get(root.path)
+        if found is None:
+            found = list(scan_root(root.path, exclude))
         if not root_available(root, found, len(records)):
             report.unavailable_roots.append(root.path)
             continue
@@ -140,33 +151,47 @@ def sync(
         if not os.path.isdir(p):
             raise ConfigError(f"{p}: not a folder")
     with lib.lock:
-        # Resolve the model first: a model that cannot load must not leave half a change.
         spec = lib.active_spec()
-        source = lib.resolve(spec)
-        report.model_id = source.model_id
-        for p in paths:
-            lib.catalog.add_root(os.path.abspath(p))
-        roots = lib.catalog.roots()
-        if not roots:
-            raise ConfigError("no folders to index yet: run `imgsearch index FOLDER`")
-        plan = plan_sync(lib, roots, report)
-        lib.catalog.move_images(plan.moves)
-        lib.catalog.remove_images(plan.removed_ids)
-        lib.catalog.remove_failures(plan.stale_failures)
-        reachable = {r.id for r in roots if r.path not in report.unavailable_roots}
-        for root_id in sorted(reachable):
-            plan.work += [
-                WorkItem(root_id, r.path, r.size, r.mtime_ns, "reembed", r.id)
-                for r in lib.catalog.missing_embeddings(source.model_id, root_id)
-            ]
-        counts = None
-        embed_s = 0.0
-        if plan.work:
-            encoder = (encoder_factory or _load)(lib, spec)
-            lib.catalog.ensure_model(source.model_id, source.spec, encoder.dim)
-            embed_started = time.perf_counter()
-            counts = _embed(lib, encoder, plan.work, progress)
-            embed_s = time.perf_counter() - embed_started
+        # The model resolves (importing torch) and later loads in a thread, while this one
+        # walks the folders and starts decoding what will need embedding (indexer.prefetch).
+        loader = ModelLoader(
+            lambda: lib.resolve(spec),
+            (lambda _src: encoder_factory(lib, spec)) if encoder_factory else lib.load_source,
+        )
+        prefetch = None
+        try:
+            scans = scan_roots(lib, [os.path.abspath(p) for p in paths])
+            prefetch = start_prefetch(lib, spec, scans)
+            # Resolved before any change: a model that cannot load must not leave half a one.
+            source = loader.source()
+            report.model_id = source.model_id
+            for p in paths:
+                lib.catalog.add_root(os.path.abspath(p))
+            roots = lib.catalog.roots()
+            if not roots:
+                raise ConfigError("no folders to index yet: run `imgsearch index FOLDER`")
+            plan = plan_sync(lib, roots, report, scans)
+            lib.catalog.move_images(plan.moves)
+            lib.catalog.remove_images(plan.removed_ids)
+            lib.catalog.remove_failures(plan.stale_failures)
+            reachable = {r.id for r in roots if r.path not in report.unavailable_roots}
+            for root_id in sorted(reachable):
+                plan.work += [
+                    WorkItem(root_id, r.path, r.size, r.mtime_ns, "reembed", r.id)
+                    for r in lib.catalog.missing_embeddings(source.model_id, root_id)
+                ]
+            counts = None
+            embed_s = 0.0
+            if plan.work:
+                encoder = loader.encoder()
+                lib.catalog.ensure_model(source.model_id, source.spec, encoder.dim)
+                embed_started = time.perf_counter()
+                counts = _embed(lib, encoder, plan.work, progress, prefetch)
+                embed_s = time.perf_counter() - embed_started
+        finally:
+            if prefetch is not None:
+                prefetch.close()
+            loader.close()
         if _complete(lib, source.model_id, reachable):
             if not lib.store.is_current(source.model_id):
                 lib.store.rebuild(source.model_id)
@@ -185,8 +210,46 @@ def sync(
     return report
 
 
-def _load(lib: Library, spec: dict) -> Encoder:
-    return lib.load_source(lib.resolve(spec))
+def scan_roots(lib: Library, new_paths: list[str]) -> dict[str, list[FoundFile]]:
+    """Every known root and every folder about to be added, walked once (by path)."""
+    folders = dict.fromkeys([r.path for r in lib.catalog.roots()] + new_paths)
+    return {f: list(scan_root(f, lib.settings.exclude)) for f in folders}
+
+
+def start_prefetch(lib: Library, spec: dict, scans: dict[str, list[FoundFile]]):
+    """Start decoding the files the catalog does not hold as they are, for the input the
+    model's config file names; None when there is nothing to decode or no config to read."""
+    known: dict[str, tuple[int, int]] = {}
+    for root in lib.catalog.roots():
+        known.update(
+            {p: (r.size, r.mtime_ns) for p, r in lib.catalog.file_records(root.id).items()}
+        )
+        known.update(lib.catalog.failure_records(root.id))
+    files = [
+        f
+        for found in scans.values()
+        for f in found
+        if known.get(storable_path(f.path)) != (f.size, f.mtime_ns)
+    ]
+    guess = preprocess_guess(spec, lib.settings.models_dir)
+    if not files or guess is None:
+        return None
+    decode = make_decoder(
+        partial(
+            prepare_pixels, size=guess.size, resize_mode=guess.resize_mode, resample=guess.resample
+        ),
+        max_megapixels=lib.settings.max_megapixels,
+        min_side=guess.size,
+    )
+    # One core stays with the model loading.
+    return Prefetch(files, decode, guess, max(1, lib.settings.decode_workers() - 1))
+
+
+def _prefetched_first(prefetch: Prefetch, decode):
+    def first(item: WorkItem) -> Decoded | Failed:
+        return prefetch.take(item) or decode(item)
+
+    return first
 
 
 def _complete(lib: Library, model_id: str, root_ids: set[int]) -> bool:
@@ -195,7 +258,13 @@ def _complete(lib: Library, model_id: str, root_ids: set[int]) -> bool:
     return not any(lib.catalog.missing_embeddings(model_id, r) for r in root_ids)
 
 
-def _embed(lib: Library, encoder: Encoder, work: list[WorkItem], progress: bool):
+def _embed(
+    lib: Library,
+    encoder: Encoder,
+    work: list[WorkItem],
+    progress: bool,
+    prefetch: Prefetch | None = None,
+):
     from tqdm import tqdm
 
     settings = lib.settings
@@ -231,6 +300,10 @@ def _embed(lib: Library, encoder: Encoder, work: list[WorkItem], progress: bool)
             min_side=encoder.image_size,
             for_device=read_jpeg,
         )
+    if prefetch is not None:
+        prefetch.stop()
+        if prefetch.matches(encoder):
+            decode = _prefetched_first(prefetch, decode)
     with tqdm(
         total=len(work),
         unit="img",

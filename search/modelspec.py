@@ -7,6 +7,7 @@ command that has nothing to embed never pays for loading a model.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import socket
@@ -66,6 +67,45 @@ def resolve(
             raise ModelError(f"model config {path} does not exist")
         return _from_config_file(path.resolve(), pretrained, spec, cache_dir)
     return _from_architecture(model, pretrained, spec, cache_dir)
+
+
+@dataclass(frozen=True)
+class PrepareGuess:
+    """The image input a model probably wants (see preprocess_guess)."""
+
+    size: int
+    resize_mode: str = "shortest"  # open_clip's defaults
+    resample: str = "bicubic"
+
+
+def preprocess_guess(spec: dict, models_dir: Path) -> PrepareGuess | None:
+    """The input size, resize mode and resampling of the model `spec` names, read from its
+    config file without importing open_clip (and torch, seconds): so decoding can start
+    while the model loads. Only a guess — a pretrained tag may override the resampling, and
+    open_clip's lookup has more cases — so callers check it against the loaded model."""
+    model = spec.get("model") or DEFAULT_MODEL
+    if model.startswith("hf-hub:"):
+        return None
+    path = Path(model).expanduser()
+    candidates = [models_dir / model / OPEN_CLIP_CONFIG] if "/" not in model else []
+    candidates += [path / OPEN_CLIP_CONFIG, path, BUNDLED_CONFIGS / f"{model}.json"]
+    if (found := importlib.util.find_spec("open_clip")) is not None:
+        for location in found.submodule_search_locations or ():
+            candidates.append(Path(location) / "model_configs" / f"{model}.json")
+    for file in candidates:
+        if file.suffix != ".json" or not file.is_file():
+            continue
+        try:
+            cfg = json.loads(file.read_text())
+            size = cfg.get("model_cfg", cfg)["vision_cfg"]["image_size"]
+            pre = cfg.get("preprocess_cfg", {})
+            size = int(size[0] if isinstance(size, list) else size)
+            return PrepareGuess(
+                size, pre.get("resize_mode", "shortest"), pre.get("interpolation", "bicubic")
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+            return None
+    return None
 
 
 def register_bundled_configs() -> None:

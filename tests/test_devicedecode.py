@@ -85,7 +85,10 @@ def test_indexing_with_device_decode_matches_the_cpu_path(settings, tmp_path, mo
     """The hostile tree through the whole pipeline both ways: the same images indexed, the
     same failures with the same reasons, and each image's vector within cosine 0.99."""
     import indexer.devicedecode as devicedecode
+    import indexer.sync
 
+    # Decoding ahead while the model loads takes the CPU path; here every file must not.
+    monkeypatch.setattr(indexer.sync, "start_prefetch", lambda *args: None)
     on_device = []
     real = devicedecode._decode_jpeg
     monkeypatch.setattr(

@@ -1,0 +1,130 @@
+"""Decoding while the model loads (indexer.prefetch): used when the guess is right, dropped
+when it is wrong, never a write before the model resolves, never a model loaded for nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from imagetree import make_jpeg
+
+import indexer.sync
+from indexer.pipeline import WorkItem, make_decoder
+from indexer.prefetch import ModelLoader, Prefetch
+from indexer.scan import scan_root
+from indexer.sync import sync
+from search.encoder import prepare_pixels
+from search.errors import ModelError
+from search.library import Library
+from search.modelspec import PrepareGuess, preprocess_guess
+
+
+def _vectors(lib: Library, model_id: str) -> dict[str, np.ndarray]:
+    ids, vecs = lib.catalog.vectors(model_id)
+    paths = {i: m.path for i, m in lib.catalog.images(ids.tolist()).items()}
+    return {paths[i]: v for i, v in zip(ids, vecs, strict=True)}
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Counts results the pipeline took from the prefetch."""
+    taken = []
+    real = Prefetch.take
+
+    def take(self, item):
+        got = real(self, item)
+        if got is not None:
+            taken.append(got)
+        return got
+
+    monkeypatch.setattr(Prefetch, "take", take)
+    return taken
+
+
+@pytest.mark.parametrize("guess_right", [True, False])
+def test_prefetched_files_embed_as_the_pipeline_would(
+    settings, tmp_path, monkeypatch, spy, guess_right
+):
+    photos = tmp_path / "photos"
+    for i in range(20):
+        make_jpeg(photos / f"{i:02d}.jpg", i, (160, 120))
+    with Library(settings.with_(home=tmp_path / "plain")) as lib, monkeypatch.context() as m:
+        m.setattr(indexer.sync, "start_prefetch", lambda *args: None)
+        report = sync(lib, [str(photos)], progress=False)
+        plain = _vectors(lib, report.model_id)
+    if not guess_right:  # a pretrained tag with its own input size, say
+        monkeypatch.setattr(indexer.sync, "preprocess_guess", lambda *args: PrepareGuess(32))
+    taken = spy
+    real_load = Library.load_source
+
+    def slow_load(self, source):  # as a real model's seconds of loading would be
+        time.sleep(0.5)
+        return real_load(self, source)
+
+    monkeypatch.setattr(Library, "load_source", slow_load)
+    with Library(settings.with_(home=tmp_path / "ahead")) as lib:
+        report = sync(lib, [str(photos)], progress=False)
+        ahead = _vectors(lib, report.model_id)
+    assert report.added == 20 and set(ahead) == set(plain)
+    assert (len(taken) > 0) is guess_right
+    for path, v in plain.items():
+        assert float(v @ ahead[path]) > 0.9999, path
+
+
+def test_guess_reads_the_models_config_without_torch(settings):
+    guess = preprocess_guess({"model": "imgsearch-tiny"}, settings.models_dir)
+    assert guess == PrepareGuess(64)
+    assert preprocess_guess({"model": "ViT-B-32"}, settings.models_dir) == PrepareGuess(224)
+    assert preprocess_guess({"model": "no-such-model"}, settings.models_dir) is None
+    assert preprocess_guess({"model": "hf-hub:org/repo"}, settings.models_dir) is None
+
+
+def test_a_model_that_fails_to_resolve_writes_nothing(settings, tmp_path):
+    photos = tmp_path / "photos"
+    for i in range(5):
+        make_jpeg(photos / f"{i}.jpg", i)
+    bad = settings.with_(model="imgsearch-tiny", pretrained="/no/such/weights.pt")
+    with Library(bad) as lib, pytest.raises(ModelError):
+        sync(lib, [str(photos)], progress=False)
+    with Library(settings) as lib:
+        assert lib.catalog.roots() == [] and lib.catalog.image_count() == 0
+
+
+def test_a_file_changed_after_prefetch_is_decoded_afresh(tmp_path):
+    path = make_jpeg(tmp_path / "a.jpg", 1, (120, 90))
+    found = list(scan_root(str(tmp_path)))
+    decode = make_decoder(lambda im: prepare_pixels(im, 32), max_megapixels=100, min_side=32)
+    prefetch = Prefetch(found, decode, PrepareGuess(32), workers=1)
+    try:
+        f = found[0]
+        changed = WorkItem(7, str(path), f.size + 1, f.mtime_ns)
+        assert prefetch.take(changed) is None
+        same = WorkItem(7, str(path), f.size, f.mtime_ns, "changed")
+        got = prefetch.take(same)
+        assert got.item == same and got.data.root_id == 7 and got.pixels.shape == (32, 32, 3)
+        assert prefetch.take(same) is None  # taken once
+    finally:
+        prefetch.close()
+
+
+def test_loader_resolves_at_once_and_loads_only_when_asked():
+    loads = []
+    loader = ModelLoader(lambda: "source", lambda src: loads.append(src) or "encoder")
+    assert loader.source() == "source"
+    loader.close()
+    assert loads == []
+
+    loader = ModelLoader(lambda: "source", lambda src: loads.append(src) or "encoder")
+    assert loader.encoder() == "encoder" and loads == ["source"]
+    loader.close()
+
+    def fail():
+        raise ModelError("offline")
+
+    loader = ModelLoader(fail, lambda src: loads.append(src))
+    with pytest.raises(ModelError, match="offline"):
+        loader.source()
+    loader.close()
+    assert loads == ["source"] and threading.active_count() >= 1
