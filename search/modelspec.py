@@ -46,6 +46,37 @@ def file_digest(path: Path, length: int = 12) -> str:
     return h.hexdigest()[:length]
 
 
+DIGEST_CACHE = "weights-digests.json"
+
+
+def weights_digest(path: Path, cache_dir: Path) -> str:
+    """file_digest, remembered per file version (path, size, mtime, inode): hashing a
+    600 MB checkpoint costs over half a second of every command that loads the model."""
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+    cache = cache_dir / DIGEST_CACHE
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    if isinstance(digest := known.get(key), str):
+        return digest
+    digest = file_digest(path)
+    # One entry per file: an older version of it will not come back.
+    prefix = key.split("|", 1)[0] + "|"
+    known = {k: v for k, v in known.items() if not k.startswith(prefix)} | {key: digest}
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only library still works, hashing every time
+    return digest
+
+
 def resolve(
     model: str | None, pretrained: str | None, *, models_dir: Path, cache_dir: Path
 ) -> ModelSource:
@@ -58,10 +89,11 @@ def resolve(
         return _from_hub(model[len("hf-hub:") :], spec, cache_dir)
     saved = models_dir / model
     if "/" not in model and (saved / OPEN_CLIP_CONFIG).is_file():
-        return _from_dir(saved, {"model": model, "pretrained": None})
+        return _from_dir(saved, {"model": model, "pretrained": None}, cache_dir)
     path = Path(model).expanduser()
     if path.is_dir():
-        return _from_dir(path.resolve(), {"model": str(path.resolve()), "pretrained": None})
+        spec = {"model": str(path.resolve()), "pretrained": None}
+        return _from_dir(path.resolve(), spec, cache_dir)
     if path.suffix == ".json":
         if not path.is_file():
             raise ModelError(f"model config {path} does not exist")
@@ -136,7 +168,8 @@ def _from_architecture(
         return ModelSource(arch, None, f"{arch}/random:{digest}", spec, seed=int(digest, 16))
     file = Path(pretrained).expanduser()
     if file.is_file():
-        return ModelSource(arch, file.resolve(), f"{arch}/sha256:{file_digest(file)}", spec)
+        digest = weights_digest(file, cache_dir)
+        return ModelSource(arch, file.resolve(), f"{arch}/sha256:{digest}", spec)
     pcfg = open_clip.get_pretrained_cfg(arch, pretrained)
     if not pcfg:
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
@@ -176,10 +209,11 @@ def _from_config_file(
     file = Path(pretrained).expanduser()
     if not file.is_file():
         raise ModelError(f"--pretrained {pretrained}: no such weights file")
-    return ModelSource(arch, file.resolve(), f"{arch}/sha256:{file_digest(file)}", spec)
+    digest = weights_digest(file, cache_dir)
+    return ModelSource(arch, file.resolve(), f"{arch}/sha256:{digest}", spec)
 
 
-def _from_dir(path: Path, spec: dict) -> ModelSource:
+def _from_dir(path: Path, spec: dict, cache_dir: Path) -> ModelSource:
     if not (path / OPEN_CLIP_CONFIG).is_file():
         raise ModelError(f"{path} is not a saved model (no {OPEN_CLIP_CONFIG})")
     weights = next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
@@ -192,7 +226,7 @@ def _from_dir(path: Path, spec: dict) -> ModelSource:
             model_id = sidecar.get("model_id")
         except (OSError, ValueError, AttributeError) as exc:
             raise ModelError(f"{path / SIDECAR} is not valid: {exc}") from exc
-    model_id = model_id or f"{path.name}/sha256:{file_digest(weights)}"
+    model_id = model_id or f"{path.name}/sha256:{weights_digest(weights, cache_dir)}"
     return ModelSource(f"local-dir:{path}", None, model_id, spec)
 
 

@@ -420,3 +420,23 @@ def test_encoder_uses_pretrained_tag_preprocess_overrides(tmp_path, tiny_encoder
     assert enc.prepare(image).shape == (64, 64, 3)
     px = np.full((1, 64, 64, 3), 128, np.uint8)
     assert not np.allclose(enc.encode_pixels(px), tiny_encoder.encode_pixels(px))
+
+
+def test_weights_are_hashed_once_per_file_version(tmp_path, monkeypatch):
+    import search.modelspec as modelspec
+
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"a" * 5000)
+    cache = tmp_path / "cache"
+    first = modelspec.weights_digest(path, cache)
+    assert first == sha256(path)[:12]
+    hashed = []
+    real = modelspec.file_digest
+    monkeypatch.setattr(modelspec, "file_digest", lambda p: hashed.append(p) or real(p))
+    assert modelspec.weights_digest(path, cache) == first and hashed == []
+    # Same size, new content (a fine-tune saved over the old file): hashed again.
+    path.write_bytes(b"b" * 5000)
+    os.utime(path, ns=(1, 1))
+    assert modelspec.weights_digest(path, cache) == sha256(path)[:12] != first
+    assert len(hashed) == 1
+    assert len(json.loads((cache / modelspec.DIGEST_CACHE).read_text())) == 1
