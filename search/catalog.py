@@ -233,15 +233,7 @@ class Catalog:
                     image_id = s.execute(insert(Image).values(**values)).inserted_primary_key[0]
                 ids.append(image_id)
             if ids:
-                vecs = np.ascontiguousarray(vectors, dtype="<f4")
-                s.execute(
-                    insert(Embedding),
-                    [
-                        {"image_id": i, "model_id": model_id, "vector": v.tobytes()}
-                        for i, v in zip(ids, vecs)
-                    ],
-                )
-                self._bump_revision(s, model_id)
+                self._insert_vectors(s, model_id, ids, vectors)
             # A failed file that used to be a good image is no longer searchable.
             failed_paths = [f.path for f in failures]
             if failed_paths:
@@ -259,14 +251,7 @@ class Catalog:
                     Embedding.model_id == model_id, Embedding.image_id.in_(list(image_ids))
                 )
             )
-            s.execute(
-                insert(Embedding),
-                [
-                    {"image_id": i, "model_id": model_id, "vector": v.tobytes()}
-                    for i, v in zip(image_ids, vecs)
-                ],
-            )
-            self._bump_revision(s, model_id)
+            self._insert_vectors(s, model_id, image_ids, vecs)
 
     def move_images(self, moves: Iterable[tuple[int, str, int, int]]) -> None:
         """Renamed/moved files: (id, new path, root id, mtime_ns). Ids and vectors stay."""
@@ -291,11 +276,26 @@ class Catalog:
             with self._tx() as s:
                 s.execute(delete(Failure).where(Failure.path.in_(list(paths))))
 
+    def _insert_vectors(
+        self, s: Session, model_id: str, image_ids: Sequence[int], vectors: np.ndarray
+    ) -> None:
+        revision = self._bump_revision(s, model_id)
+        vecs = np.ascontiguousarray(vectors, dtype="<f4")
+        s.execute(
+            insert(Embedding),
+            [
+                {"image_id": i, "model_id": model_id, "vector": v.tobytes(), "revision": revision}
+                for i, v in zip(image_ids, vecs)
+            ],
+        )
+
     @staticmethod
-    def _bump_revision(s: Session, model_id: str) -> None:
+    def _bump_revision(s: Session, model_id: str) -> int:
+        """The model's next revision, which this transaction's vectors carry."""
         s.execute(
             update(Model).where(Model.model_id == model_id).values(revision=Model.revision + 1)
         )
+        return s.scalar(select(Model.revision).where(Model.model_id == model_id))
 
     @staticmethod
     def _bump_all_revisions(s: Session) -> None:
@@ -304,10 +304,11 @@ class Catalog:
     # -- reads for search -----------------------------------------------------------------
     def vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
         """All (ids, float32 matrix) of one model, ordered by image id."""
+        return self._read_vectors(Embedding.model_id == model_id)
+
+    def _read_vectors(self, where) -> tuple[np.ndarray, np.ndarray]:
         stmt = (
-            select(Embedding.image_id, Embedding.vector)
-            .where(Embedding.model_id == model_id)
-            .order_by(Embedding.image_id)
+            select(Embedding.image_id, Embedding.vector).where(where).order_by(Embedding.image_id)
         )
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
@@ -316,6 +317,22 @@ class Catalog:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         flat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
         return ids, flat.reshape(len(rows), -1).astype(np.float32, copy=False)
+
+    def vectors_since(self, model_id: str, revision: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of one model written after `revision`, ordered by image id."""
+        return self._read_vectors(
+            (Embedding.model_id == model_id) & (Embedding.revision > revision)
+        )
+
+    def embedding_ids(self, model_id: str) -> np.ndarray:
+        """Every image id with a vector for the model, ascending."""
+        stmt = (
+            select(Embedding.image_id)
+            .where(Embedding.model_id == model_id)
+            .order_by(Embedding.image_id)
+        )
+        with self.engine.connect() as conn:
+            return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
 
     def vector_of(self, image_id: int, model_id: str) -> np.ndarray:
         with self._session() as s:

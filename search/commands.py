@@ -160,8 +160,13 @@ def run_status(args: argparse.Namespace) -> int:
         idx = status["index"]
         print(f"index:   {idx['kind']}, {idx['count']} vectors, generation {idx['generation']}")
         if idx["recall_at_10"] is not None:
-            tuned = ", ".join(f"{k}={v}" for k, v in (idx["params"] or {}).items())
-            print(f"         {tuned}; recall@10 {idx['recall_at_10']:.3f} against exact search")
+            params = idx["params"] or {}
+            tuned = ", ".join(f"{k}={v}" for k, v in params.items())
+            # An index updated in place since its build keeps the recall measured then.
+            when = " when built" if params.get("updates") else ""
+            print(
+                f"         {tuned}; recall@10 {idx['recall_at_10']:.3f} against exact search{when}"
+            )
     if status["indexing"]:
         print("an index run is in progress")
     return 0

@@ -3,6 +3,11 @@
 The catalog holds the vectors; an index file is a cache of them. A file that is missing,
 fails its checksum or disagrees with its manifest is rebuilt, never served. Which kind of
 index (exact or approximate) and its tuning are search.ann's choice, under an IndexPolicy.
+
+An approximate index that a sync changed only a little is updated, not rebuilt: building
+HNSW over a million vectors takes minutes, adding the day's photos to it a moment. Each
+vector carries the revision that wrote it, so what changed since the manifest's revision is
+one indexed query.
 """
 
 from __future__ import annotations
@@ -12,11 +17,18 @@ import re
 import threading
 from pathlib import Path
 
-from search.ann import IndexPolicy, build_index
+import numpy as np
+
+from search.ann import BuiltIndex, IndexPolicy, build_index, choose_factory
 from search.catalog import Catalog, utcnow
 from search.lock import IndexLock
 from search.records import Manifest
 from search.vectorindex import VectorIndex
+
+# An update touching more of the index than this share (or leaving more HNSW nodes blanked)
+# builds anew instead: the graph and its tuned parameter were measured for the index as
+# built, and blanked nodes cost memory and search time until then.
+MAX_UPDATE_SHARE = 0.1
 
 
 def _slug(model_id: str) -> str:
@@ -40,13 +52,16 @@ class IndexStore:
         self._loaded: dict[str, tuple[Manifest, VectorIndex]] = {}
         self._mutex = threading.Lock()
 
-    def rebuild(self, model_id: str) -> Manifest:
-        """Write a new generation from the catalog's vectors and point the manifest at it."""
+    def rebuild(self, model_id: str, *, full: bool = False) -> Manifest:
+        """Write a new generation from the catalog's vectors and point the manifest at it:
+        the current approximate index updated when little changed, else built anew."""
         revision = self.catalog.model_revision(model_id)
-        ids, vectors = self.catalog.vectors(model_id)
-        built = build_index(ids, vectors, self.policy)
-        index = built.index
         old = self.catalog.manifest(model_id)
+        built = None if full or old is None else self._updated(old)
+        if built is None:
+            ids, vectors = self.catalog.vectors(model_id)
+            built = build_index(ids, vectors, self.policy)
+        index = built.index
         generation = (old.generation + 1) if old else 1
         filename = f"{_slug(model_id)}.{generation}.faiss"
         checksum = index.save(self.index_dir / filename)
@@ -69,6 +84,39 @@ class IndexStore:
         with self._mutex:
             self._loaded[model_id] = (manifest, index)
         return manifest
+
+    def _updated(self, old: Manifest) -> BuiltIndex | None:
+        """The old generation with what changed since applied, or None: build anew."""
+        if old.kind not in ("hnsw-ip", "ivf-ip"):
+            return None  # an exact index builds in well under a second
+        current = self.catalog.embedding_ids(old.model_id)
+        if choose_factory(len(current), self.catalog.model(old.model_id).dim, self.policy) != (
+            old.params or {}
+        ).get("factory"):
+            return None  # the library outgrew (or shrank below) this kind of index
+        # A copy of our own: readers in other threads keep searching the loaded one.
+        index = self._load(old)
+        if index is None:
+            return None
+        ids, vectors = self.catalog.vectors_since(old.model_id, old.revision)
+        present = index.ids()
+        removed = np.setdiff1d(present, current, assume_unique=True)
+        replaced = np.intersect1d(present, ids, assume_unique=True)
+        limit = MAX_UPDATE_SHARE * max(len(present), 1)
+        blanked = index.blanked + len(removed) + len(replaced) if index.kind == "hnsw-ip" else 0
+        if len(removed) + len(ids) > limit or blanked > limit:
+            return None
+        index = index.update(removed, ids, vectors)
+        if len(index) != len(current):
+            return None  # the bookkeeping disagrees with the catalog: trust the catalog
+        params = {
+            **(old.params or {}),
+            **index.tuning(),
+            "updates": (old.params or {}).get("updates", 0) + 1,
+        }
+        if index.kind == "hnsw-ip":
+            params["blanked"] = index.blanked
+        return BuiltIndex(index, params, old.recall_at_10)
 
     def is_current(self, model_id: str) -> bool:
         manifest = self.catalog.manifest(model_id)

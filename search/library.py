@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+from search.ann import IndexPolicy
 from search.catalog import Catalog
 from search.encoder import Encoder
 from search.errors import ModelError
@@ -24,7 +25,10 @@ class Library:
         self.settings = settings
         self.catalog = Catalog.open(settings.catalog_path)
         self.lock = IndexLock(settings.home)
-        self.store = IndexStore(self.catalog, settings.index_dir, self.lock)
+        policy = IndexPolicy(
+            ann_threshold=settings.ann_threshold, target_recall=settings.target_recall
+        )
+        self.store = IndexStore(self.catalog, settings.index_dir, self.lock, policy)
         self.searcher = Searcher(
             self.catalog, self.store, self.load_encoder, max_megapixels=settings.max_megapixels
         )

@@ -67,6 +67,8 @@ class Image(Base):
 
 class Embedding(Base):
     __tablename__ = "embeddings"
+    # What changed since an index was built: its manifest's revision, then this index.
+    __table_args__ = (Index("ix_embeddings_model_id_revision", "model_id", "revision"),)
 
     image_id: Mapped[int] = mapped_column(
         ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
@@ -76,6 +78,8 @@ class Embedding(Base):
     )
     # float32, L2-normalised, little-endian.
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    # The model's revision in the transaction that wrote this vector.
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Model(Base):

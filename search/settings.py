@@ -39,6 +39,10 @@ class Settings:
     # "cpu" with Pillow, "auto" on the GPU when the model runs on one.
     decode: str = "auto"
     max_megapixels: float = 100.0
+    # Libraries of this many images or more get an approximate index (search.ann), tuned
+    # to this recall@10 against exact search.
+    ann_threshold: int = 50_000
+    target_recall: float = 0.95
     exclude: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8765
@@ -112,6 +116,10 @@ class Settings:
             raise ConfigError("--workers must be 0 (one per core) or more")
         if self.max_megapixels <= 0:
             raise ConfigError("--max-megapixels must be positive")
+        if self.ann_threshold < 0:
+            raise ConfigError("IMGSEARCH_ANN_THRESHOLD must be 0 or more")
+        if not 0 < self.target_recall <= 1:
+            raise ConfigError("IMGSEARCH_TARGET_RECALL must be above 0 and at most 1")
 
 
 def _coerce(name: str, raw: str) -> object:

@@ -219,6 +219,82 @@ def test_store_picks_exact_below_the_threshold_and_approximate_above(tmp_path) -
         catalog.close()
 
 
+@pytest.mark.parametrize("kind, budget", [("hnsw-ip", None), ("ivf-ip", 1_500_000)])
+def test_a_small_change_updates_the_index_instead_of_building_it(
+    tmp_path, monkeypatch, kind, budget
+) -> None:
+    """Removed, re-embedded and new images reach an approximate index without a build:
+    removed ids never come back, a re-embedded image is found by its new vector only, and
+    search still agrees with exact search over the catalog, also after a reload."""
+    import search.indexstore
+
+    catalog = Catalog.open(tmp_path / "catalog.db")
+    try:
+        catalog.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, 32)
+        root = catalog.add_root("/photos").id
+        vecs = clustered(7000, seed=5, dim=32)
+        ids = catalog.write_batch(MODEL, [image(root, i) for i in range(6000)], vecs[:6000])
+        policy = IndexPolicy(ann_threshold=2000, memory_budget=budget)
+        store = IndexStore(catalog, tmp_path / "index", policy=policy)
+        first = store.rebuild(MODEL)
+        assert first.kind == kind and "updates" not in first.params
+
+        removed = ids[:100]
+        catalog.remove_images(removed)
+        changed = ids[100:250]  # the same files, new content
+        catalog.write_batch(MODEL, [image(root, i) for i in range(100, 250)], vecs[6000:6150])
+        added = catalog.write_batch(
+            MODEL, [image(root, i) for i in range(6000, 6250)], vecs[6150:6400]
+        )
+
+        def no_build(*args):
+            raise AssertionError("built anew although little changed")
+
+        monkeypatch.setattr(search.indexstore, "build_index", no_build)
+        second = store.rebuild(MODEL)
+        monkeypatch.undo()
+        assert (second.generation, second.count, second.params["updates"]) == (2, 6150, 1)
+        assert second.params.get("blanked", 0) == (250 if kind == "hnsw-ip" else 0)
+        assert second.recall_at_10 == first.recall_at_10  # as measured when built
+
+        all_ids, all_vecs = catalog.vectors(MODEL)
+        exact = VectorIndex.build(all_ids, all_vecs)
+        for reload in (False, True):
+            index = (
+                IndexStore(catalog, tmp_path / "index", policy=policy).get(MODEL)[1]
+                if reload
+                else store.get(MODEL)[1]
+            )
+            assert len(index) == 6150
+            np.testing.assert_array_equal(index.ids(), all_ids)
+            queries = vecs[6400:6600]
+            recalls = [overlap(index.search(q, 10)[1], exact.search(q, 10)[1]) for q in queries]
+            assert np.mean(recalls) >= 0.95
+            for old in vecs[:100]:  # a removed image's own vector finds it no more
+                found = index.search(old, 10)[1]
+                assert len(found) == 10 and not np.isin(found, removed).any()
+            new_of = dict(zip(changed, vecs[6000:6150], strict=True))
+            for image_id, old in zip(changed[:30], vecs[100:130], strict=True):
+                scores, found = index.search(new_of[image_id], 1)
+                assert found[0] == image_id and scores[0] > 0.99
+                # Found by its old vector only at its new vector's score (codes: within SQ8).
+                scores, found = index.search(old, 20)
+                for score, hit in zip(scores, found, strict=True):
+                    if hit == image_id:
+                        assert abs(score - float(old @ new_of[image_id])) < 0.02
+            allowed = np.concatenate([changed[:20], added[:20]])
+            _, only = index.search(vecs[6500], 10, allowed=allowed)
+            assert len(only) == 10 and np.isin(only, allowed).all()
+
+        # A change to more than a tenth of the library builds anew.
+        catalog.remove_images(ids[300:1000])
+        third = store.rebuild(MODEL)
+        assert third.generation == 3 and "updates" not in third.params
+        assert third.count == 6150 - 700
+    finally:
+        catalog.close()
+
+
 def test_status_shows_the_index_kind_params_and_recall(library) -> None:
     cat = library.catalog
     cat.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, DIM)
@@ -282,3 +358,15 @@ def test_exact_index_searches_on_the_gpu_copy_when_faiss_sees_a_gpu(monkeypatch)
     graph = build_index(ids, vectors, IndexPolicy(ann_threshold=1000)).index
     graph.search(query, 10)
     assert len(copies) == 1
+
+
+def test_the_library_takes_its_index_policy_from_settings(tmp_path) -> None:
+    from search.errors import ConfigError
+    from search.library import Library
+    from search.settings import Settings
+
+    env = {"IMGSEARCH_ANN_THRESHOLD": "1000", "IMGSEARCH_TARGET_RECALL": "0.99"}
+    with Library(Settings.load(env, home=tmp_path)) as lib:
+        assert (lib.store.policy.ann_threshold, lib.store.policy.target_recall) == (1000, 0.99)
+    with pytest.raises(ConfigError, match="TARGET_RECALL"):
+        Settings.load({"IMGSEARCH_TARGET_RECALL": "1.5"}, home=tmp_path)

@@ -223,7 +223,8 @@ def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> N
 
 
 def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> None:
-    """0002 adds the manifest's params and recall columns; rows written at 0001 survive."""
+    """0002 adds the manifest's params and recall columns, 0003 each vector's revision
+    (its model's revision at upgrade time); rows written at 0001 survive."""
     from alembic import command
     from alembic.config import Config
 
@@ -267,7 +268,7 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
     try:
         with cat.engine.connect() as conn:
             assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == (
-                "0002"
+                "0003"
             )
             columns = {c["name"] for c in inspect(conn).get_columns("index_manifest")}
         assert {"params", "recall_at_10"} <= columns
@@ -277,6 +278,9 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
         got_ids, got = cat.vectors(MODEL)
         assert got_ids.tolist() == [1, 2]
         np.testing.assert_array_equal(got, vecs)
+        # Written "at" the model's revision 4: new to an index built at 3, not to one at 4.
+        assert cat.vectors_since(MODEL, 3)[0].tolist() == [1, 2]
+        assert cat.vectors_since(MODEL, 4)[0].tolist() == []
         assert [(r.path, r.image_count) for r in cat.roots()] == [("/photos", 2)]
         assert [(c.image_id, c.text) for c in cat.captions()] == [(2, "a red bicycle")]
         assert cat.get_setting("active_model") == '{"model": "x"}'

@@ -122,10 +122,12 @@ def test_empty_index_returns_empty() -> None:
     assert len(index.search(q, 5, np.array([1, 2]))[1]) == 0
 
 
-def test_save_is_atomic_and_load_gives_the_same_results(tmp_path, data) -> None:
+@pytest.mark.parametrize("folder_name", ["index", os.fsdecode(b"lib-\xff-index")])
+def test_save_is_atomic_and_load_gives_the_same_results(tmp_path, data, folder_name) -> None:
+    """Also in a folder whose name is not UTF-8 (FAISS's own file functions take UTF-8)."""
     ids, vecs, queries = data
     index = VectorIndex.build(ids, vecs)
-    folder = tmp_path / "index"
+    folder = tmp_path / folder_name
     path = folder / "model.1.faiss"
     checksum = index.save(path)
     assert sorted(p.name for p in folder.iterdir()) == ["model.1.faiss"]
