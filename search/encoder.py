@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -182,7 +183,14 @@ def build_model(source: ModelSource, device: str = "cpu"):
     try:
         # open_clip logs a root-logger warning for deliberate random init; not news here.
         weights_follow = source.seed is None
-        with torch.random.fork_rng(devices=[]), _quiet_logging(), _skip_init(weights_follow):
+        # One build at a time: _skip_init and the seeded RNG are process-wide while it runs
+        # (the indexer loads its model in a thread, the web UI per request thread).
+        with (
+            _BUILD_LOCK,
+            torch.random.fork_rng(devices=[]),
+            _quiet_logging(),
+            _skip_init(weights_follow),
+        ):
             if source.seed is not None:
                 torch.manual_seed(source.seed % (2**63))
             model = open_clip.create_model(
@@ -193,6 +201,8 @@ def build_model(source: ModelSource, device: str = "cpu"):
         raise ModelError(f"cannot load model {source.model_id}: {exc}") from exc
     return model, tokenizer
 
+
+_BUILD_LOCK = threading.Lock()
 
 _INIT_FUNCTIONS = (
     "uniform_",

@@ -440,3 +440,38 @@ def test_weights_are_hashed_once_per_file_version(tmp_path, monkeypatch):
     assert modelspec.weights_digest(path, cache) == sha256(path)[:12] != first
     assert len(hashed) == 1
     assert len(json.loads((cache / modelspec.DIGEST_CACHE).read_text())) == 1
+
+
+def test_models_built_in_two_threads_at_once_are_each_right(tmp_path, tiny_encoder):
+    """A checkpointed build skips random init process-wide for a moment; a random-init
+    build in another thread at that moment must still get its seeded weights."""
+    import threading
+
+    from safetensors.torch import save_file
+
+    from search.encoder import build_model
+
+    state = {k: v.detach().clone().contiguous() for k, v in tiny_encoder.model.state_dict().items()}
+    file = tmp_path / "w.safetensors"
+    save_file(state, str(file))
+    random_src = resolve(TINY, "none", **dirs(tmp_path))
+    file_src = resolve(TINY, str(file), **dirs(tmp_path))
+    expected = build_model(random_src)[0].state_dict()
+    results: dict = {}
+
+    def build(name, source):
+        results[name] = build_model(source)[0].state_dict()
+
+    for round_ in range(3):
+        threads = [
+            threading.Thread(target=build, args=(f"file{round_}", file_src)),
+            threading.Thread(target=build, args=(f"random{round_}", random_src)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for key, value in expected.items():
+            got_random, got_file = results[f"random{round_}"][key], results[f"file{round_}"][key]
+            np.testing.assert_array_equal(got_random.float().numpy(), value.float().numpy())
+            np.testing.assert_array_equal(got_file.float().numpy(), state[key].float().numpy())

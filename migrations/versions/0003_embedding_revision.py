@@ -18,9 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("embeddings", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("revision", sa.Integer(), server_default="0", nullable=False)
-        )
+        batch_op.add_column(sa.Column("revision", sa.Integer(), server_default="0", nullable=False))
         batch_op.create_index(
             "ix_embeddings_model_id_revision", ["model_id", "revision"], unique=False
         )
