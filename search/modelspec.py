@@ -213,12 +213,38 @@ def _from_config_file(
     return ModelSource(arch, file.resolve(), f"{arch}/sha256:{digest}", spec)
 
 
+# open_clip's local-dir loader (factory._find_checkpoint_in_dir, open_clip 3.x) loads the
+# first of these present, else a .safetensors file, else any checkpoint, by name.
+_CHECKPOINT_ORDER = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+    "model.safetensors",
+    "pytorch_model.bin",
+    "pytorch_model.pth",
+    "model.pth",
+)
+
+
+def checkpoint_in_dir(path: Path) -> Path | None:
+    """The checkpoint open_clip will load from a model folder: the file whose fingerprint
+    names the model must be the one whose weights embed the images."""
+    found = sorted(p for ext in ("safetensors", "bin", "pth") for p in path.glob(f"*.{ext}"))
+    names = {p.name: p for p in found}
+    for name in _CHECKPOINT_ORDER:
+        if name in names:
+            return names[name]
+    found.sort(key=lambda p: p.suffix == ".safetensors", reverse=True)
+    return found[0] if found else None
+
+
 def _from_dir(path: Path, spec: dict, cache_dir: Path) -> ModelSource:
     if not (path / OPEN_CLIP_CONFIG).is_file():
         raise ModelError(f"{path} is not a saved model (no {OPEN_CLIP_CONFIG})")
-    weights = next((path / w for w in WEIGHT_FILES if (path / w).is_file()), None)
+    weights = checkpoint_in_dir(path)
     if weights is None:
-        raise ModelError(f"{path} has no weights ({' or '.join(WEIGHT_FILES)})")
+        raise ModelError(f"{path} has no weights (a .safetensors, .bin or .pth file)")
     model_id = None
     if (path / SIDECAR).is_file():
         try:

@@ -475,3 +475,26 @@ def test_models_built_in_two_threads_at_once_are_each_right(tmp_path, tiny_encod
             got_random, got_file = results[f"random{round_}"][key], results[f"file{round_}"][key]
             np.testing.assert_array_equal(got_random.float().numpy(), value.float().numpy())
             np.testing.assert_array_equal(got_file.float().numpy(), state[key].float().numpy())
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"],
+        ["open_clip_pytorch_model.bin", "open_clip_pytorch_model.safetensors"],
+        ["model.safetensors", "pytorch_model.bin"],
+        ["epoch_3.pt", "zeta.bin", "alpha.safetensors", "beta.safetensors"],
+        ["zeta.bin", "alpha.pth"],
+        ["notes.txt"],
+    ],
+)
+def test_a_model_folder_is_fingerprinted_by_the_file_open_clip_loads(tmp_path, files):
+    from open_clip.factory import _find_checkpoint_in_dir
+
+    from search.modelspec import checkpoint_in_dir
+
+    for name in files:
+        (tmp_path / name).write_bytes(name.encode())
+    ours = checkpoint_in_dir(tmp_path)
+    theirs = _find_checkpoint_in_dir(tmp_path)
+    assert (str(ours) if ours else None) == theirs
