@@ -601,6 +601,29 @@ def test_folder_swapped_for_a_symlink_is_refused(client, photos, ids):
     assert client.get(f"/thumbs/{image_id}").status_code == 404
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="needs Linux's /proc")
+def test_folder_swapped_between_the_check_and_the_open_is_refused(client, photos, ids, monkeypatch):
+    """The race the path check alone leaves open: the swap lands after realpath()."""
+    import webui.files
+
+    image_id = ids["swapped_dir/inner.png"]
+    folder = photos["root"] / "swapped_dir"
+    make_png(photos["outside"] / "raced" / "inner.png", 78)
+    real_open = os.open
+
+    def swap_then_open(path, *args, **kwargs):
+        if os.path.basename(path) == "inner.png" and not os.path.islink(folder):
+            shutil.rmtree(folder)
+            os.symlink(photos["outside"] / "raced", folder)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(webui.files.os, "open", swap_then_open)
+    for url in (f"/files/{image_id}", f"/thumbs/{image_id}"):
+        r = client.get(url)
+        assert r.status_code == 404, url
+        assert "no longer inside" in r.get_json()["error"]
+
+
 def test_deleted_or_non_regular_file_is_404_without_hanging(client, photos, ids):
     image_id = ids["vanishing.jpg"]
     path = photos["root"] / "vanishing.jpg"

@@ -3,6 +3,8 @@
 The URL names an id, never a path. At serve time the catalogued path is resolved
 (os.path.realpath) and must still lie inside its root's real path, and the final open
 refuses a symlink, so a file swapped for a link to /etc/passwd after indexing is a 404.
+A folder swapped for a link between that check and the open is caught after it: the
+path the kernel holds for the opened file (/proc/self/fd on Linux) must be inside too.
 """
 
 from __future__ import annotations
@@ -94,11 +96,23 @@ def open_indexed(lib: Library, image_id: int) -> tuple[ImageMeta, BinaryIO, os.s
         fd = os.open(real, _OPEN_FLAGS)
     except OSError as exc:
         raise NotFound(f"image {image_id} cannot be read: {exc.strerror}") from exc
+    opened = _opened_path(fd)
+    if opened is not None and os.path.commonpath([root_real, opened]) != root_real:
+        os.close(fd)
+        raise NotFound(f"image {image_id} is no longer inside its folder")
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise NotFound(f"image {image_id} is not a regular file any more")
     return meta, os.fdopen(fd, "rb"), st
+
+
+def _opened_path(fd: int) -> str | None:
+    """Where an open file really is, from the kernel; None where /proc cannot say."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 def _library() -> Library:
