@@ -54,6 +54,7 @@ def load_pair_set(lib, pairs_arg: str | None, from_catalog: bool, encoder):
         max_megapixels=lib.settings.max_megapixels,
         workers=lib.settings.decode_workers(),
         skipped=skipped,
+        spill_dir=lib.settings.cache_dir / "pairs",
     )
 
 

@@ -64,7 +64,7 @@ class TrainResult:
 
 def split(pairs: PairSet, fraction: float, seed: int) -> tuple[PairSet, PairSet | None]:
     """Hold out whole images, so no validation image was seen in training."""
-    n_img = len(pairs.pixels)
+    n_img = pairs.n_images
     n_val = int(round(n_img * fraction)) if fraction > 0 else 0
     if n_val == 0 or n_val >= n_img:
         return pairs, None
@@ -77,11 +77,12 @@ def split(pairs: PairSet, fraction: float, seed: int) -> tuple[PairSet, PairSet 
 def embed_pairs(encoder: ClipEncoder, pairs: PairSet, batch: int = 256):
     was_training = encoder.model.training
     encoder.model.eval()
+    n = pairs.n_images
     try:
         img = np.concatenate(
             [
-                encoder.encode_pixels(pairs.pixels[i : i + batch])
-                for i in range(0, len(pairs.pixels), batch)
+                encoder.encode_pixels(pairs.image_pixels(np.arange(i, min(i + batch, n))))
+                for i in range(0, n, batch)
             ]
         )
         txt = np.concatenate(
@@ -299,7 +300,7 @@ def _step(model, encoder, loss_fn, optimizer, data: PairSet, tokens, chunks, dev
     import torch
 
     def inputs(rows):
-        images = encoder.to_tensor(data.pixels[data.image_index[rows.numpy()]])
+        images = encoder.to_tensor(data.image_pixels(data.image_index[rows.numpy()]))
         return images, tokens[rows].to(device)
 
     optimizer.zero_grad(set_to_none=True)

@@ -160,3 +160,33 @@ def test_lock_image_freezes_the_image_tower(data, tmp_path, tiny_encoder):
         if n.startswith("transformer.")
     )
     assert np.isfinite(result.history[0]["loss"])
+
+
+def test_pixels_past_the_memory_budget_go_to_a_mapped_file(data, tmp_path, tiny_encoder):
+    """Same pixels as in memory, failures closed up, the file gone from the folder once
+    mapped, and the splits share the one array (no copy per split)."""
+    from indexer.trainer import split
+
+    pairs, _ = read_pairs_file(data / "train.csv")
+    pairs = pairs[:40] + [Pair(tmp_path / "missing.png", "a red circle")] + pairs[40:80]
+    in_memory = decode_pairs(pairs, tiny_encoder.prepare, tiny_encoder.image_size)
+    spill = tmp_path / "spill"
+    mapped = decode_pairs(
+        pairs, tiny_encoder.prepare, tiny_encoder.image_size, memory_budget=1, spill_dir=spill
+    )
+    assert isinstance(in_memory.pixels, np.ndarray) and not isinstance(in_memory.pixels, np.memmap)
+    assert isinstance(mapped.pixels, np.memmap) and list(spill.iterdir()) == []
+    assert mapped.n_images == in_memory.n_images == len({p.image for p in pairs}) - 1
+    np.testing.assert_array_equal(np.asarray(mapped.pixels), in_memory.pixels)
+    assert mapped.paths == in_memory.paths and len(mapped.skipped) == 1
+
+    train_set, val_set = split(mapped, 0.25, seed=0)
+    assert train_set.pixels is val_set.pixels is mapped.pixels
+    assert train_set.n_images + val_set.n_images == mapped.n_images
+    for part in (train_set, val_set):
+        for caption_row in range(len(part)):
+            image = part.image_index[caption_row]
+            original = in_memory.paths.index(part.paths[image])
+            np.testing.assert_array_equal(part.image_pixels([image])[0], in_memory.pixels[original])
+    before = evaluate(tiny_encoder, val_set)
+    assert before == evaluate(tiny_encoder, val_set.subset(np.arange(len(val_set))))
