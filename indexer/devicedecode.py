@@ -150,7 +150,15 @@ class DeviceJpegDecoder:
 
 
 def _decode_jpeg(raw: list, device: str) -> list:
+    import torch
     from torchvision.io import ImageReadMode, decode_jpeg
+
+    if device.startswith("cuda"):
+        # nvJPEG's hardware decoder writes to its new outputs outside the stream's order,
+        # and the caching allocator may hand it memory that kernels queued for the last
+        # chunk (resizes of freed full-size images) still read: let them finish first
+        # (torchvision PR 9606 describes the corruption).
+        torch.cuda.current_stream(device).synchronize()
 
     with warnings.catch_warnings():
         # torchvision 0.29 marks its decoders deprecated in favour of TorchCodec, which

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -185,7 +186,17 @@ def _pixel_array(shape: tuple[int, ...], budget: int, spill_dir: Path | None) ->
         return np.empty(shape, dtype=np.uint8)
     folder = spill_dir or Path(tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
+    size = int(np.prod(shape, dtype=np.int64))
     with tempfile.NamedTemporaryFile(dir=folder, prefix="pairs-", suffix=".u8") as f:
+        try:
+            # Claim the blocks now: a full disk found while pages are written back would
+            # kill the process with SIGBUS instead of saying so.
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as exc:
+            raise ConfigError(
+                f"{size / 2**30:.1f} GB of training images do not fit in memory, nor on "
+                f"disk in {folder}: {exc.strerror}"
+            ) from exc
         # Mapped, then unlinked when the with ends: the OS frees the disk space when the
         # mapping goes, even if the process is killed.
         return np.memmap(f.name, dtype=np.uint8, mode="w+", shape=shape)

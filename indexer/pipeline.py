@@ -162,11 +162,13 @@ def run_pipeline(
     workers: int,
     progress: Callable[[int], None] = lambda n: None,
     collate: Collate = stack_pixels,
+    lookahead: int | None = None,
 ) -> PipelineCounts:
     """`collate` turns a batch's decoded images into the encoder's input; it may find
-    more failures (files the device could not decode and the CPU fallback refused)."""
+    more failures (files the device could not decode and the CPU fallback refused).
+    `lookahead` files are in flight at most (default: two batches)."""
     counts = PipelineCounts()
-    lookahead = max(2 * batch_size, 4 * workers)
+    lookahead = max(2 * batch_size, 4 * workers) if lookahead is None else lookahead
     for batch in batched(decode_ahead(items, decode, workers, lookahead), batch_size):
         ok = [r for r in batch if isinstance(r, Decoded)]
         bad = [r for r in batch if isinstance(r, Failed)]

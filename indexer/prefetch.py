@@ -61,12 +61,15 @@ class ModelLoader:
         self._wanted.set()
         return self._encoder.result()
 
-    def close(self) -> None:
-        """Stop before loading if not asked to; wait for the thread (a run of torch code in
-        a daemon thread at interpreter exit can crash it)."""
+    def close(self, wait: bool = True) -> None:
+        """Stop before loading if not asked to. Normally wait for the thread (torch code
+        still running in a daemon thread at interpreter exit can crash it); after an
+        interrupt, don't: resolving may be a download, and the CLI exits without tearing
+        the interpreter down anyway."""
         self._cancelled = not self._encoder.done() and not self._wanted.is_set()
         self._wanted.set()
-        self._thread.join()
+        if wait:
+            self._thread.join()
 
 
 class Prefetch:

@@ -188,10 +188,14 @@ def sync(
                 embed_started = time.perf_counter()
                 counts = _embed(lib, encoder, plan.work, progress, prefetch)
                 embed_s = time.perf_counter() - embed_started
+        except BaseException:
+            loader.close(wait=False)  # Ctrl-C must not wait out an import or a download
+            raise
+        else:
+            loader.close()
         finally:
             if prefetch is not None:
                 prefetch.close()
-            loader.close()
         if _complete(lib, source.model_id, reachable):
             if not lib.store.is_current(source.model_id):
                 lib.store.rebuild(source.model_id)
@@ -321,4 +325,9 @@ def _embed(
             workers=settings.decode_workers(),
             progress=bar.update,
             collate=collate,
+            # Undecoded JPEGs weigh megabytes each, not a model input's 150 KB: hold one
+            # batch and a little more, not two.
+            lookahead=settings.model_batch(device) + 4 * settings.decode_workers()
+            if on_device
+            else None,
         )

@@ -51,10 +51,23 @@ class IndexStore:
         # Readers in several threads (the web UI) share one loaded index per model.
         self._loaded: dict[str, tuple[Manifest, VectorIndex]] = {}
         self._mutex = threading.Lock()
+        self._build_lock = threading.Lock()
 
     def rebuild(self, model_id: str, *, full: bool = False) -> Manifest:
         """Write a new generation from the catalog's vectors and point the manifest at it:
         the current approximate index updated when little changed, else built anew."""
+        # One at a time: web UI threads that all find the index stale must not each build
+        # it (and race for the next generation's file name); the later ones find it done.
+        with self._build_lock:
+            current = self.catalog.manifest(model_id)
+            if not full and current is not None and self._fresh(current):
+                with self._mutex:
+                    cached = self._loaded.get(model_id)
+                if cached is not None and cached[0].checksum == current.checksum:
+                    return current
+            return self._rebuild(model_id, full)
+
+    def _rebuild(self, model_id: str, full: bool) -> Manifest:
         revision = self.catalog.model_revision(model_id)
         old = self.catalog.manifest(model_id)
         built = None if full or old is None else self._updated(old)

@@ -50,10 +50,11 @@ DIGEST_CACHE = "weights-digests.json"
 
 
 def weights_digest(path: Path, cache_dir: Path) -> str:
-    """file_digest, remembered per file version (path, size, mtime, inode): hashing a
+    """file_digest, remembered per file version (path, size, times, inode): hashing a
     600 MB checkpoint costs over half a second of every command that loads the model."""
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+    # ctime too: `cp -p` or `touch -r` over the file can keep its size and mtime.
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
     cache = cache_dir / DIGEST_CACHE
     try:
         known = json.loads(cache.read_text())

@@ -41,6 +41,8 @@ import numpy as np
 DISTANCES_PER_EF = 16
 # Below this an exact CPU scan takes well under a millisecond or two: no GPU round trip.
 GPU_MIN = 20_000
+# faiss-gpu's k-selection stops at 2048 (GPU_MAX_SELECTION_K); deeper pages use the CPU.
+GPU_MAX_K = 2048
 
 
 class VectorIndex:
@@ -161,7 +163,7 @@ class VectorIndex:
         if k <= 0 or (allowed is not None and len(allowed) == 0):
             return empty
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        if allowed is None and (gpu := self._gpu_index()) is not None:
+        if allowed is None and (gpu := self._gpu_index(k)) is not None:
             with self._gpu_lock:
                 scores, ids = gpu.search(q, k)
             return _valid(scores[0], ids[0])
@@ -216,7 +218,7 @@ class VectorIndex:
         """Unfiltered top-k for a batch of queries (-1 pads missing hits): for measuring
         recall, where one FAISS call per batch keeps tuning quick."""
         q = np.ascontiguousarray(queries, dtype=np.float32)
-        if (gpu := self._gpu_index()) is not None:
+        if (gpu := self._gpu_index(k)) is not None:
             with self._gpu_lock:
                 return gpu.search(q, min(k, len(self)))
         return self._index.search(q, min(k, len(self)), params=self._live())
@@ -232,9 +234,10 @@ class VectorIndex:
             sel=faiss.IDSelectorRange(0, 2**63 - 1), efSearch=self._ef()
         )
 
-    def _gpu_index(self):
-        """The exact index's GPU copy, or None (approximate, small, or no GPU FAISS)."""
-        if self.kind != "flat-ip" or len(self) < GPU_MIN:
+    def _gpu_index(self, k: int):
+        """The exact index's GPU copy, or None (approximate, small, k past what the GPU
+        selects, or no GPU FAISS)."""
+        if self.kind != "flat-ip" or len(self) < GPU_MIN or k > GPU_MAX_K:
             return None
         with self._gpu_lock:
             if self._gpu is None:

@@ -295,6 +295,38 @@ def test_a_small_change_updates_the_index_instead_of_building_it(
         catalog.close()
 
 
+def test_threads_finding_the_index_stale_build_it_once(tmp_path, monkeypatch) -> None:
+    import threading
+    import time
+
+    import search.indexstore
+
+    catalog = Catalog.open(tmp_path / "catalog.db")
+    try:
+        catalog.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, 32)
+        root = catalog.add_root("/photos").id
+        catalog.write_batch(MODEL, [image(root, i) for i in range(50)], clustered(50, dim=32))
+        store = IndexStore(catalog, tmp_path / "index")
+        builds = []
+        real = search.indexstore.build_index
+
+        def slow_build(*args):
+            builds.append(1)
+            time.sleep(0.3)
+            return real(*args)
+
+        monkeypatch.setattr(search.indexstore, "build_index", slow_build)
+        readers = [threading.Thread(target=store.get, args=(MODEL,)) for _ in range(4)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join()
+        assert len(builds) == 1 and catalog.manifest(MODEL).generation == 1
+        assert store.rebuild(MODEL, full=True).generation == 2  # asked for: built anyway
+    finally:
+        catalog.close()
+
+
 def test_status_shows_the_index_kind_params_and_recall(library) -> None:
     cat = library.catalog
     cat.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, DIM)
@@ -352,6 +384,9 @@ def test_exact_index_searches_on_the_gpu_copy_when_faiss_sees_a_gpu(monkeypatch)
 
     _, only = index.search(query, 10, allowed=ids[100:200])
     assert set(only) <= set(ids[100:200]) and copies[0].searches == 2
+    # Past the GPU's largest k (a deep results page) the CPU answers.
+    _, deep = index.search(query, vi.GPU_MAX_K + 1)
+    assert len(deep) == vi.GPU_MAX_K + 1 and copies[0].searches == 2
 
     small = VectorIndex.build(ids[:100], vectors[:100])
     small.search(query, 10)

@@ -503,7 +503,7 @@ def test_reader_follows_a_generation_swap_instead_of_rebuilding(tmp_path) -> Non
     writer.rebuild("m")
     reader = IndexStore(cat, tmp_path / "index", IndexLock(tmp_path))
     stale = cat.manifest("m")
-    writer.rebuild("m")  # the old generation's file is gone now
+    writer.rebuild("m", full=True)  # the old generation's file is gone now
     held = IndexLock(tmp_path)
     held.acquire()
     try:

@@ -128,3 +128,27 @@ def test_loader_resolves_at_once_and_loads_only_when_asked():
         loader.source()
     loader.close()
     assert loads == ["source"] and threading.active_count() >= 1
+
+
+def test_an_interrupt_does_not_wait_for_the_model_to_resolve(settings, tmp_path, monkeypatch):
+    """Resolving may be a download: Ctrl-C during the folder walk returns at once, and
+    nothing was written."""
+    photos = tmp_path / "photos"
+    make_jpeg(photos / "a.jpg", 1)
+    real_resolve = Library.resolve
+
+    def slow_resolve(self, spec):
+        time.sleep(3)
+        return real_resolve(self, spec)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Library, "resolve", slow_resolve)
+    monkeypatch.setattr(indexer.sync, "scan_roots", interrupted)
+    with Library(settings) as lib:
+        started = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            sync(lib, [str(photos)], progress=False)
+        assert time.perf_counter() - started < 1.5
+        assert lib.catalog.roots() == []

@@ -190,3 +190,25 @@ def test_pixels_past_the_memory_budget_go_to_a_mapped_file(data, tmp_path, tiny_
             np.testing.assert_array_equal(part.image_pixels([image])[0], in_memory.pixels[original])
     before = evaluate(tiny_encoder, val_set)
     assert before == evaluate(tiny_encoder, val_set.subset(np.arange(len(val_set))))
+
+
+def test_a_spill_that_does_not_fit_on_disk_is_a_clear_error(
+    data, tmp_path, tiny_encoder, monkeypatch
+):
+    import errno
+    import os
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    pairs, _ = read_pairs_file(data / "train.csv")
+    with pytest.raises(ConfigError, match="do not fit in memory, nor on disk"):
+        decode_pairs(
+            pairs[:10],
+            tiny_encoder.prepare,
+            tiny_encoder.image_size,
+            memory_budget=1,
+            spill_dir=tmp_path,
+        )
+    assert list(tmp_path.iterdir()) == []
