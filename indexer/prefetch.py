@@ -14,11 +14,13 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 
-from indexer.pipeline import Decoded, Failed, WorkItem
-from indexer.scan import FoundFile
-from search.encoder import Encoder
-from search.modelspec import ModelSource, PrepareGuess
+from indexer.pipeline import Decoded, Failed, WorkItem, make_decoder
+from indexer.scan import FoundFile, storable_path
+from search.encoder import Encoder, prepare_pixels
+from search.library import Library
+from search.modelspec import ModelSource, PrepareGuess, preprocess_guess
 
 # Files decoded ahead at most: ~50 MB of 256 px pixels, more than a 5 s start decodes.
 PREFETCH_MAX = 256
@@ -128,3 +130,41 @@ class Prefetch:
                 future.cancel()
             self._futures.clear()
         self._pool.shutdown(wait=True)
+
+
+def start_prefetch(lib: Library, spec: dict, scans: dict[str, list[FoundFile]]):
+    """Start decoding the files the catalog does not hold as they are, for the input the
+    model's config file names; None when there is nothing to decode or no config to read."""
+    known: dict[str, tuple[int, int]] = {}
+    for root in lib.catalog.roots():
+        known.update(
+            {p: (r.size, r.mtime_ns) for p, r in lib.catalog.file_records(root.id).items()}
+        )
+        known.update(lib.catalog.failure_records(root.id))
+    files = [
+        f
+        for found in scans.values()
+        for f in found
+        if known.get(storable_path(f.path)) != (f.size, f.mtime_ns)
+    ]
+    guess = preprocess_guess(spec, lib.settings.models_dir)
+    if not files or guess is None:
+        return None
+    decode = make_decoder(
+        partial(
+            prepare_pixels, size=guess.size, resize_mode=guess.resize_mode, resample=guess.resample
+        ),
+        max_megapixels=lib.settings.max_megapixels,
+        min_side=guess.size,
+    )
+    # One core stays with the model loading.
+    return Prefetch(files, decode, guess, max(1, lib.settings.decode_workers() - 1))
+
+
+def prefetched_first(prefetch: Prefetch, decode):
+    """`decode`, taking the prefetched result for an item when there is one."""
+
+    def first(item: WorkItem) -> Decoded | Failed:
+        return prefetch.take(item) or decode(item)
+
+    return first

@@ -13,7 +13,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from functools import partial
 
 import numpy as np
 
@@ -26,12 +25,11 @@ from indexer.pipeline import (
     run_pipeline,
     stack_pixels,
 )
-from indexer.prefetch import ModelLoader, Prefetch
+from indexer.prefetch import ModelLoader, Prefetch, prefetched_first, start_prefetch
 from indexer.scan import FoundFile, content_hash, scan_root, storable_path
-from search.encoder import Encoder, prepare_pixels
+from search.encoder import Encoder
 from search.errors import ConfigError
 from search.library import Library
-from search.modelspec import preprocess_guess
 from search.query import SERVING_MODEL
 from search.records import RootInfo
 
@@ -220,42 +218,6 @@ def scan_roots(lib: Library, new_paths: list[str]) -> dict[str, list[FoundFile]]
     return {f: list(scan_root(f, lib.settings.exclude)) for f in folders}
 
 
-def start_prefetch(lib: Library, spec: dict, scans: dict[str, list[FoundFile]]):
-    """Start decoding the files the catalog does not hold as they are, for the input the
-    model's config file names; None when there is nothing to decode or no config to read."""
-    known: dict[str, tuple[int, int]] = {}
-    for root in lib.catalog.roots():
-        known.update(
-            {p: (r.size, r.mtime_ns) for p, r in lib.catalog.file_records(root.id).items()}
-        )
-        known.update(lib.catalog.failure_records(root.id))
-    files = [
-        f
-        for found in scans.values()
-        for f in found
-        if known.get(storable_path(f.path)) != (f.size, f.mtime_ns)
-    ]
-    guess = preprocess_guess(spec, lib.settings.models_dir)
-    if not files or guess is None:
-        return None
-    decode = make_decoder(
-        partial(
-            prepare_pixels, size=guess.size, resize_mode=guess.resize_mode, resample=guess.resample
-        ),
-        max_megapixels=lib.settings.max_megapixels,
-        min_side=guess.size,
-    )
-    # One core stays with the model loading.
-    return Prefetch(files, decode, guess, max(1, lib.settings.decode_workers() - 1))
-
-
-def _prefetched_first(prefetch: Prefetch, decode):
-    def first(item: WorkItem) -> Decoded | Failed:
-        return prefetch.take(item) or decode(item)
-
-    return first
-
-
 def _complete(lib: Library, model_id: str, root_ids: set[int]) -> bool:
     if model_id not in {m.model_id for m in lib.catalog.models()}:
         return False  # nothing was ever embedded with it: an empty library
@@ -307,7 +269,7 @@ def _embed(
     if prefetch is not None:
         prefetch.stop()
         if prefetch.matches(encoder):
-            decode = _prefetched_first(prefetch, decode)
+            decode = prefetched_first(prefetch, decode)
     with tqdm(
         total=len(work),
         unit="img",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from imagetree import make_jpeg
 
+import indexer.prefetch
 import indexer.sync
 from indexer.pipeline import WorkItem, make_decoder
 from indexer.prefetch import ModelLoader, Prefetch
@@ -55,7 +56,7 @@ def test_prefetched_files_embed_as_the_pipeline_would(
         report = sync(lib, [str(photos)], progress=False)
         plain = _vectors(lib, report.model_id)
     if not guess_right:  # a pretrained tag with its own input size, say
-        monkeypatch.setattr(indexer.sync, "preprocess_guess", lambda *args: PrepareGuess(32))
+        monkeypatch.setattr(indexer.prefetch, "preprocess_guess", lambda *args: PrepareGuess(32))
     taken = spy
     real_load = Library.load_source
 
