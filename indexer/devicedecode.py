@@ -1,13 +1,13 @@
 """JPEG decoding on the model's device (nvJPEG through torchvision), for indexing on a GPU.
 
 With the model on a GPU, CPU decoding is the whole cost of indexing: a 12 MP JPEG takes
-~45 ms of a core even with DCT-domain scaling, while the GPU embeds a ViT-B/32 image in well
+~35 ms of a core even with DCT-domain scaling, while the GPU embeds a ViT-B/32 image in well
 under a millisecond. So on a GPU the decoding threads only hash a file and read its header
 and bytes; each batch's JPEG bytes are decoded in one ``decode_jpeg`` call on the device,
 then turned upright, resized and cropped there. What nvJPEG cannot take — other formats,
-CMYK or progressive-with-junk files, bytes that do not end in an end-of-image marker, any
-file it rejects — is decoded on the CPU, that file alone, by the ordinary decoder (which
-also gives the same failure reasons as the CPU path).
+CMYK and MPO files, bytes that do not end in an end-of-image marker, any file it rejects —
+is decoded on the CPU, that file alone, by the ordinary decoder (which also gives the same
+failure reasons as the CPU path).
 
 The same code runs with device "cpu" (torchvision then decodes with libjpeg-turbo); that is
 how the tests check it where no GPU is at hand.
