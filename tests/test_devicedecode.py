@@ -116,3 +116,26 @@ def test_indexing_with_device_decode_matches_the_cpu_path(settings, tmp_path, mo
     assert len(on_device) == len(plain_jpegs) - 1 + 4  # all but the CMYK one, plus cam*.jpg
     cosines = [float(cpu_vecs[p] @ dev_vecs[p]) for p in cpu_vecs]
     assert min(cosines) >= 0.99, sorted(cosines)[:3]
+
+
+@pytest.mark.parametrize("how", ["cpu", "device"])
+def test_undecoded_jpegs_in_flight_are_bounded_to_a_batch(settings, tmp_path, monkeypatch, how):
+    """Device decoding holds whole files in flight, so it looks ahead one batch (and a
+    few), where the CPU path holds two batches of small model inputs."""
+    import indexer.sync
+
+    for i in range(3):
+        make_jpeg(tmp_path / "photos" / f"{i}.jpg", i)
+    seen = {}
+    real = indexer.sync.run_pipeline
+
+    def spy(items, **kwargs):
+        seen.update(kwargs)
+        return real(items, **kwargs)
+
+    monkeypatch.setattr(indexer.sync, "run_pipeline", spy)
+    s = settings.with_(decode=how)
+    with Library(s) as lib:
+        sync(lib, [str(tmp_path / "photos")], progress=False)
+    expected = s.batch_size + 4 * s.decode_workers() if how == "device" else None
+    assert seen["lookahead"] == expected

@@ -440,6 +440,12 @@ def test_weights_are_hashed_once_per_file_version(tmp_path, monkeypatch):
     assert modelspec.weights_digest(path, cache) == sha256(path)[:12] != first
     assert len(hashed) == 1
     assert len(json.loads((cache / modelspec.DIGEST_CACHE).read_text())) == 1
+    # Copied over with its times kept (cp -p): same size and mtime, but a new ctime.
+    time.sleep(0.01)
+    path.write_bytes(b"c" * 5000)
+    os.utime(path, ns=(1, 1))
+    assert modelspec.weights_digest(path, cache) == sha256(path)[:12]
+    assert len(hashed) == 2
 
 
 def test_models_built_in_two_threads_at_once_are_each_right(tmp_path, tiny_encoder):
