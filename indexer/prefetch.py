@@ -29,9 +29,16 @@ Key = tuple[str, int, int]
 
 
 class ModelLoader:
-    """Resolves a model spec in a thread at once, and loads the encoder when asked."""
+    """Resolves a model spec in a thread (at once, or from start()), and loads the encoder
+    when asked."""
 
-    def __init__(self, resolve: Callable[[], ModelSource], load: Callable[[ModelSource], Encoder]):
+    def __init__(
+        self,
+        resolve: Callable[[], ModelSource],
+        load: Callable[[ModelSource], Encoder],
+        *,
+        start: bool = True,
+    ):
         self._source: Future[ModelSource] = Future()
         self._encoder: Future[Encoder] = Future()
         self._wanted = threading.Event()
@@ -39,7 +46,13 @@ class ModelLoader:
         self._thread = threading.Thread(
             target=self._run, args=(resolve, load), name="model-load", daemon=True
         )
-        self._thread.start()
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Begin resolving now, if not begun (source() and encoder() begin it too)."""
+        if self._thread.ident is None:
+            self._thread.start()
 
     def _run(self, resolve, load) -> None:
         try:
@@ -57,9 +70,11 @@ class ModelLoader:
             self._encoder.set_exception(exc)
 
     def source(self) -> ModelSource:
+        self.start()
         return self._source.result()
 
     def encoder(self) -> Encoder:
+        self.start()
         self._wanted.set()
         return self._encoder.result()
 
@@ -68,6 +83,8 @@ class ModelLoader:
         still running in a daemon thread at interpreter exit can crash it); after an
         interrupt, don't: resolving may be a download, and the CLI exits without tearing
         the interpreter down anyway."""
+        if self._thread.ident is None:
+            return  # never needed
         self._cancelled = not self._encoder.done() and not self._wanted.is_set()
         self._wanted.set()
         if wait:

@@ -152,17 +152,25 @@ def sync(
         spec = lib.active_spec()
         # The model resolves (importing torch) and later loads in a thread, while this one
         # walks the folders and starts decoding what will need embedding (indexer.prefetch).
+        # A model the catalog already holds for this spec is known without torch: then it
+        # is resolved only once there is something to embed.
+        model_id = lib.known_model_id(spec)
         loader = ModelLoader(
             lambda: lib.resolve(spec),
             (lambda _src: encoder_factory(lib, spec)) if encoder_factory else lib.load_source,
+            start=model_id is None,
         )
-        prefetch = None
+        prefetch = source = None
         try:
             scans = scan_roots(lib, [os.path.abspath(p) for p in paths])
             prefetch = start_prefetch(lib, spec, scans)
-            # Resolved before any change: a model that cannot load must not leave half a one.
-            source = loader.source()
-            report.model_id = source.model_id
+            if prefetch is not None:
+                loader.start()  # files to embed: load while they decode
+            if model_id is None:
+                # Resolved before any change: a model that cannot load must not leave
+                # half a one.
+                source = loader.source()
+                model_id = source.model_id
             for p in paths:
                 lib.catalog.add_root(os.path.abspath(p))
             roots = lib.catalog.roots()
@@ -173,14 +181,15 @@ def sync(
             lib.catalog.remove_images(plan.removed_ids)
             lib.catalog.remove_failures(plan.stale_failures)
             reachable = {r.id for r in roots if r.path not in report.unavailable_roots}
-            for root_id in sorted(reachable):
-                plan.work += [
-                    WorkItem(root_id, r.path, r.size, r.mtime_ns, "reembed", r.id)
-                    for r in lib.catalog.missing_embeddings(source.model_id, root_id)
-                ]
+            fresh = plan.work
+            plan.work = fresh + _reembed(lib, reachable, model_id)
             counts = None
             embed_s = 0.0
             if plan.work:
+                source = loader.source()
+                if source.model_id != model_id:  # the catalog's id was stale: trust this one
+                    model_id = source.model_id
+                    plan.work = fresh + _reembed(lib, reachable, model_id)
                 encoder = loader.encoder()
                 lib.catalog.ensure_model(source.model_id, source.spec, encoder.dim)
                 embed_started = time.perf_counter()
@@ -194,11 +203,12 @@ def sync(
         finally:
             if prefetch is not None:
                 prefetch.close()
-        if _complete(lib, source.model_id, reachable):
-            if not lib.store.is_current(source.model_id):
-                lib.store.rebuild(source.model_id)
-            lib.catalog.set_setting(SERVING_MODEL, source.model_id)
-            lib.set_active(source.spec)
+        report.model_id = model_id
+        if _complete(lib, model_id, reachable):
+            if not lib.store.is_current(model_id):
+                lib.store.rebuild(model_id)
+            lib.catalog.set_setting(SERVING_MODEL, model_id)
+            lib.set_active(source.spec if source else lib.catalog.model(model_id).spec)
     report.seen, report.unchanged, report.moved = plan.seen, plan.unchanged, len(plan.moves)
     report.removed = len(plan.removed_ids)
     if counts is not None:
@@ -210,6 +220,15 @@ def sync(
         # Throughput of the embedding pipeline itself, not of model loading and the scan.
         report.images_per_s = round(report.embedded / embed_s, 2)
     return report
+
+
+def _reembed(lib: Library, root_ids: set[int], model_id: str) -> list[WorkItem]:
+    """Catalogued, unchanged images that have no vector for this model yet."""
+    return [
+        WorkItem(root_id, r.path, r.size, r.mtime_ns, "reembed", r.id)
+        for root_id in sorted(root_ids)
+        for r in lib.catalog.missing_embeddings(model_id, root_id)
+    ]
 
 
 def scan_roots(lib: Library, new_paths: list[str]) -> dict[str, list[FoundFile]]:

@@ -10,10 +10,10 @@ import json
 from search.ann import IndexPolicy
 from search.catalog import Catalog
 from search.encoder import Encoder
-from search.errors import ModelError
+from search.errors import ModelError, NotFound
 from search.indexstore import IndexStore
 from search.lock import IndexLock
-from search.modelspec import ModelSource, resolve
+from search.modelspec import ModelSource, quick_model_id, resolve
 from search.query import Searcher
 from search.settings import Settings
 
@@ -59,6 +59,19 @@ class Library:
             models_dir=self.settings.models_dir,
             cache_dir=self.settings.cache_dir,
         )
+
+    def known_model_id(self, spec: dict) -> str | None:
+        """The id `spec` resolves to when it is cheap to tell and the catalog already holds
+        that model for this very spec: a sync with nothing to embed then never imports
+        torch (a no-op `index` took ~3 s, nearly all of it importing open_clip)."""
+        model_id = quick_model_id(spec, self.settings.models_dir, self.settings.cache_dir)
+        if model_id is None:
+            return None
+        try:
+            stored = self.catalog.model(model_id).spec
+        except NotFound:
+            return None
+        return model_id if stored == spec else None
 
     def load_source(self, source: ModelSource) -> Encoder:
         from search.encoder import load_encoder

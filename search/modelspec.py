@@ -102,6 +102,34 @@ def resolve(
     return _from_architecture(model, pretrained, spec, cache_dir)
 
 
+def quick_model_id(spec: dict, models_dir: Path, cache_dir: Path) -> str | None:
+    """The model id `spec` resolves to, where that can be told without importing open_clip
+    (and torch): a saved model folder, or an architecture with a weights file or a
+    pretrained tag; None for the rest. The architecture name is not checked, so callers
+    trust the answer only when the catalog already holds that model for the same spec."""
+    model = spec.get("model") or DEFAULT_MODEL
+    pretrained = spec.get("pretrained")
+    if model == DEFAULT_MODEL and pretrained is None:
+        pretrained = DEFAULT_PRETRAINED
+    if model.startswith("hf-hub:") or model.endswith(".json"):
+        return None
+    try:
+        saved = models_dir / model
+        if "/" not in model and (saved / OPEN_CLIP_CONFIG).is_file():
+            return _from_dir(saved, spec, cache_dir).model_id
+        path = Path(model).expanduser()
+        if path.is_dir():
+            return _from_dir(path.resolve(), spec, cache_dir).model_id
+        if pretrained is None or pretrained.lower() in NO_WEIGHTS:
+            return None  # the tag list or the random-init digest needs open_clip
+        file = Path(pretrained).expanduser()
+        if file.is_file():
+            return f"{model}/sha256:{weights_digest(file, cache_dir)}"
+        return f"{model}/{pretrained}"
+    except (ModelError, OSError):
+        return None
+
+
 @dataclass(frozen=True)
 class PrepareGuess:
     """The image input a model probably wants (see preprocess_guess)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from search.encoder import prepare_pixels
 from search.errors import ModelError
 from search.library import Library
 from search.modelspec import PrepareGuess, preprocess_guess
+from search.query import SearchRequest
 
 
 def _vectors(lib: Library, model_id: str) -> dict[str, np.ndarray]:
@@ -153,3 +155,56 @@ def test_an_interrupt_does_not_wait_for_the_model_to_resolve(settings, tmp_path,
             sync(lib, [str(photos)], progress=False)
         assert time.perf_counter() - started < 1.5
         assert lib.catalog.roots() == []
+
+
+def test_a_sync_with_nothing_to_embed_leaves_a_catalogued_model_unresolved(
+    settings, tmp_path, monkeypatch, tiny_encoder
+):
+    """Re-runs, renames and deletions need no model: with a model the catalog already
+    holds for the same spec (a weights file here), torch is never even imported for them."""
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "tiny.safetensors"
+    save_file(
+        {k: v.float().contiguous() for k, v in tiny_encoder.model.state_dict().items()},
+        str(weights),
+    )
+    s = settings.with_(pretrained=str(weights))
+    photos = tmp_path / "photos"
+    for i in range(4):
+        make_jpeg(photos / f"{i}.jpg", i)
+    with Library(s) as lib:
+        first = sync(lib, [str(photos)], progress=False)
+    assert first.embedded == 4
+
+    def no_resolve(self, spec):
+        raise AssertionError("resolved a model although nothing needed embedding")
+
+    def no_load(lib, spec):
+        raise AssertionError("loaded a model although nothing needed embedding")
+
+    with monkeypatch.context() as m:
+        m.setattr(Library, "resolve", no_resolve)
+        with Library(s) as lib:
+            again = sync(lib, [], progress=False, encoder_factory=no_load)
+            assert (again.model_id, again.unchanged, again.embedded) == (first.model_id, 4, 0)
+            (photos / "0.jpg").rename(photos / "renamed.jpg")
+            (photos / "1.jpg").unlink()
+            moved = sync(lib, [], progress=False, encoder_factory=no_load)
+            assert (moved.moved, moved.removed, moved.embedded) == (1, 1, 0)
+    with Library(s) as lib:  # searching does need the model
+        hits = lib.searcher.search(SearchRequest(text="a photo", k=10)).hits
+        assert sorted(Path(h.path).name for h in hits) == ["2.jpg", "3.jpg", "renamed.jpg"]
+
+    make_jpeg(photos / "new.jpg", 9)  # now the model is needed, and resolved
+    with Library(s) as lib:
+        more = sync(lib, [], progress=False)
+    assert (more.model_id, more.added, more.embedded) == (first.model_id, 1, 1)
+
+    # Other weights under the same path: not the catalogued model, so it is resolved.
+    state = {k: v.float().contiguous() * 0.5 for k, v in tiny_encoder.model.state_dict().items()}
+    save_file(state, str(weights))
+    with Library(s) as lib:
+        assert lib.known_model_id(lib.active_spec()) is None
+        switched = sync(lib, [], progress=False)
+    assert switched.model_id != first.model_id and switched.embedded == 4
