@@ -119,9 +119,7 @@ class VectorIndex:
             if len(gone):
                 self._index.remove_ids(_selector(gone))
         else:
-            at = np.searchsorted(self._ids, gone, sorter=self._order)
-            at = self._order[np.minimum(at, len(self._order) - 1)]
-            positions = at[self._ids[at] == gone] if len(gone) else at[:0]
+            positions = self._positions(gone)
             if len(positions):
                 blanked = self._ids.copy()
                 blanked[positions] = -1
@@ -196,15 +194,19 @@ class VectorIndex:
             return faiss.SearchParametersIVF(sel=sel, nprobe=nprobe, quantizer_params=quantizer)
         return faiss.SearchParameters(sel=sel)
 
+    def _positions(self, ids: np.ndarray) -> np.ndarray:
+        """The HNSW graph positions holding these ids; ids not in the graph are left out."""
+        at = np.searchsorted(self._ids, ids, sorter=self._order)
+        at = self._order[np.minimum(at, len(self._order) - 1)]
+        return at[self._ids[at] == ids]
+
     def _search_subset(
         self, q: np.ndarray, k: int, allowed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over just the allowed vectors of an HNSW index's flat storage."""
         import faiss
 
-        at = np.searchsorted(self._ids, allowed, sorter=self._order)
-        at = self._order[np.minimum(at, len(self._order) - 1)]
-        positions = at[self._ids[at] == allowed]
+        positions = self._positions(allowed)
         if len(positions) == 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         sel = _selector(positions)
