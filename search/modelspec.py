@@ -88,18 +88,24 @@ def resolve(
 
     if model.startswith("hf-hub:"):
         return _from_hub(model[len("hf-hub:") :], spec, cache_dir)
-    saved = models_dir / model
-    if "/" not in model and (saved / OPEN_CLIP_CONFIG).is_file():
-        return _from_dir(saved, {"model": model, "pretrained": None}, cache_dir)
+    if (folder := _model_dir(model, models_dir)) is not None:
+        return _from_dir(folder[0], {"model": folder[1], "pretrained": None}, cache_dir)
     path = Path(model).expanduser()
-    if path.is_dir():
-        spec = {"model": str(path.resolve()), "pretrained": None}
-        return _from_dir(path.resolve(), spec, cache_dir)
     if path.suffix == ".json":
         if not path.is_file():
             raise ModelError(f"model config {path} does not exist")
         return _from_config_file(path.resolve(), pretrained, spec, cache_dir)
     return _from_architecture(model, pretrained, spec, cache_dir)
+
+
+def _model_dir(model: str, models_dir: Path) -> tuple[Path, str] | None:
+    """The saved-model folder `model` names — a name under models/, or a directory — and
+    the name a spec keeps for it; None when it names neither."""
+    saved = models_dir / model
+    if "/" not in model and (saved / OPEN_CLIP_CONFIG).is_file():
+        return saved, model
+    path = Path(model).expanduser()
+    return (path.resolve(), str(path.resolve())) if path.is_dir() else None
 
 
 def quick_model_id(spec: dict, models_dir: Path, cache_dir: Path) -> str | None:
@@ -114,12 +120,8 @@ def quick_model_id(spec: dict, models_dir: Path, cache_dir: Path) -> str | None:
     if model.startswith("hf-hub:") or model.endswith(".json"):
         return None
     try:
-        saved = models_dir / model
-        if "/" not in model and (saved / OPEN_CLIP_CONFIG).is_file():
-            return _from_dir(saved, spec, cache_dir).model_id
-        path = Path(model).expanduser()
-        if path.is_dir():
-            return _from_dir(path.resolve(), spec, cache_dir).model_id
+        if (folder := _model_dir(model, models_dir)) is not None:
+            return _from_dir(folder[0], spec, cache_dir).model_id
         if pretrained is None or pretrained.lower() in NO_WEIGHTS:
             return None  # the tag list or the random-init digest needs open_clip
         file = Path(pretrained).expanduser()
@@ -147,9 +149,9 @@ def preprocess_guess(spec: dict, models_dir: Path) -> PrepareGuess | None:
     model = spec.get("model") or DEFAULT_MODEL
     if model.startswith("hf-hub:"):
         return None
-    path = Path(model).expanduser()
-    candidates = [models_dir / model / OPEN_CLIP_CONFIG] if "/" not in model else []
-    candidates += [path / OPEN_CLIP_CONFIG, path, BUNDLED_CONFIGS / f"{model}.json"]
+    folder = _model_dir(model, models_dir)
+    candidates = [folder[0] / OPEN_CLIP_CONFIG] if folder else []
+    candidates += [Path(model).expanduser(), BUNDLED_CONFIGS / f"{model}.json"]
     if (found := importlib.util.find_spec("open_clip")) is not None:
         for location in found.submodule_search_locations or ():
             candidates.append(Path(location) / "model_configs" / f"{model}.json")
