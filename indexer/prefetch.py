@@ -115,13 +115,12 @@ class Prefetch:
                 self._futures[key] = self._pool.submit(decode, item)
 
     def matches(self, encoder: Encoder) -> bool:
-        g = self.guess
-        actual = (
+        actual = PrepareGuess(
             encoder.image_size,
             getattr(encoder, "resize_mode", "shortest"),
             getattr(encoder, "resample", "bicubic"),
         )
-        return actual == (g.size, g.resize_mode, g.resample)
+        return actual == self.guess
 
     def take(self, item: WorkItem) -> Decoded | Failed | None:
         """The prefetched result for `item` (waiting if it is being decoded), rebound to
@@ -142,9 +141,8 @@ class Prefetch:
                 future.cancel()
 
     def close(self) -> None:
+        self.stop()
         with self._lock:
-            for future in self._futures.values():
-                future.cancel()
             self._futures.clear()
         self._pool.shutdown(wait=True)
 
@@ -152,6 +150,9 @@ class Prefetch:
 def start_prefetch(lib: Library, spec: dict, scans: dict[str, list[FoundFile]]):
     """Start decoding the files the catalog does not hold as they are, for the input the
     model's config file names; None when there is nothing to decode or no config to read."""
+    guess = preprocess_guess(spec, lib.settings.models_dir)
+    if guess is None:
+        return None  # then the catalog need not be read either
     known: dict[str, tuple[int, int]] = {}
     for root in lib.catalog.roots():
         known.update(
@@ -164,8 +165,7 @@ def start_prefetch(lib: Library, spec: dict, scans: dict[str, list[FoundFile]]):
         for f in found
         if known.get(storable_path(f.path)) != (f.size, f.mtime_ns)
     ]
-    guess = preprocess_guess(spec, lib.settings.models_dir)
-    if not files or guess is None:
+    if not files:
         return None
     decode = make_decoder(
         partial(

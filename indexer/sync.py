@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -273,18 +274,19 @@ def _embed(
     on_device = settings.decode == "device" or (
         settings.decode == "auto" and device.startswith("cuda")
     )
-    decode = make_decoder(
-        encoder.prepare, max_megapixels=settings.max_megapixels, min_side=encoder.image_size
+    batch = settings.model_batch(device)
+    decoder = partial(
+        make_decoder,
+        encoder.prepare,
+        max_megapixels=settings.max_megapixels,
+        min_side=encoder.image_size,
     )
-    collate = stack_pixels
+    cpu_decode = decoder()
+    decode, collate = cpu_decode, stack_pixels
     if on_device:
-        collate = DeviceCollate(device_decoder(encoder), decode)
-        decode = make_decoder(
-            encoder.prepare,
-            max_megapixels=settings.max_megapixels,
-            min_side=encoder.image_size,
-            for_device=read_jpeg,
-        )
+        decode = decoder(for_device=read_jpeg)
+        # The CPU decoder stays, for the files the device refuses.
+        collate = DeviceCollate(device_decoder(encoder), cpu_decode)
     if prefetch is not None:
         prefetch.stop()
         if prefetch.matches(encoder):
@@ -302,13 +304,11 @@ def _embed(
             decode=decode,
             encode=encoder.encode_pixels,
             write=write,
-            batch_size=settings.model_batch(device),
+            batch_size=batch,
             workers=settings.decode_workers(),
             progress=bar.update,
             collate=collate,
             # Undecoded JPEGs weigh megabytes each, not a model input's 150 KB: hold one
             # batch and a little more, not two.
-            lookahead=settings.model_batch(device) + 4 * settings.decode_workers()
-            if on_device
-            else None,
+            lookahead=batch + 4 * settings.decode_workers() if on_device else None,
         )
