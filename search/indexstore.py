@@ -65,11 +65,10 @@ class IndexStore:
                     cached = self._loaded.get(model_id)
                 if cached is not None and cached[0].checksum == current.checksum:
                     return current
-            return self._rebuild(model_id, full)
+            return self._rebuild(model_id, current, full)
 
-    def _rebuild(self, model_id: str, full: bool) -> Manifest:
+    def _rebuild(self, model_id: str, old: Manifest | None, full: bool) -> Manifest:
         revision = self.catalog.model_revision(model_id)
-        old = self.catalog.manifest(model_id)
         built = None if full or old is None else self._updated(old)
         if built is None:
             ids, vectors = self.catalog.vectors(model_id)
