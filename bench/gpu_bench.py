@@ -10,10 +10,7 @@ with small sizes, to check the script where no GPU is at hand; it then writes no
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,11 +19,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+from index_bench import time_imgsearch  # noqa: E402
 from photos import make_photos  # noqa: E402
 from rclip_models import ARCH, export  # noqa: E402
 from report import machine, write_section  # noqa: E402
 
-IMGSEARCH = Path(sys.executable).with_name("imgsearch")
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by name fragment.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10": 125e12}
 
@@ -78,34 +75,6 @@ def decode_rate(photos: list[Path], encoder, batch: int) -> float:
         assert all(t is not None for t in out)
     sync_device(encoder.device)
     return len(jpegs) / (time.perf_counter() - t0)
-
-
-def index_run(photos: Path, home: Path, weights: Path, device: str, decode: str) -> dict:
-    shutil.rmtree(home, ignore_errors=True)
-    t0 = time.perf_counter()
-    out = subprocess.run(
-        [
-            IMGSEARCH,
-            "--home",
-            home,
-            "index",
-            photos,
-            "--model",
-            ARCH,
-            "--pretrained",
-            weights,
-            "--device",
-            device,
-            "--decode",
-            decode,
-            "--quiet",
-            "--json",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return {"wall": time.perf_counter() - t0, **json.loads(out.stdout)}
 
 
 def faiss_gpu_p50(n: int, dim: int = 512) -> float | None:
@@ -162,13 +131,13 @@ def main() -> None:
     for batch in (4,) if small else (32, 128):
         rate = decode_rate(photos[: 8 if small else 256], encoder, batch)
         rows.append(f"| JPEG decode + resize on the device, batch {batch} | {rate:.0f} | - |")
-    runs = {}
     for decode in ("device", "cpu"):
-        r = index_run(folder, args.work / "gpu-home", weights, args.device, decode)
-        runs[decode] = r
+        wall, report = time_imgsearch(
+            folder, args.work / "gpu-home", weights, args.device, "--decode", decode
+        )
         rows.append(
-            f"| `imgsearch index --decode {decode}`, whole command ({r['wall']:.1f} s) | "
-            f"{args.n / r['wall']:.0f} | pipeline alone: {r['images_per_s']:.0f} img/s |"
+            f"| `imgsearch index --decode {decode}`, whole command ({wall:.1f} s) | "
+            f"{args.n / wall:.0f} | pipeline alone: {report['images_per_s']:.0f} img/s |"
         )
     p50 = faiss_gpu_p50(10_000 if small else 1_000_000)
     faiss_line = (

@@ -59,8 +59,10 @@ def time_rclip(rclip: Path, photos: Path, datadir: Path) -> float:
     return time.perf_counter() - t0
 
 
-def time_imgsearch(photos: Path, home: Path, weights: Path) -> tuple[float, dict]:
-    """Wall time of the whole command, and its --json report."""
+def time_imgsearch(
+    photos: Path, home: Path, weights: Path, device: str = "cpu", *flags: str
+) -> tuple[float, dict]:
+    """Wall time of a first `imgsearch index` (the whole command), and its --json report."""
     shutil.rmtree(home, ignore_errors=True)
     t0 = time.perf_counter()
     out = subprocess.run(
@@ -75,7 +77,8 @@ def time_imgsearch(photos: Path, home: Path, weights: Path) -> tuple[float, dict
             "--pretrained",
             weights,
             "--device",
-            "cpu",
+            device,
+            *flags,
             "--quiet",
             "--json",
         ],
