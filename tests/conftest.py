@@ -9,6 +9,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("IMGSEARCH_HOME", None)
 
 import pytest  # noqa: E402
+from tinylib import tiny_settings  # noqa: E402
 
 from search.library import Library  # noqa: E402
 from search.settings import Settings  # noqa: E402
@@ -18,14 +19,7 @@ TINY = {"model": "imgsearch-tiny", "pretrained": "none"}
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(
-        home=tmp_path / "home",
-        model=TINY["model"],
-        pretrained=TINY["pretrained"],
-        device="cpu",
-        workers=2,
-        batch_size=8,
-    )
+    return tiny_settings(tmp_path / "home")
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from imagetree import make_jpeg, make_png
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 from test_webui_live import running
+from tinylib import tiny_settings
 
 from indexer.sync import sync
 from search.library import Library
-from search.settings import Settings
 from webui import create_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -50,14 +50,7 @@ def sample(tmp_path):
     make_jpeg(root / "rotated.jpg", 40, size=(400, 300), exif=exif)
     make_png(root / "drawing.png", 41, size=(300, 300))
     make_jpeg(root / XSS_NAME, 42, size=(400, 300))
-    settings = Settings(
-        home=tmp_path / "home",
-        model="imgsearch-tiny",
-        pretrained="none",
-        device="cpu",
-        workers=1,
-        batch_size=8,
-    )
+    settings = tiny_settings(tmp_path / "home", workers=1)
     with Library(settings) as lib:
         sync(lib, [str(root)], progress=False)
         yield lib, root

@@ -14,30 +14,18 @@ import pytest
 from flask.testing import FlaskClient
 from imagetree import huge_png_bytes, make_jpeg, make_png
 from PIL import Image
+from tinylib import tiny_settings
 
 from indexer.sync import sync
 from search.commands import library_status
 from search.library import Library
 from search.query import SearchRequest
-from search.settings import Settings
 from webui import MAX_UPLOAD_BYTES, create_app
 from webui.files import THUMB_SIDE
 from webui.security import CONTENT_SECURITY_POLICY
 
 XSS_NAME = '"><img src=x onerror=alert(1)>.jpg'
 ORIENTATION = 0x0112
-
-
-def tiny_settings(home, **changes) -> Settings:
-    return Settings(
-        home=home,
-        model="imgsearch-tiny",
-        pretrained="none",
-        device="cpu",
-        workers=2,
-        batch_size=8,
-        **changes,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -17,26 +17,15 @@ from collections import Counter
 from contextlib import contextmanager
 
 from imagetree import make_jpeg
+from tinylib import tiny_settings
 from waitress.wasyncore import close_all
 
 from indexer.sync import sync
 from search.library import Library
-from search.settings import Settings
 from webui import create_app
 from webui.commands import make_server
 
 QUERIES = ["a red square", "blue sky", "green field", "dog", "night", "two circles"]
-
-
-def tiny_settings(home) -> Settings:
-    return Settings(
-        home=home,
-        model="imgsearch-tiny",
-        pretrained="none",
-        device="cpu",
-        workers=1,
-        batch_size=8,
-    )
 
 
 @contextmanager
@@ -69,7 +58,7 @@ def test_queries_during_an_index_run_never_fail_or_point_elsewhere(tmp_path):
     root = tmp_path / "photos"
     for i in range(12):
         make_jpeg(root / "first" / f"{i}.jpg", i)
-    settings = tiny_settings(tmp_path / "home")
+    settings = tiny_settings(tmp_path / "home", workers=1)
     # Two libraries on one home, as `imgsearch index` and `imgsearch serve` would be:
     # separate catalog connections and index stores, the index lock between them.
     writer = Library(settings)

@@ -1,0 +1,12 @@
+"""Settings for a library on the bundled tiny model (random init), offline, on the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from search.settings import Settings
+
+
+def tiny_settings(home: Path, **changes) -> Settings:
+    values = dict(model="imgsearch-tiny", pretrained="none", device="cpu", workers=2, batch_size=8)
+    return Settings(home=home, **{**values, **changes})
