@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+from search.diskfiles import atomic_write
 from search.modelspec import OPEN_CLIP_CONFIG, SIDECAR, WEIGHT_FILES, ModelSource, file_digest
 
 
@@ -23,6 +24,8 @@ def model_config(source: ModelSource) -> dict:
 def save_tensors(model, path: Path) -> None:
     from safetensors.torch import save_file
 
+    # Not diskfiles.replacing: its temporary files are private (0600), and a saved model's
+    # weights keep the permissions any written file gets.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp)
@@ -39,9 +42,7 @@ def read_state(ckpt_dir: Path, fingerprint: dict) -> dict | None:
 
 
 def write_state(ckpt_dir: Path, state: dict) -> None:
-    tmp = ckpt_dir / ".state.json.tmp"
-    tmp.write_text(json.dumps(state, indent=1, default=str))
-    tmp.replace(ckpt_dir / "state.json")
+    atomic_write(ckpt_dir / "state.json", json.dumps(state, indent=1, default=str).encode())
 
 
 def save_model(model, source, models_dir: Path, name: str, meta: dict, preprocess: dict) -> Path:

@@ -182,11 +182,11 @@ def decode_pairs(
 
 
 def _pixel_array(shape: tuple[int, ...], budget: int, spill_dir: Path | None) -> np.ndarray:
-    if np.prod(shape, dtype=np.int64) <= budget:
+    size = int(np.prod(shape, dtype=np.int64))
+    if size <= budget:
         return np.empty(shape, dtype=np.uint8)
     folder = spill_dir or Path(tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
-    size = int(np.prod(shape, dtype=np.int64))
     with tempfile.NamedTemporaryFile(dir=folder, prefix="pairs-", suffix=".u8") as f:
         try:
             # Claim the blocks now: a full disk found while pages are written back would

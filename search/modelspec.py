@@ -6,6 +6,7 @@ command that has nothing to embed never pays for loading a model.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from search.diskfiles import atomic_write, file_sha256
 from search.errors import ModelError
 from search.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
@@ -39,11 +41,7 @@ class ModelSource:
 
 
 def file_digest(path: Path, length: int = 12) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()[:length]
+    return file_sha256(path)[:length]
 
 
 DIGEST_CACHE = "weights-digests.json"
@@ -68,13 +66,8 @@ def weights_digest(path: Path, cache_dir: Path) -> str:
     # One entry per file: an older version of it will not come back.
     prefix = key.split("|", 1)[0] + "|"
     known = {k: v for k, v in known.items() if not k.startswith(prefix)} | {key: digest}
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known, indent=1))
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # a read-only library still works, hashing every time
+    with contextlib.suppress(OSError):  # a read-only library still works, hashing each time
+        atomic_write(cache, json.dumps(known, indent=1).encode())
     return digest
 
 

@@ -24,15 +24,13 @@ restrict to an id selector; HNSW has no GPU version at all.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
-import os
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from search.diskfiles import file_sha256, replacing
 
 # Filtered HNSW search skips disallowed nodes but still walks them; on 512-d clustered data
 # it computes about this many distances per unit of efSearch (measured with FAISS 1.15).
@@ -333,40 +331,6 @@ def _quantizer_ef(nprobe: int) -> int:
 def _valid(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keep = ids >= 0
     return scores[keep], ids[keep]
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    with replacing(path) as tmp:
-        tmp.write_bytes(data)
-
-
-@contextlib.contextmanager
-def replacing(path: Path) -> Iterator[Path]:
-    """A temporary file next to `path` for the block to write; then fsynced and renamed
-    over `path`, so readers see the old file or the whole new one. Removed on error."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _native(path: Path) -> str | None:

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 from search.catalog import Catalog
+from search.diskfiles import atomic_write
 from search.errors import ImgsearchError
 from search.indexstore import IndexStore
 from search.lock import IndexLock
 from search.records import ImageData
-from search.vectorindex import VectorIndex, atomic_write
+from search.vectorindex import VectorIndex
 
 DIM = 16
 MODEL = "test-model/random:0123"

@@ -18,11 +18,11 @@ from typing import BinaryIO
 from flask import Blueprint, abort, current_app, send_file
 from PIL import Image
 
+from search.diskfiles import atomic_write
 from search.errors import ImageDecodeError, NotFound
 from search.imageio import load_image
 from search.library import Library
 from search.records import ImageMeta
-from search.vectorindex import atomic_write
 
 bp = Blueprint("files", __name__)
 
