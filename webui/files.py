@@ -23,6 +23,7 @@ from search.errors import ImageDecodeError, NotFound
 from search.imageio import load_image
 from search.library import Library
 from search.records import ImageMeta
+from webui.api import library
 
 bp = Blueprint("files", __name__)
 
@@ -115,13 +116,9 @@ def _opened_path(fd: int) -> str | None:
         return None
 
 
-def _library() -> Library:
-    return current_app.extensions["imgsearch.library"]
-
-
 @bp.get("/files/<int:image_id>")
 def original(image_id: int):
-    meta, fp, st = open_indexed(_library(), image_id)
+    meta, fp, st = open_indexed(library(), image_id)
     suffix = os.path.splitext(meta.path)[1].lower()
     mimetype = MIME_TYPES.get(suffix, "application/octet-stream")
     response = send_file(
@@ -139,7 +136,7 @@ def original(image_id: int):
 
 @bp.get("/thumbs/<int:image_id>")
 def thumbnail(image_id: int):
-    _, fp, st = open_indexed(_library(), image_id)
+    _, fp, st = open_indexed(library(), image_id)
     thumbs: Thumbnails = current_app.extensions["imgsearch.thumbnails"]
     with fp:
         try:
