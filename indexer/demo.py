@@ -37,8 +37,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from indexer.pairs import decode_pairs, read_pairs_file
     from indexer.sync import sync
     from indexer.synthetic import generate, write_pairs
-    from indexer.trainer import TrainConfig, evaluate, train
+    from indexer.training import TrainConfig, evaluate, train
+    from search.encoder import load_encoder
     from search.library import Library
+    from search.progress import Progress
     from search.query import SearchRequest
 
     out = Path(args.out).absolute()
@@ -52,7 +54,8 @@ def run_demo(args: argparse.Namespace) -> int:
     base = settings_from(args, model="imgsearch-tiny", pretrained="none").with_(home=home)
     with Library(base) as lib:
         source = lib.resolve(lib.active_spec())
-        untrained = lib.load_source(source)
+        # The one model of the run: it is evaluated untrained, then trained in place.
+        model = load_encoder(source, base.device, "fp32")
 
         def load(name: str, encoder):
             pairs, skipped = read_pairs_file(out / name)
@@ -64,16 +67,16 @@ def run_demo(args: argparse.Namespace) -> int:
                 skipped=skipped,
             )
 
-        before = evaluate(untrained, load("held-out.csv", untrained))["text_to_image"]
-        config = TrainConfig(
-            epochs=args.epochs,
-            batch_size=128,
-            lr=2e-3,
-            val_fraction=0.1,
-            seed=args.seed,
-            device=base.device,
+        before = evaluate(model, load("held-out.csv", model))["text_to_image"]
+        config = TrainConfig(epochs=args.epochs, seed=args.seed, device=base.device)
+        result = train(
+            model,
+            load("train.csv", model),
+            base.models_dir,
+            DEMO_MODEL,
+            config,
+            progress=Progress(status_file=base.progress_file),
         )
-        result = train(source, load("train.csv", untrained), base.models_dir, DEMO_MODEL, config)
     print(f"trained {DEMO_MODEL} from scratch: best epoch {result.best_epoch}/{args.epochs}")
 
     with Library(base.with_(model=DEMO_MODEL, pretrained=None)) as lib:

@@ -8,7 +8,6 @@ rebuilt last. The serving model only switches once every reachable image has a v
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from indexer.scan import FoundFile, content_hash, scan_root, storable_path
 from search.encoder import Encoder
 from search.errors import ConfigError
 from search.library import Library
+from search.progress import Progress
 from search.query import SERVING_MODEL
 from search.records import RootInfo
 
@@ -251,8 +251,6 @@ def _embed(
     progress: bool,
     prefetch: Prefetch | None = None,
 ):
-    from tqdm import tqdm
-
     settings = lib.settings
     catalog = lib.catalog
     model_id = encoder.model_id
@@ -291,14 +289,8 @@ def _embed(
         prefetch.stop()
         if prefetch.matches(encoder):
             decode = prefetched_first(prefetch, decode)
-    with tqdm(
-        total=len(work),
-        unit="img",
-        desc="indexing",
-        file=sys.stderr,
-        disable=not progress,
-        dynamic_ncols=True,
-    ) as bar:
+    shown = Progress(show=progress, status_file=settings.progress_file)
+    with shown.bar(len(work), desc="indexing", unit="img") as bar:
         return run_pipeline(
             work,
             decode=decode,

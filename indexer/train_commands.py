@@ -20,10 +20,13 @@ def register_train(sub) -> None:
     )
     p.add_argument("--out", help="name of the new model (saved under the library's models/)")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64, help="pairs per micro-batch")
+    p.add_argument("--batch-size", type=int, default=128, help="pairs per micro-batch")
     p.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimizer step")
     p.add_argument(
-        "--lr", type=float, help="peak learning rate (default 1e-5, or 1e-3 from random init)"
+        "--lr",
+        type=float,
+        help="peak learning rate (default: 5e-4 from random init, 1e-5 from pretrained "
+        "weights, a tenth of its own from a model trained here)",
     )
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--lock-image", action="store_true", help="freeze the image tower")
@@ -60,8 +63,10 @@ def load_pair_set(lib, pairs_arg: str | None, from_catalog: bool, encoder):
 
 def run_train(args: argparse.Namespace) -> int:
     from indexer.sync import sync
-    from indexer.trainer import TrainConfig, train
+    from indexer.training import TrainConfig, train
+    from search.encoder import load_encoder
     from search.library import Library
+    from search.progress import Progress
 
     for flag in ("epochs", "batch_size", "accum_steps"):
         if getattr(args, flag) < 1:
@@ -71,9 +76,10 @@ def run_train(args: argparse.Namespace) -> int:
     settings = settings_from(args, **model_flags(args), workers=args.workers)
     with Library(settings) as lib:
         source = lib.resolve(lib.active_spec())
-        encoder = lib.load_source(source)
+        # Built once, in fp32 whatever the inference precision: it decodes the pairs at
+        # its input size, then is the model that trains.
+        encoder = load_encoder(source, settings.device, "fp32")
         data = load_pair_set(lib, args.pairs, args.from_catalog, encoder)
-        del encoder
         name = args.out or f"{source.model_id.split('/')[0]}-finetuned"
         config = TrainConfig(
             epochs=args.epochs,
@@ -87,7 +93,8 @@ def run_train(args: argparse.Namespace) -> int:
             seed=args.seed,
             device=settings.device,
         )
-        result = train(source, data, settings.models_dir, name, config, progress=not args.json)
+        progress = Progress(show=not args.json, status_file=settings.progress_file)
+        result = train(encoder, data, settings.models_dir, name, config, progress=progress)
         report = {
             "name": result.name,
             "path": str(result.path),
@@ -101,6 +108,8 @@ def run_train(args: argparse.Namespace) -> int:
             "before": result.before,
             "after": result.after,
             "history": result.history,
+            "peak_lr": result.peak_lr,
+            "recoveries": result.recoveries,
         }
     if args.use:
         # A fresh view whose --model is the new one: train's --model named the start point.
@@ -129,6 +138,11 @@ def _print_train_report(r: dict) -> None:
                 f"{label:>6}: text→image recall@1 {t2i['recall@1']:.3f}  @5 {t2i['recall@5']:.3f}"
                 f"  @10 {t2i['recall@10']:.3f}  (best epoch {r['best_epoch']})"
             )
+    for rec in r["recoveries"]:
+        print(
+            f"recovered at epoch {rec['epoch']} ({rec['reason']}): rolled back to the last "
+            f"good epoch, went on at lr {rec['lr']:.1e}"
+        )
     if "index" in r:
         print(
             f"re-indexed {r['index']['embedded']} images with {r['model_id']}; search uses it now"
@@ -145,7 +159,7 @@ def register_eval(sub) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from indexer.retrieval import ranks_text_to_image, recall_report
-    from indexer.trainer import embed_pairs
+    from indexer.training import embed_pairs
     from search.library import Library
     from search.query import SERVING_MODEL
 

@@ -202,28 +202,23 @@ def register_models(sub) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     from search.library import Library
-    from search.modelspec import OPEN_CLIP_CONFIG
-    from search.query import SERVING_MODEL
+    from search.models import list_models
 
     with Library(settings_from(args)) as lib:
-        active = lib.active_spec()
-        serving = lib.catalog.get_setting(SERVING_MODEL)
-        rows = [
-            {
-                "model_id": m.model_id,
-                "spec": m.spec,
-                "vectors": m.vectors,
-                "active": m.spec == active,
-                "serving": m.model_id == serving,
-            }
-            for m in lib.catalog.models()
-        ]
-        models_dir = lib.settings.models_dir
-        saved = (
-            sorted(d.name for d in models_dir.glob("*") if (d / OPEN_CLIP_CONFIG).is_file())
-            if models_dir.is_dir()
-            else []
-        )
+        listing = list_models(lib)
+    active = listing.active
+    rows = [
+        {
+            "model_id": m.model_id,
+            "spec": m.spec,
+            "vectors": m.vectors,
+            "active": m.active,
+            "serving": m.serving,
+        }
+        for m in listing.entries
+        if m.indexed
+    ]
+    saved = [s.name for s in listing.saved]
     if args.json:
         print_json({"active": active, "models": rows, "saved": saved})
         return 0

@@ -38,3 +38,7 @@ class QueryError(ImgsearchError):
 
 class NotFound(ImgsearchError):
     """An id that is not in the catalog."""
+
+
+class StorageError(ImgsearchError):
+    """A write failed for want of space or permission; what was committed is kept."""

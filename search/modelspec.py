@@ -25,6 +25,8 @@ NO_WEIGHTS = ("none", "random", "")
 # What `train` writes into models/NAME/ besides the weights; also what a hub repo holds.
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 SIDECAR = "imgsearch.json"
+# The training-curves picture beside the sidecar (drawn by indexer.training.curves).
+CURVES = "curves.png"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 

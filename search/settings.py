@@ -47,6 +47,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8765
     verbose: bool = False
+    # Where a long run (index, train) also writes its progress as JSON (search.progress),
+    # for the web UI that started it in the background; None: only the bar on stderr.
+    progress_file: Path | None = None
 
     @property
     def catalog_path(self) -> Path:
@@ -131,7 +134,7 @@ def _coerce(name: str, raw: str) -> object:
             return float(raw)
         if kind == "bool":
             return raw.strip().lower() in ("1", "true", "yes", "on")
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             return Path(raw)
         if name == "exclude":
             return tuple(p for p in raw.split(os.pathsep) if p)

@@ -9,14 +9,17 @@ never skipped.
 from __future__ import annotations
 
 import base64
+import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from imagetree import make_jpeg, make_png
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
-from test_webui_live import running
+from savedmodel import train_saved_model
+from test_webui_live import fetch, running
 from tinylib import tiny_settings
 
 from indexer.sync import sync
@@ -38,6 +41,26 @@ ALL_THUMBS_LOADED = """() => {
     const imgs = [...document.querySelectorAll('img.thumb')];
     return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0);
 }"""
+CURVES_LOADED = """() => {
+    const img = document.querySelector('.curves img');
+    return img !== null && img.complete && img.naturalWidth > 0;
+}"""
+# Every text the Models page's job panel shows, across the reload at the job's end.
+RECORD_JOB_PANEL = """
+document.addEventListener("DOMContentLoaded", () => {
+    const text = document.getElementById("job-text");
+    if (!text) return;
+    const seen = JSON.parse(sessionStorage.getItem("jobPanelTexts") || "[]");
+    const record = () => {
+        seen.push(text.textContent);
+        sessionStorage.setItem("jobPanelTexts", JSON.stringify(seen));
+        window.jobPanelTexts = seen;
+    };
+    record();
+    new MutationObserver(record).observe(text, {childList: true, characterData: true,
+                                                subtree: true});
+});
+"""
 
 
 @pytest.fixture
@@ -178,3 +201,65 @@ def test_search_open_similar_upload_and_caption_in_chromium(sample):
     assert failed == []
     assert problems == []  # no CSP violation, script error or alert()
     assert requested and all(url.startswith((base, "data:")) for url in requested)
+
+
+def test_models_page_switches_the_model_while_search_keeps_answering(sample, tmp_path):
+    """Curves shown; "Make active" starts a background re-index whose progress the page
+    shows; searches answer throughout, with the old model until the new index is complete."""
+    lib, _root = sample
+    train_saved_model(lib.settings.home, "second", tmp_path / "pairs")
+    old = lib.catalog.get_setting("serving_model")
+    total = lib.catalog.image_count()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    shown: list[str] = []  # what the job panel said, as the page updated it
+    answers: list[tuple[int, str | None]] = []
+
+    with running(create_app(library=lib)) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.add_init_script(RECORD_JOB_PANEL)
+
+        page.goto(base + "/models")
+        card = page.locator("li.model", has=page.get_by_role("heading", name="second"))
+        card.locator(".curves img").scroll_into_view_if_needed()
+        page.wait_for_function(CURVES_LOADED)
+        assert card.locator(".badge").count() == 0
+        shot(page, "9-models")
+
+        card.get_by_role("button", name="Make active").click()
+        page.wait_for_url("**/models#job")
+        assert page.locator("#job").is_visible() and page.locator("#job-bar").is_visible()
+        page.wait_for_function(
+            "() => document.getElementById('job-text').textContent.startsWith('Step 2 of 2')"
+        )
+        shot(page, "10-models-switching")
+        job = {"state": "running"}
+        deadline = time.monotonic() + 180
+        while job["state"] == "running":
+            status, body = fetch(f"{base}/api/search?q=a+red+square&k=5")
+            answers.append((status, json.loads(body).get("model_id")))
+            job = json.loads(fetch(f"{base}/api/jobs/current")[1])
+            assert time.monotonic() < deadline, job
+        assert job["state"] == "done", job
+        new = job["result"]["model_id"]
+        # The page reloads once the job ends: the new model is the serving one.
+        page.wait_for_selector(f'li.model.is-serving[data-model-id="{new}"] .badge.serving')
+        assert page.locator("li.model.is-serving h2").inner_text() == "second"
+        assert "Done: second is active and serving" in page.locator("#job-text").inner_text()
+        shown += page.evaluate("window.jobPanelTexts || []")
+        shot(page, "11-models-switched")
+        # A library this small embeds in a fraction of a second, between two of the page's
+        # polls; how the panel words the counts of a run in progress, from this job's own:
+        counting = page.evaluate("(job) => jobText(job)", {**job, "state": "running"})
+        assert counting.startswith(f"Step 2 of 2: re-indexing — indexing {total} / {total} img")
+        browser.close()
+
+    assert problems == []
+    assert all(status == 200 for status, _ in answers), answers
+    models = [m for _, m in answers]
+    switch = models.index(new) if new in models else len(models)
+    assert models[0] == old and set(models[:switch]) == {old} and set(models[switch:]) <= {new}
+    assert any(t.startswith("Step 2 of 2: re-indexing") for t in shown), shown

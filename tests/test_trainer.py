@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from indexer.pairs import Pair, decode_pairs, read_pairs_file
 from indexer.synthetic import generate, write_pairs
-from indexer.trainer import TrainConfig, evaluate, train
+from indexer.training import TrainConfig, evaluate, split, train
 from search.encoder import build_model, load_encoder
 from search.errors import ConfigError
 from search.modelspec import resolve
@@ -33,6 +34,11 @@ def source_for(home: Path, model="imgsearch-tiny", pretrained="none"):
     return resolve(model, pretrained, models_dir=home / "models", cache_dir=home / "cache")
 
 
+def fresh(home: Path):
+    """The untrained tiny model in fp32, as `imgsearch train` builds it."""
+    return load_encoder(source_for(home), "cpu", "fp32")
+
+
 def pair_set(pairs_file: Path, encoder):
     pairs, skipped = read_pairs_file(pairs_file)
     return decode_pairs(pairs, encoder.prepare, encoder.image_size, skipped=skipped)
@@ -41,12 +47,11 @@ def pair_set(pairs_file: Path, encoder):
 def test_loss_falls_and_model_round_trips(data, tmp_path, tiny_encoder):
     src = source_for(tmp_path)
     result = train(
-        src,
+        fresh(tmp_path),
         pair_set(data / "train.csv", tiny_encoder),
         tmp_path / "models",
         "mine",
         TrainConfig(epochs=8, **FAST),
-        progress=False,
     )
     losses = [h["loss"] for h in result.history]
     assert losses[-1] < losses[0] - 0.2, losses
@@ -57,6 +62,9 @@ def test_loss_falls_and_model_round_trips(data, tmp_path, tiny_encoder):
     assert sidecar["base"]["model_id"] == src.model_id
     assert sidecar["metrics"]["best_epoch"] == result.best_epoch
     assert (result.path / "open_clip_model.safetensors").is_file()
+    with Image.open(result.path / "curves.png") as curves:
+        curves.load()
+        assert curves.width > 400 and curves.height > 100
 
     # Held-out pairs never seen in training: the trained model ranks them better.
     trained = load_encoder(saved, "cpu")
@@ -86,12 +94,11 @@ def test_broken_rows_are_skipped_and_reported(data, tmp_path, tiny_encoder):
     assert "empty caption" in reasons and "not an image" in reasons
     assert len(data_set) == 60
     result = train(
-        source_for(tmp_path),
+        fresh(tmp_path),
         data_set,
         tmp_path / "models",
         "b",
         TrainConfig(epochs=1, **FAST),
-        progress=False,
     )
     assert result.train_pairs + result.val_pairs == 60
 
@@ -115,19 +122,15 @@ def test_jsonl_and_tsv_pairs(tmp_path):
 def test_interrupted_run_resumes_to_the_same_model(data, tmp_path, tiny_encoder):
     pairs = pair_set(data / "train.csv", tiny_encoder)
     cfg = TrainConfig(epochs=3, **FAST)
-    whole = train(source_for(tmp_path), pairs, tmp_path / "a", "m", cfg, progress=False)
+    whole = train(fresh(tmp_path), pairs, tmp_path / "a", "m", cfg)
+
+    def interrupt(epoch: int, record: dict) -> None:
+        raise KeyboardInterrupt
+
     with pytest.raises(KeyboardInterrupt):
-        train(
-            source_for(tmp_path),
-            pairs,
-            tmp_path / "b",
-            "m",
-            cfg,
-            progress=False,
-            stop_after_epoch=1,
-        )
+        train(fresh(tmp_path), pairs, tmp_path / "b", "m", cfg, on_epoch_end=interrupt)
     assert (tmp_path / "b" / ".m.checkpoint" / "state.json").is_file()
-    resumed = train(source_for(tmp_path), pairs, tmp_path / "b", "m", cfg, progress=False)
+    resumed = train(fresh(tmp_path), pairs, tmp_path / "b", "m", cfg)
     assert resumed.resumed_from_epoch == 1
     assert [h["loss"] for h in resumed.history] == pytest.approx(
         [h["loss"] for h in whole.history], abs=1e-3
@@ -142,12 +145,11 @@ def test_lock_image_freezes_the_image_tower(data, tmp_path, tiny_encoder):
     src = source_for(tmp_path)
     pairs = pair_set(data / "train.csv", tiny_encoder)
     result = train(
-        src,
+        fresh(tmp_path),
         pairs,
         tmp_path / "models",
         "locked",
         TrainConfig(epochs=1, lock_image=True, accum_steps=2, **FAST),
-        progress=False,
     )
     base, _ = build_model(src)
     tuned = load_file(result.path / "open_clip_model.safetensors")
@@ -165,8 +167,6 @@ def test_lock_image_freezes_the_image_tower(data, tmp_path, tiny_encoder):
 def test_pixels_past_the_memory_budget_go_to_a_mapped_file(data, tmp_path, tiny_encoder):
     """Same pixels as in memory, failures closed up, the file gone from the folder once
     mapped, and the splits share the one array (no copy per split)."""
-    from indexer.trainer import split
-
     pairs, _ = read_pairs_file(data / "train.csv")
     pairs = pairs[:40] + [Pair(tmp_path / "missing.png", "a red circle")] + pairs[40:80]
     in_memory = decode_pairs(pairs, tiny_encoder.prepare, tiny_encoder.image_size)
@@ -212,3 +212,194 @@ def test_a_spill_that_does_not_fit_on_disk_is_a_clear_error(
             spill_dir=tmp_path,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def trained_home(data, tmp_path_factory, tiny_encoder):
+    """A library home holding `base`: the tiny model trained from scratch (4 epochs, loss
+    down from 2.8 to about 1.7)."""
+    home = tmp_path_factory.mktemp("trained")
+    pairs = pair_set(data / "train.csv", tiny_encoder)
+    train(fresh(home), pairs, home / "models", "base", TrainConfig(epochs=4, **FAST))
+    return home, pairs
+
+
+def test_an_absurd_learning_rate_is_rolled_back_and_the_run_goes_on(trained_home):
+    """Fine-tuning a trained model at 100x its rate wrecks it within a few steps: each
+    time the loss leaves the level it had, the run goes back to its last checkpoint at
+    half the rate, until the rate is one it can learn at; the saved model is the best
+    validated state, and its recall on the validation images is what the report says."""
+    from safetensors.torch import load_file
+
+    home, small = trained_home
+    start = load_encoder(source_for(home, "base", None), "cpu", "fp32")
+    cfg = TrainConfig(epochs=2, **{**FAST, "lr": 0.2}, max_recoveries=10)
+    result = train(start, small, home / "models", "rescued", cfg)
+
+    assert len(result.recoveries) >= 1
+    assert all("loss rose" in r["reason"] for r in result.recoveries), result.recoveries
+    rates = [r["lr"] for r in result.recoveries]
+    assert rates == sorted(rates, reverse=True) and rates[0] == pytest.approx(0.1)
+    assert [h["epoch"] for h in result.history] == [1, 2]  # completed after the roll-backs
+    scores = [
+        sum(h["val"]["text_to_image"][f"recall@{k}"] for k in (1, 5, 10)) for h in result.history
+    ]
+    before = sum(result.before["text_to_image"][f"recall@{k}"] for k in (1, 5, 10))
+    best = max([before, *scores])
+    assert result.best_epoch == [before, *scores].index(best)
+
+    saved = load_encoder(source_for(home, "rescued", None), "cpu", "fp32")
+    _, val = split(small, FAST["val_fraction"], FAST["seed"])
+    assert evaluate(saved, val) == result.after
+    sidecar = json.loads((result.path / "imgsearch.json").read_text())
+    assert sidecar["metrics"]["recoveries"] == result.recoveries
+    # The spikes are in the saved per-step losses, so the curves show them.
+    assert (
+        max(s["loss"] for s in sidecar["metrics"]["steps"])
+        > min(s["loss"] for s in sidecar["metrics"]["steps"]) * 1.3
+    )
+    tensors = load_file(result.path / "open_clip_model.safetensors")
+    assert all(np.isfinite(t.float().numpy()).all() for t in tensors.values())
+
+
+def test_a_model_trained_here_continues_at_a_tenth_of_its_rate(trained_home):
+    from indexer.training.main import peak_lr
+
+    home, _ = trained_home
+    base = source_for(home, "base", None)
+    assert peak_lr(TrainConfig(), base) == pytest.approx(FAST["lr"] / 10)
+    assert peak_lr(TrainConfig(lr=3e-4), base) == 3e-4
+    assert peak_lr(TrainConfig(), source_for(home)) == 5e-4  # random init
+
+
+def run_cli(*argv: str) -> int:
+    from search.cli import main
+
+    return main(list(argv))
+
+
+def test_train_refuses_too_few_pairs_with_one_line(data, tmp_path, capsys):
+    pairs = tmp_path / "one.csv"
+    rows = (data / "train.csv").read_text().splitlines()
+    pairs.write_text("\n".join(rows[:2]).replace("train/", str(data / "train") + "/") + "\n")
+    home = tmp_path / "home"
+    code = run_cli(
+        "--home",
+        str(home),
+        "train",
+        str(pairs),
+        "--model",
+        "imgsearch-tiny",
+        "--pretrained",
+        "none",
+        "--device",
+        "cpu",
+        "--out",
+        "few",
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("imgsearch: error: too few pairs"), err
+    assert "Traceback" not in "\n".join(err)
+    assert not (home / "models").exists() or list((home / "models").iterdir()) == []
+
+
+def test_train_on_only_broken_images_is_one_line(tmp_path, capsys):
+    (tmp_path / "a.jpg").write_bytes(b"<html>not a photo</html>")
+    (tmp_path / "b.png").write_bytes(b"")
+    pairs = tmp_path / "broken.csv"
+    pairs.write_text("image,caption\na.jpg,a red circle\nb.png,a blue square\nc.jpg,gone\n")
+    home = tmp_path / "home"
+    code = run_cli(
+        "--home",
+        str(home),
+        "train",
+        str(pairs),
+        "--model",
+        "imgsearch-tiny",
+        "--pretrained",
+        "none",
+        "--device",
+        "cpu",
+        "--out",
+        "broken",
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err == [
+        "imgsearch: error: no usable pairs: every image is missing or undecodable"
+    ]
+    assert not (home / "models").exists() or list((home / "models").iterdir()) == []
+
+
+def test_an_unwritable_models_folder_is_one_line_and_writes_nothing(data, tmp_path, capsys):
+    """`models` is a folder nobody may create entries in, root included (sysfs)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to("/sys/kernel")
+    before = sorted(p.name for p in Path("/sys/kernel").iterdir())
+    code = run_cli(
+        "--home",
+        str(home),
+        "train",
+        str(data / "train.csv"),
+        "--model",
+        "imgsearch-tiny",
+        "--pretrained",
+        "none",
+        "--device",
+        "cpu",
+        "--out",
+        "ro",
+        "--epochs",
+        "1",
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith("imgsearch: error: cannot write to the models folder"), err
+    assert sorted(p.name for p in Path("/sys/kernel").iterdir()) == before
+
+
+def test_a_full_disk_while_saving_leaves_no_half_model_and_a_rerun_finishes(
+    data, tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    import safetensors.torch
+
+    real = safetensors.torch.save_file
+
+    def full_in_final_folder(tensors, path, *a, **k):
+        if ".tmp" in str(Path(path).parent.name):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(tensors, path, *a, **k)
+
+    home = tmp_path / "home"
+    argv = (
+        "--home",
+        str(home),
+        "train",
+        str(data / "train.csv"),
+        "--model",
+        "imgsearch-tiny",
+        "--pretrained",
+        "none",
+        "--device",
+        "cpu",
+        "--out",
+        "full",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--json",
+    )
+    monkeypatch.setattr(safetensors.torch, "save_file", full_in_final_folder)
+    code = run_cli(*argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "No space left on device" in err[0], err
+    assert sorted(p.name for p in (home / "models").iterdir()) == [".full.checkpoint"]
+
+    monkeypatch.setattr(safetensors.torch, "save_file", real)
+    assert run_cli(*argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["resumed_from_epoch"] == 1 and report["recoveries"] == []
+    assert sorted(p.name for p in (home / "models").iterdir()) == ["full"]

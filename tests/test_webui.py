@@ -114,6 +114,15 @@ ROUTES = {
     ("/files/<int:image_id>", "GET"),
     ("/thumbs/<int:image_id>", "GET"),
     ("/static/<path:filename>", "GET"),
+    # The Models page, its API and the background jobs: tests/test_models_page.py.
+    ("/models", "GET"),
+    ("/models/<path:name>/use", "POST"),
+    ("/models/train", "POST"),
+    ("/models/<name>/curves.png", "GET"),
+    ("/api/models", "GET"),
+    ("/api/models/<path:name>/use", "POST"),
+    ("/api/train", "POST"),
+    ("/api/jobs/current", "GET"),
 }
 
 
@@ -709,6 +718,10 @@ def test_csrf_on_every_post_route(client, token, ids, photos):
         ("/", {"image": (io.BytesIO(data), "q.jpg")}),
         ("/api/search", {"image": (io.BytesIO(data), "q.jpg")}),
         (f"/images/{image_id}/captions", {"text": "x"}),
+        ("/models/some-model/use", {}),
+        ("/models/train", {"out": "x"}),
+        ("/api/models/some-model/use", {}),
+        ("/api/train", {}),
     ]
     for url, form in posts:
         assert (

@@ -1,8 +1,9 @@
 """The web UI: a Flask app factory in the flaskr style.
 
 Services live in ``app.extensions``: ``imgsearch.library`` (catalog, index store,
-searcher) and ``imgsearch.thumbnails``. Blueprints: ``pages`` (HTML), ``api`` (JSON) and
-``files`` (originals and thumbnails by id).
+searcher), ``imgsearch.thumbnails`` and ``imgsearch.jobs`` (background re-index and
+training runs). Blueprints: ``pages`` (HTML), ``api`` (JSON), ``files`` (originals and
+thumbnails by id) and ``models`` (the Models page, its API and the jobs).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def create_app(settings: Settings | None = None, *, library: Library | None = No
 
     from search.library import Library
     from search.settings import Settings
-    from webui import api, errors, files, pages, security
+    from webui import api, errors, files, models, pages, security
 
     if library is None:
         library = Library(settings or Settings.load())
@@ -44,4 +45,5 @@ def create_app(settings: Settings | None = None, *, library: Library | None = No
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(files.bp)
+    models.init_app(app, settings)
     return app

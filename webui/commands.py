@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 
@@ -40,7 +41,8 @@ def run_serve(args: argparse.Namespace) -> int:
     # user's browser that is expected, not worth a warning per page.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     with Library(settings) as lib:
-        server = make_server(create_app(library=lib), settings.host, settings.port)
+        app = create_app(library=lib)
+        server = make_server(app, settings.host, settings.port)
         host = server.effective_host
         shown = f"[{host}]" if ":" in host else host
         print(f"imgsearch: serving http://{shown}:{server.effective_port}/", file=sys.stderr)
@@ -54,10 +56,15 @@ def run_serve(args: argparse.Namespace) -> int:
         if serving:
             # Load the model while the user opens the browser, not on their first query.
             threading.Thread(target=_warm_up, args=(lib, serving), daemon=True).start()
+        # A service manager stops the server with SIGTERM, which would end the process on
+        # the spot; as SystemExit it ends waitress's loop (as Ctrl-C does) and the `finally`
+        # below interrupts a background job rather than leave it running unowned.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             server.run()
         finally:
             server.close()
+            app.extensions["imgsearch.jobs"].close()
     return 0
 
 

@@ -1,5 +1,6 @@
 // Progressive enhancement for the server-rendered pages: drag-and-drop and pick-to-search,
-// infinite scroll, and "/" to jump to the search box. Everything works without it.
+// infinite scroll, "/" to jump to the search box, and live progress of a background job
+// on the Models page. Everything works without it.
 // Loaded as a static file: the Content-Security-Policy forbids inline script.
 "use strict";
 
@@ -137,9 +138,62 @@ function setUpKeys() {
   });
 }
 
+// As the Models page's template words it (models.html, job_text).
+function jobText(job) {
+  if (job.state === "done") return "Done: " + job.message;
+  if (job.state === "failed") {
+    return "Failed: " + job.message + (job.exit_code ? ` (exit code ${job.exit_code})` : "");
+  }
+  let text = `Step ${job.stage_number} of ${job.stages}: ${job.stage}`;
+  if (job.desc) text += " — " + job.desc;
+  if (job.total) text += ` ${job.done} / ${job.total} ${job.unit}`;
+  else if (job.done) text += ` ${job.done} ${job.unit}`;
+  if (job.rate) text += `, ${job.rate.toFixed(1)} ${job.unit}/s`;
+  for (const [key, value] of Object.entries(job.postfix || {})) text += ` · ${key} ${value}`;
+  return text;
+}
+
+const JOB_POLL_MS = 700;
+
+// While a background job runs, show its progress; once it ends, reload the page so the
+// model cards (active, serving, a newly trained model) show what it changed.
+function setUpJobPanel() {
+  const panel = document.getElementById("job");
+  if (!panel || panel.dataset.state !== "running") return;
+  const bar = document.getElementById("job-bar");
+  const text = document.getElementById("job-text");
+  const poll = async () => {
+    let job;
+    try {
+      const response = await fetch(panel.dataset.url, { headers: { Accept: "application/json" } });
+      job = await response.json();
+      if (!response.ok) throw new Error(job.error || response.statusText);
+    } catch (error) {
+      text.textContent = "Could not read the job's progress (" + error.message + "); retrying…";
+      setTimeout(poll, 5 * JOB_POLL_MS);
+      return;
+    }
+    if (job.state !== "running") {
+      location.reload();
+      return;
+    }
+    if (job.total) {
+      bar.max = job.total;
+      bar.value = job.done;
+    } else {
+      bar.removeAttribute("value"); // an indeterminate bar: still loading, or no count
+    }
+    panel.dataset.stage = job.stage;
+    text.textContent = jobText(job);
+    setTimeout(poll, JOB_POLL_MS);
+  };
+  setTimeout(poll, JOB_POLL_MS);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpUpload();
   setUpInfiniteScroll();
   setUpCleanUrls();
   setUpKeys();
+  setUpJobPanel();
 });

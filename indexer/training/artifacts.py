@@ -1,0 +1,65 @@
+"""The saved model folder: open_clip config, safetensors weights, the imgsearch.json
+sidecar and the training curves, built beside the models and swapped in whole, so an
+interruption or a full disk never leaves a half-written model in use."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from search.modelspec import (
+    CURVES,
+    OPEN_CLIP_CONFIG,
+    SIDECAR,
+    WEIGHT_FILES,
+    ModelSource,
+    file_digest,
+)
+
+
+def model_config(source: ModelSource) -> dict:
+    import open_clip
+
+    if source.name.startswith("local-dir:"):
+        path = Path(source.name[len("local-dir:") :]) / OPEN_CLIP_CONFIG
+        return json.loads(path.read_text())["model_cfg"]
+    return open_clip.get_model_config(source.name)
+
+
+def save_tensors(model, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    # Not diskfiles.replacing: its temporary files are private (0600), and a saved model's
+    # weights keep the permissions any written file gets.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp)
+    tmp.replace(path)
+
+
+def save_model(model, models_dir: Path, name: str, meta: dict, preprocess: dict) -> Path:
+    """models_dir/name with config, weights, sidecar and curves; swapped in whole."""
+    from indexer.training.curves import draw_curves
+
+    final = models_dir / name
+    tmp = models_dir / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        save_tensors(model, tmp / WEIGHT_FILES[0])
+        config = {"model_cfg": meta["architecture"], "preprocess_cfg": dict(preprocess)}
+        (tmp / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2))
+        meta = {"model_id": f"{name}/sha256:{file_digest(tmp / WEIGHT_FILES[0])}", **meta}
+        draw_curves(meta["metrics"], tmp / CURVES)
+        (tmp / SIDECAR).write_text(json.dumps(meta, indent=2, default=str))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = models_dir / f".{name}.old"
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.replace(old)
+    tmp.replace(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final

@@ -1,0 +1,325 @@
+"""A training run, set up the way open_clip_train's main.py does it: data split, optimizer
+and schedule, resume from a checkpoint, the epochs (training/loop.py does one), validation
+after each, roll-back on divergence, and the final save of the best validated state."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from indexer.pairs import PairSet
+from indexer.training.artifacts import model_config, save_model
+from indexer.training.checkpoint import Checkpoints
+from indexer.training.config import (
+    CONTINUE_FACTOR,
+    PRETRAINED_LR,
+    SCRATCH_LR,
+    TrainConfig,
+    TrainResult,
+)
+from indexer.training.evaluate import evaluate, score
+from indexer.training.guard import DivergenceGuard
+from indexer.training.loop import Batches, train_one_epoch
+from search.catalog import utcnow
+from search.encoder import ClipEncoder
+from search.errors import ConfigError, StorageError
+from search.modelspec import SIDECAR, ModelSource
+from search.progress import Progress
+
+CHECKPOINT = "checkpoint"
+# Each roll-back halves the learning rate the schedule is scaled to.
+BACKOFF = 0.5
+# The saved curves keep at most this many loss points (bucket means past it).
+CURVE_POINTS = 2000
+
+EpochHook = Callable[[int, dict], None]
+
+
+def split(pairs: PairSet, fraction: float, seed: int) -> tuple[PairSet, PairSet | None]:
+    """Hold out whole images, so no validation image was seen in training."""
+    n_img = pairs.n_images
+    n_val = int(round(n_img * fraction)) if fraction > 0 else 0
+    if n_val == 0 or n_val >= n_img:
+        return pairs, None
+    held = set(np.random.default_rng(seed).permutation(n_img)[:n_val].tolist())
+    val_rows = np.array([i for i, img in enumerate(pairs.image_index) if int(img) in held])
+    train_rows = np.array([i for i, img in enumerate(pairs.image_index) if int(img) not in held])
+    return pairs.subset(train_rows), pairs.subset(val_rows)
+
+
+def peak_lr(cfg: TrainConfig, source: ModelSource) -> float:
+    """The asked rate, else one that suits where the weights came from (config.py)."""
+    if cfg.lr is not None:
+        return cfg.lr
+    if source.seed is not None:
+        return SCRATCH_LR
+    trained_at = _trained_at(source)
+    return trained_at * CONTINUE_FACTOR if trained_at else PRETRAINED_LR
+
+
+def _trained_at(source: ModelSource) -> float | None:
+    """The peak rate a model saved by this trainer was trained at."""
+    if not source.name.startswith("local-dir:"):
+        return None
+    try:
+        meta = json.loads((Path(source.name[len("local-dir:") :]) / SIDECAR).read_text())
+        return float(meta["metrics"]["peak_lr"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def training_autocast(device: str) -> Callable:
+    """bf16 autocast where a GPU has it (weights stay fp32; bf16 needs no loss scaling);
+    fp32 elsewhere: on a CPU, bf16 training costs accuracy for little speed."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def train(
+    encoder: ClipEncoder,
+    pairs: PairSet,
+    models_dir: Path,
+    name: str,
+    cfg: TrainConfig,
+    *,
+    progress: Progress | None = None,
+    on_epoch_end: EpochHook | None = None,
+) -> TrainResult:
+    """Train `encoder`'s model (in place, fp32) on `pairs`, save the best validated state
+    as models_dir/name. `on_epoch_end(epoch, record)` runs after each checkpoint."""
+    import open_clip
+    import torch
+    from open_clip_train.scheduler import cosine_lr
+
+    progress = progress or Progress(show=False)
+    source, model, device = encoder.source, encoder.model, encoder.device
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"--out {name!r}: give a plain model name")
+    train_set, val_set = split(pairs, cfg.val_fraction, cfg.seed)
+    if len(train_set) < 2:
+        held = f" after holding out {len(pairs) - len(train_set)} for validation" if val_set else ""
+        raise ConfigError(
+            f"too few pairs: contrastive training needs at least 2 per batch, and "
+            f"{len(train_set)} are left{held}; add pairs or lower --val-fraction"
+        )
+    checkpoints = Checkpoints(
+        models_dir / f".{name}.{CHECKPOINT}",
+        {"config": asdict(cfg), "data": pairs.digest(), "base": source.model_id},
+    )
+    try:
+        checkpoints.folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write to the models folder {models_dir}: {exc.strerror}"
+        ) from exc
+
+    torch.manual_seed(cfg.seed)
+    if cfg.lock_image:
+        model.lock_image_tower(unlocked_groups=0, freeze_bn_stats=True)
+    if cfg.lock_text:
+        model.lock_text_tower(unlocked_layers=0, freeze_layer_norm=True)
+    tokens = encoder.tokenizer(train_set.captions)
+    micro = min(cfg.batch_size, len(train_set))
+    per_step = micro * cfg.accum_steps
+    steps_per_epoch = max(1, len(train_set) // per_step)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = max(1, int(total_steps * cfg.warmup_fraction))
+    lr = peak_lr(cfg, source)
+    optimizer = torch.optim.AdamW(
+        _param_groups(model, cfg.weight_decay), lr=lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps
+    )
+    loss_fn = open_clip.ClipLoss()
+    autocast = training_autocast(device)
+    guard = DivergenceGuard(chance=math.log(min(per_step, len(train_set))))
+
+    state = checkpoints.read()
+    if state:
+        checkpoints.restore(state, model, optimizer, device)
+        guard.restart(state["guard_floor"])
+    else:
+        before = evaluate(encoder, val_set) if val_set else {}
+        state = {
+            "epoch": 0,
+            "history": [],
+            "steps": [],
+            "recoveries": [],
+            "before": before,
+            "best": "epoch-0",
+            "best_epoch": 0,
+            "best_score": score(before) if val_set else -1.0,
+            "lr_scale": 1.0,
+            "guard_floor": guard.floor,
+            "seconds": 0.0,
+        }
+        checkpoints.write("epoch-0", model, optimizer, state)
+    resumed_from = state["epoch"]
+    t_start = time.perf_counter() - state["seconds"]
+
+    while state["epoch"] < cfg.epochs:
+        epoch = state["epoch"]
+        schedule = cosine_lr(optimizer, lr * state["lr_scale"], warmup, total_steps)
+        shuffle = torch.Generator().manual_seed(
+            cfg.seed * 1000 + epoch + 100_000 * len(state["recoveries"])
+        )
+        batches = Batches(
+            torch.randperm(len(train_set), generator=shuffle), micro, per_step, steps_per_epoch
+        )
+        run = train_one_epoch(
+            encoder,
+            train_set,
+            tokens,
+            batches,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            schedule=schedule,
+            first_step=epoch * steps_per_epoch,
+            taken=len(state["steps"]),
+            epoch=epoch + 1,
+            grad_clip=cfg.grad_clip,
+            autocast=autocast,
+            guard=guard,
+            progress=progress,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        )
+        record = {
+            "epoch": epoch + 1,
+            "loss": round(run.loss, 4),
+            "lr": run.steps[-1]["lr"] if run.steps else lr,
+        }
+        why, at_step = run.diverged, run.diverged_at
+        if why is None and val_set:
+            record["val"] = evaluate(encoder, val_set)
+            why = guard.validation(score(record["val"]), state["best_score"])
+            at_step = (epoch + 1) * steps_per_epoch
+        state["steps"] = state["steps"] + run.steps
+        if why is not None:
+            recovery = {
+                "epoch": epoch + 1,
+                "step": at_step,
+                "n": len(state["steps"]),
+                "reason": why,
+            }
+            state = _roll_back(state, recovery, lr, checkpoints, model, optimizer, device)
+            guard.restart(state["guard_floor"])
+            if len(state["recoveries"]) > cfg.max_recoveries:
+                break  # no rate low enough: keep the best state reached
+            continue
+        state["history"] = state["history"] + [record]
+        state["epoch"] = epoch + 1
+        state["guard_floor"] = guard.floor
+        state["seconds"] = time.perf_counter() - t_start
+        epoch_score = score(record["val"]) if val_set else float(epoch + 1)
+        if epoch_score > state["best_score"]:
+            state["best"], state["best_epoch"], state["best_score"] = (
+                f"epoch-{epoch + 1}",
+                epoch + 1,
+                epoch_score,
+            )
+        checkpoints.write(f"epoch-{epoch + 1}", model, optimizer, state)
+        if on_epoch_end:
+            on_epoch_end(epoch + 1, record)
+
+    model.load_state_dict(checkpoints.best_weights(state, device))
+    best = state["best_epoch"]
+    after = state["history"][best - 1].get("val", {}) if best else state["before"]
+    metrics = {
+        "before": state["before"],
+        "after": after,
+        "best_epoch": best,
+        "history": state["history"],
+        "steps": _thin(state["steps"], CURVE_POINTS),
+        "recoveries": state["recoveries"],
+        "peak_lr": lr,
+        "stopped_early": len(state["recoveries"]) > cfg.max_recoveries,
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    meta = {
+        "base": {"model_id": source.model_id, "spec": source.spec},
+        "architecture": model_config(source),
+        "data_digest": pairs.digest(),
+        "pairs": {
+            "train": len(train_set),
+            "val": len(val_set) if val_set else 0,
+            "skipped": len(pairs.skipped),
+        },
+        "settings": asdict(cfg),
+        "metrics": metrics,
+        "created_at": utcnow().isoformat(),
+    }
+    try:
+        out = save_model(model, models_dir, name, meta, open_clip.get_model_preprocess_cfg(model))
+    except OSError as exc:
+        raise StorageError(
+            f"cannot save the model into {models_dir}: {exc.strerror}; the last epoch's "
+            "checkpoint is kept, re-run the same command to finish"
+        ) from exc
+    checkpoints.remove()
+    return TrainResult(
+        name,
+        out,
+        json.loads((out / SIDECAR).read_text())["model_id"],
+        state["before"],
+        after,
+        best,
+        state["history"],
+        resumed_from,
+        len(train_set),
+        len(val_set) if val_set else 0,
+        lr,
+        state["recoveries"],
+    )
+
+
+def _roll_back(state, recovery, lr, checkpoints, model, optimizer, device) -> dict:
+    """Back to the last checkpoint with a lower rate; the steps that diverged stay in the
+    log (they are what the curves must show)."""
+    scale = state["lr_scale"] * BACKOFF
+    recovery = {**recovery, "lr": lr * scale}  # the peak rate the run goes on with
+    saved = checkpoints.read() or state
+    checkpoints.restore(saved, model, optimizer, device)
+    return {
+        **saved,
+        "steps": state["steps"],
+        "recoveries": state["recoveries"] + [recovery],
+        "lr_scale": scale,
+    }
+
+
+def _thin(steps: list[dict], limit: int) -> list[dict]:
+    """At most `limit` points: means over equal buckets of steps past that."""
+    if len(steps) <= limit:
+        return steps
+    edges = np.linspace(0, len(steps), limit + 1).astype(int)
+    return [
+        {
+            "n": steps[b - 1]["n"],
+            "step": steps[b - 1]["step"],
+            "epoch": steps[b - 1]["epoch"],
+            "loss": round(float(np.mean([s["loss"] for s in steps[a:b]])), 4),
+            "lr": steps[b - 1]["lr"],
+        }
+        for a, b in zip(edges[:-1], edges[1:])
+        if b > a
+    ]
+
+
+def _param_groups(model, weight_decay: float) -> list[dict]:
+    # As open_clip's training: no decay on gains, biases, norms and the temperature.
+    def no_decay(name: str, p) -> bool:
+        return p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name or "logit_scale" in name
+
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return [
+        {"params": [p for n, p in params if no_decay(n, p)], "weight_decay": 0.0},
+        {"params": [p for n, p in params if not no_decay(n, p)], "weight_decay": weight_decay},
+    ]
