@@ -85,8 +85,7 @@ def main() -> None:
 
     drop = after_base["text_to_image"]["recall@10"] - shifted_base["text_to_image"]["recall@10"]
     gain = (
-        shifted_shift["text_to_image"]["recall@10"]
-        - after_base_shift["text_to_image"]["recall@10"]
+        shifted_shift["text_to_image"]["recall@10"] - after_base_shift["text_to_image"]["recall@10"]
     )
     body = f"""## Trainer (issue 3): `bench/train_bench.py`
 

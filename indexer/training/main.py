@@ -16,7 +16,7 @@ import numpy as np
 
 from indexer.pairs import PairSet
 from indexer.training.artifacts import model_config, save_model
-from indexer.training.checkpoint import Checkpoints
+from indexer.training.checkpoint import Checkpoints, Snapshot, Weights
 from indexer.training.config import (
     CONTINUE_FACTOR,
     PRETRAINED_LR,
@@ -34,6 +34,9 @@ from search.modelspec import SIDECAR, ModelSource
 from search.progress import Progress
 
 CHECKPOINT = "checkpoint"
+# Writing a checkpoint (fsynced) takes seconds for a small ViT; on small data sets that
+# was more than an epoch's training. A kill loses at most this much; Ctrl-C loses nothing.
+CHECKPOINT_EVERY_S = 60.0
 # Each roll-back halves the learning rate the schedule is scaled to.
 BACKOFF = 0.5
 # The saved curves keep at most this many loss points (bucket means past it).
@@ -94,9 +97,12 @@ def train(
     *,
     progress: Progress | None = None,
     on_epoch_end: EpochHook | None = None,
+    checkpoint_every: float = CHECKPOINT_EVERY_S,
 ) -> TrainResult:
     """Train `encoder`'s model (in place, fp32) on `pairs`, save the best validated state
-    as models_dir/name. `on_epoch_end(epoch, record)` runs after each checkpoint."""
+    as models_dir/name. `on_epoch_end(epoch, record)` runs after each epoch; a checkpoint
+    to resume from is written after an epoch once `checkpoint_every` seconds have passed
+    since the last one (and on an interruption)."""
     import open_clip
     import torch
     from open_clip_train.scheduler import cosine_lr
@@ -141,10 +147,11 @@ def train(
     loss_fn = open_clip.ClipLoss()
     autocast = training_autocast(device)
     guard = DivergenceGuard(chance=math.log(min(per_step, len(train_set))))
+    best, last_good = Weights(), Snapshot()
 
     state = checkpoints.read()
     if state:
-        checkpoints.restore(state, model, optimizer, device)
+        checkpoints.restore(state, model, optimizer, best, device)
         guard.restart(state["guard_floor"])
     else:
         before = evaluate(encoder, val_set) if val_set else {}
@@ -154,88 +161,101 @@ def train(
             "steps": [],
             "recoveries": [],
             "before": before,
-            "best": "epoch-0",
-            "best_epoch": 0,
+            "best_epoch": 0,  # 0: the weights it started from
             "best_score": score(before) if val_set else -1.0,
+            "after": before,
             "lr_scale": 1.0,
             "guard_floor": guard.floor,
             "seconds": 0.0,
         }
-        checkpoints.write("epoch-0", model, optimizer, state)
+        best.take(model)
+    last_good.take(model, optimizer, state)
     resumed_from = state["epoch"]
     t_start = time.perf_counter() - state["seconds"]
+    written = time.monotonic()
 
-    while state["epoch"] < cfg.epochs:
-        epoch = state["epoch"]
-        schedule = cosine_lr(optimizer, lr * state["lr_scale"], warmup, total_steps)
-        shuffle = torch.Generator().manual_seed(
-            cfg.seed * 1000 + epoch + 100_000 * len(state["recoveries"])
-        )
-        batches = Batches(
-            torch.randperm(len(train_set), generator=shuffle), micro, per_step, steps_per_epoch
-        )
-        run = train_one_epoch(
-            encoder,
-            train_set,
-            tokens,
-            batches,
-            optimizer=optimizer,
-            loss_fn=loss_fn,
-            schedule=schedule,
-            first_step=epoch * steps_per_epoch,
-            taken=len(state["steps"]),
-            epoch=epoch + 1,
-            grad_clip=cfg.grad_clip,
-            autocast=autocast,
-            guard=guard,
-            progress=progress,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-        )
-        record = {
-            "epoch": epoch + 1,
-            "loss": round(run.loss, 4),
-            "lr": run.steps[-1]["lr"] if run.steps else lr,
-        }
-        why, at_step = run.diverged, run.diverged_at
-        if why is None and val_set:
-            record["val"] = evaluate(encoder, val_set)
-            why = guard.validation(score(record["val"]), state["best_score"])
-            at_step = (epoch + 1) * steps_per_epoch
-        state["steps"] = state["steps"] + run.steps
-        if why is not None:
-            recovery = {
-                "epoch": epoch + 1,
-                "step": at_step,
-                "n": len(state["steps"]),
-                "reason": why,
-            }
-            state = _roll_back(state, recovery, lr, checkpoints, model, optimizer, device)
-            guard.restart(state["guard_floor"])
-            if len(state["recoveries"]) > cfg.max_recoveries:
-                break  # no rate low enough: keep the best state reached
-            continue
-        state["history"] = state["history"] + [record]
-        state["epoch"] = epoch + 1
-        state["guard_floor"] = guard.floor
-        state["seconds"] = time.perf_counter() - t_start
-        epoch_score = score(record["val"]) if val_set else float(epoch + 1)
-        if epoch_score > state["best_score"]:
-            state["best"], state["best_epoch"], state["best_score"] = (
-                f"epoch-{epoch + 1}",
-                epoch + 1,
-                epoch_score,
+    try:
+        while state["epoch"] < cfg.epochs:
+            epoch = state["epoch"]
+            schedule = cosine_lr(optimizer, lr * state["lr_scale"], warmup, total_steps)
+            shuffle = torch.Generator().manual_seed(
+                cfg.seed * 1000 + epoch + 100_000 * len(state["recoveries"])
             )
-        checkpoints.write(f"epoch-{epoch + 1}", model, optimizer, state)
-        if on_epoch_end:
-            on_epoch_end(epoch + 1, record)
+            batches = Batches(
+                torch.randperm(len(train_set), generator=shuffle), micro, per_step, steps_per_epoch
+            )
+            run = train_one_epoch(
+                encoder,
+                train_set,
+                tokens,
+                batches,
+                optimizer=optimizer,
+                loss_fn=loss_fn,
+                schedule=schedule,
+                first_step=epoch * steps_per_epoch,
+                taken=len(state["steps"]),
+                epoch=epoch + 1,
+                grad_clip=cfg.grad_clip,
+                autocast=autocast,
+                guard=guard,
+                progress=progress,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            )
+            last_lr = run.steps[-1]["lr"] if run.steps else lr
+            record = {"epoch": epoch + 1, "loss": round(run.loss, 4), "lr": last_lr}
+            why, at_step = run.diverged, run.diverged_at
+            if why is None and val_set:
+                record["val"] = evaluate(encoder, val_set)
+                why = guard.validation(score(record["val"]), state["best_score"])
+                at_step = (epoch + 1) * steps_per_epoch
+            steps = state["steps"] + run.steps
+            if why is not None:
+                # Back to the last good epoch at half the rate; the steps that diverged
+                # stay in the log: they are what the curves must show.
+                recovery = {
+                    "epoch": epoch + 1,
+                    "step": at_step,
+                    "n": len(steps),
+                    "reason": why,
+                    "lr": lr * state["lr_scale"] * BACKOFF,  # the peak rate it goes on with
+                }
+                recoveries = state["recoveries"] + [recovery]
+                state = last_good.restore(model, optimizer)
+                state.update(steps=steps, recoveries=recoveries, lr_scale=recovery["lr"] / lr)
+                guard.restart(state["guard_floor"])
+                if len(recoveries) > cfg.max_recoveries:
+                    break  # no rate low enough: keep the best state reached
+                continue
+            epoch_score = score(record["val"]) if val_set else float(epoch + 1)
+            state.update(
+                epoch=epoch + 1,
+                history=state["history"] + [record],
+                steps=steps,
+                guard_floor=guard.floor,
+                seconds=time.perf_counter() - t_start,
+            )
+            if epoch_score > state["best_score"]:
+                best.take(model)
+                state.update(
+                    best_epoch=epoch + 1, best_score=epoch_score, after=record.get("val", {})
+                )
+            last_good.take(model, optimizer, state)
+            if state["epoch"] < cfg.epochs and time.monotonic() - written >= checkpoint_every:
+                checkpoints.write(f"epoch-{epoch + 1}", model, optimizer, best, state)
+                written = time.monotonic()
+            if on_epoch_end:
+                on_epoch_end(epoch + 1, record)
+    except KeyboardInterrupt:
+        # Keep the last good epoch, so that the same command resumes from it.
+        _keep(checkpoints, last_good, model, optimizer, best, device)
+        raise
 
-    model.load_state_dict(checkpoints.best_weights(state, device))
-    best = state["best_epoch"]
-    after = state["history"][best - 1].get("val", {}) if best else state["before"]
+    best.give(model)
+    after = state["after"]
     metrics = {
         "before": state["before"],
         "after": after,
-        "best_epoch": best,
+        "best_epoch": state["best_epoch"],
         "history": state["history"],
         "steps": _thin(state["steps"], CURVE_POINTS),
         "recoveries": state["recoveries"],
@@ -259,6 +279,7 @@ def train(
     try:
         out = save_model(model, models_dir, name, meta, open_clip.get_model_preprocess_cfg(model))
     except OSError as exc:
+        _keep(checkpoints, last_good, model, optimizer, best, device)
         raise StorageError(
             f"cannot save the model into {models_dir}: {exc.strerror}; the last epoch's "
             "checkpoint is kept, re-run the same command to finish"
@@ -270,7 +291,7 @@ def train(
         json.loads((out / SIDECAR).read_text())["model_id"],
         state["before"],
         after,
-        best,
+        state["best_epoch"],
         state["history"],
         resumed_from,
         len(train_set),
@@ -280,19 +301,15 @@ def train(
     )
 
 
-def _roll_back(state, recovery, lr, checkpoints, model, optimizer, device) -> dict:
-    """Back to the last checkpoint with a lower rate; the steps that diverged stay in the
-    log (they are what the curves must show)."""
-    scale = state["lr_scale"] * BACKOFF
-    recovery = {**recovery, "lr": lr * scale}  # the peak rate the run goes on with
-    saved = checkpoints.read() or state
-    checkpoints.restore(saved, model, optimizer, device)
-    return {
-        **saved,
-        "steps": state["steps"],
-        "recoveries": state["recoveries"] + [recovery],
-        "lr_scale": scale,
-    }
+def _keep(checkpoints, last_good, model, optimizer, best, device) -> None:
+    """Write the last good epoch to disk on the way out (an interruption, a failed save),
+    so the same command resumes from it; best effort, as the disk may be what failed."""
+    state = last_good.restore(model, optimizer)
+    if state["epoch"] == 0:
+        checkpoints.remove()  # nothing to resume from: leave nothing behind
+        return
+    with contextlib.suppress(OSError):
+        checkpoints.write(f"epoch-{state['epoch']}", model, optimizer, best, state)
 
 
 def _thin(steps: list[dict], limit: int) -> list[dict]:
