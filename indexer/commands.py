@@ -2,72 +2,99 @@
 
 from __future__ import annotations
 
-import argparse
+import functools
 import sys
+from collections.abc import Callable
 
-from search.cli import print_json, settings_from
+import click
 
-
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="architecture, saved model, directory, hf-hub:id or .json")
-    p.add_argument("--pretrained", help="weights: a tag, a FILE, or 'none' for random init")
-    p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        help="inference precision (default auto: bf16 where the CPU has it natively)",
-    )
+from search.cli import GlobalOptions, print_json, settings_from
 
 
-def model_flags(args: argparse.Namespace) -> dict:
-    """The settings that add_model_options' flags give."""
-    return {
-        "model": args.model,
-        "pretrained": args.pretrained,
-        "device": args.device,
-        "precision": args.precision,
-    }
+def model_options(command: Callable) -> Callable:
+    """--model, --pretrained, --device and --precision for a command that loads a model;
+    its callback gets them as one ``model_flags`` dict of settings (None: not given)."""
+
+    @functools.wraps(command)
+    def callback(*args, model, pretrained, device, precision, **kwargs):
+        flags = {"model": model, "pretrained": pretrained, "device": device, "precision": precision}
+        return command(*args, model_flags=flags, **kwargs)
+
+    options = [
+        click.option(
+            "--model",
+            metavar="MODEL",
+            help="architecture, saved model, directory, hf-hub:id or .json",
+        ),
+        click.option(
+            "--pretrained",
+            metavar="TAG|FILE|none",
+            help="weights: a tag, a FILE, or 'none' for random init",
+        ),
+        click.option("--device", metavar="DEVICE", help="auto (default), cpu or cuda"),
+        click.option(
+            "--precision",
+            type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+            help="inference precision (default auto: bf16 where the CPU has it natively)",
+        ),
+    ]
+    for option in reversed(options):
+        callback = option(callback)
+    return callback
 
 
-def register_index(sub) -> None:
-    p = sub.add_parser("index", help="add folders and sync them: new, changed, moved, deleted")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="folders (none: re-sync all roots)")
-    add_model_options(p)
-    p.add_argument(
-        "--batch-size", type=int, help="images per model batch (default 32 on CPU, 256 on GPU)"
-    )
-    p.add_argument("--workers", type=int, help="decoding threads (default: one per core)")
-    p.add_argument(
-        "--decode",
-        choices=("auto", "cpu", "device"),
-        help="where JPEGs are decoded: device = on the model's GPU with nvJPEG, "
-        "cpu = Pillow (default auto: the GPU when the model runs on one)",
-    )
-    p.add_argument("--max-megapixels", type=float, help="skip larger images (default 100)")
-    p.add_argument(
-        "--exclude", action="append", metavar="GLOB", help="skip matching paths (repeatable)"
-    )
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run_index)
-
-
-def run_index(args: argparse.Namespace) -> int:
+@click.command(
+    "index",
+    help="Add folders and sync them: new, changed, moved, deleted.\n\n"
+    "PATH: folders to add (none: re-sync every folder added so far).",
+)
+@click.argument("paths", nargs=-1, metavar="[PATH]...", type=click.Path())
+@model_options
+@click.option(
+    "--batch-size",
+    type=int,
+    metavar="N",
+    help="images per model batch (default 32 on CPU, 256 on GPU)",
+)
+@click.option("--workers", type=int, metavar="N", help="decoding threads (default: one per core)")
+@click.option(
+    "--decode",
+    type=click.Choice(["auto", "cpu", "device"]),
+    help="where JPEGs are decoded: device = on the model's GPU with nvJPEG, "
+    "cpu = Pillow (default auto: the GPU when the model runs on one)",
+)
+@click.option("--max-megapixels", type=float, metavar="MP", help="skip larger images (default 100)")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="skip matching paths (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@click.pass_obj
+def index_command(
+    options: GlobalOptions,
+    paths: tuple[str, ...],
+    batch_size: int | None,
+    workers: int | None,
+    decode: str | None,
+    max_megapixels: float | None,
+    exclude: tuple[str, ...],
+    as_json: bool,
+    quiet: bool,
+    model_flags: dict[str, str | None],
+) -> int:
     from indexer.sync import sync
     from search.library import Library
 
     settings = settings_from(
-        args,
-        **model_flags(args),
-        batch_size=args.batch_size,
-        workers=args.workers,
-        decode=args.decode,
-        max_megapixels=args.max_megapixels,
-        exclude=tuple(args.exclude) if args.exclude else None,
+        options,
+        **model_flags,
+        batch_size=batch_size,
+        workers=workers,
+        decode=decode,
+        max_megapixels=max_megapixels,
+        exclude=exclude or None,  # none given: IMGSEARCH_EXCLUDE still applies
     )
     with Library(settings) as lib:
-        report = sync(lib, args.paths, progress=not args.quiet)
-    if args.json:
+        report = sync(lib, list(paths), progress=not quiet)
+    if as_json:
         print_json(report.as_dict())
     else:
         print(

@@ -8,11 +8,12 @@ and prints searches. `--serve` then opens the web UI on that library.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+import click
+
+from search.cli import GlobalOptions, settings_from
 from search.cli import main as cli_main
-from search.cli import settings_from
 
 DEMO_QUERIES = [
     "a large red circle",
@@ -22,18 +23,23 @@ DEMO_QUERIES = [
 DEMO_MODEL = "demo-tiny"
 
 
-def register_demo(sub) -> None:
-    p = sub.add_parser("demo", help="offline demo: generate, train, index, search")
-    p.add_argument("--out", default="data/demo", help="where to write it (default data/demo)")
-    p.add_argument("-n", type=int, default=5000, help="training images (default 5000)")
-    p.add_argument("--held-out", type=int, default=500, help="held-out images (default 500)")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--serve", action="store_true", help="then open the web UI on the demo")
-    p.set_defaults(handler=run_demo)
-
-
-def run_demo(args: argparse.Namespace) -> int:
+@click.command("demo", help="Offline demo: generate, train, index, search.")
+@click.option(
+    "--out",
+    default="data/demo",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="where to write it",
+)
+@click.option("-n", type=int, default=5000, metavar="N", help="training images")
+@click.option("--held-out", type=int, default=500, metavar="N", help="held-out images")
+@click.option("--epochs", type=int, default=15, metavar="N")
+@click.option("--seed", type=int, default=0, metavar="N")
+@click.option("--serve", is_flag=True, help="then open the web UI on the demo")
+@click.pass_obj
+def demo_command(
+    options: GlobalOptions, out: Path, n: int, held_out: int, epochs: int, seed: int, serve: bool
+) -> int:
     from indexer.pairs import decode_pairs, read_pairs_file
     from indexer.sync import sync
     from indexer.synthetic import generate, write_pairs
@@ -43,15 +49,15 @@ def run_demo(args: argparse.Namespace) -> int:
     from search.progress import Progress
     from search.query import SearchRequest
 
-    out = Path(args.out).absolute()
-    train_samples = generate(out / "train", args.n, seed=args.seed, progress=True)
-    held_samples = generate(out / "held-out", args.held_out, seed=args.seed + 1, progress=True)
+    out = out.absolute()
+    train_samples = generate(out / "train", n, seed=seed, progress=True)
+    held_samples = generate(out / "held-out", held_out, seed=seed + 1, progress=True)
     write_pairs(train_samples, out / "train.csv")
     write_pairs(held_samples, out / "held-out.csv")
     print(f"generated {len(train_samples)} + {len(held_samples)} captioned images in {out}")
 
-    home = Path(args.home).absolute() if args.home else out / "library"
-    base = settings_from(args, model="imgsearch-tiny", pretrained="none").with_(home=home)
+    home = Path(options.home).absolute() if options.home else out / "library"
+    base = settings_from(options, model="imgsearch-tiny", pretrained="none").with_(home=home)
     with Library(base) as lib:
         source = lib.resolve(lib.active_spec())
         # The one model of the run: it is evaluated untrained, then trained in place.
@@ -68,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
             )
 
         before = evaluate(model, load("held-out.csv", model))["text_to_image"]
-        config = TrainConfig(epochs=args.epochs, seed=args.seed, device=base.device)
+        config = TrainConfig(epochs=epochs, seed=seed, device=base.device)
         result = train(
             model,
             load("train.csv", model),
@@ -77,7 +83,7 @@ def run_demo(args: argparse.Namespace) -> int:
             config,
             progress=Progress(status_file=base.progress_file),
         )
-    print(f"trained {DEMO_MODEL} from scratch: best epoch {result.best_epoch}/{args.epochs}")
+    print(f"trained {DEMO_MODEL} from scratch: best epoch {result.best_epoch}/{epochs}")
 
     with Library(base.with_(model=DEMO_MODEL, pretrained=None)) as lib:
         lib.set_active({"model": DEMO_MODEL, "pretrained": None})
@@ -101,6 +107,6 @@ def run_demo(args: argparse.Namespace) -> int:
         for h in lib.searcher.similar(first.id, k=3).hits:
             print(f"  {h.score:.3f}  {Path(h.path).name}  “{captions.get(h.path, '?')}”")
     print(f"\ntry: imgsearch --home {home} search 'a small green ring on the left'")
-    if args.serve:
+    if serve:
         return cli_main(["--home", str(home), "serve"])
     return 0

@@ -69,6 +69,15 @@ class ModelLoader:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             self._encoder.set_exception(exc)
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
+    def loaded(self) -> Encoder | None:
+        """The encoder if it was loaded (without asking for it)."""
+        done = self._encoder.done() and self._encoder.exception() is None
+        return self._encoder.result() if done else None
+
     def source(self) -> ModelSource:
         self.start()
         return self._source.result()
@@ -147,24 +156,39 @@ class Prefetch:
         self._pool.shutdown(wait=True)
 
 
-def start_prefetch(lib: Library, spec: dict, scans: dict[str, list[FoundFile]]):
-    """Start decoding the files the catalog does not hold as they are, for the input the
-    model's config file names; None when there is nothing to decode or no config to read."""
-    guess = preprocess_guess(spec, lib.settings.models_dir)
-    if guess is None:
-        return None  # then the catalog need not be read either
+def unknown_files(lib: Library, scans: dict[str, list[FoundFile]]) -> list[FoundFile]:
+    """The files found that the catalog does not hold as they are (new or changed, or
+    moved: only the plan tells those apart)."""
     known: dict[str, tuple[int, int]] = {}
     for root in lib.catalog.roots():
         known.update(
             {p: (r.size, r.mtime_ns) for p, r in lib.catalog.file_records(root.id).items()}
         )
         known.update(lib.catalog.failure_records(root.id))
-    files = [
+    return [
         f
         for found in scans.values()
         for f in found
         if known.get(storable_path(f.path)) != (f.size, f.mtime_ns)
     ]
+
+
+def start_prefetch(
+    lib: Library,
+    spec: dict,
+    scans: dict[str, list[FoundFile]],
+    files: list[FoundFile] | None = None,
+    *,
+    light_model: bool = False,
+):
+    """Start decoding `files` (default: unknown_files) for the input the model's config
+    file names; None when there is nothing to decode or no config to read.
+    `light_model`: the model loads in a fraction of a second (an ONNX export), so every
+    core decodes instead of one staying with the loading."""
+    guess = preprocess_guess(spec, lib.settings.models_dir)
+    if guess is None:
+        return None  # then the catalog need not be read either
+    files = unknown_files(lib, scans) if files is None else files
     if not files:
         return None
     decode = make_decoder(
@@ -174,8 +198,9 @@ def start_prefetch(lib: Library, spec: dict, scans: dict[str, list[FoundFile]]):
         max_megapixels=lib.settings.max_megapixels,
         min_side=guess.size,
     )
-    # One core stays with the model loading.
-    return Prefetch(files, decode, guess, max(1, lib.settings.decode_workers() - 1))
+    workers = lib.settings.decode_workers()
+    # One core stays with the model loading (torch: seconds of importing and building).
+    return Prefetch(files, decode, guess, workers if light_model else max(1, workers - 1))
 
 
 def prefetched_first(prefetch: Prefetch, decode):

@@ -17,6 +17,7 @@ from functools import partial
 import numpy as np
 
 from indexer.devicedecode import DeviceCollate, device_decoder, read_jpeg
+from indexer.engines import ONNX_BATCH, export_after_run, onnx_loader, torch_loader
 from indexer.pipeline import (
     Decoded,
     Failed,
@@ -25,7 +26,7 @@ from indexer.pipeline import (
     run_pipeline,
     stack_pixels,
 )
-from indexer.prefetch import ModelLoader, Prefetch, prefetched_first, start_prefetch
+from indexer.prefetch import Prefetch, prefetched_first, start_prefetch
 from indexer.scan import FoundFile, content_hash, scan_root, storable_path
 from search.encoder import Encoder
 from search.errors import ConfigError
@@ -49,6 +50,10 @@ class IndexReport:
     moved: int = 0
     embedded: int = 0
     unavailable_roots: list[str] = field(default_factory=list)
+    # What embedded this run's images: "torch", "onnx" (the model's export), "" (none).
+    engine: str = ""
+    # Whether the model was exported to ONNX at the end of this run (once per model).
+    exported: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -156,15 +161,16 @@ def sync(
         # A model the catalog already holds for this spec is known without torch: then it
         # is resolved only once there is something to embed.
         model_id = lib.known_model_id(spec)
-        loader = ModelLoader(
-            lambda: lib.resolve(spec),
-            (lambda _src: encoder_factory(lib, spec)) if encoder_factory else lib.load_source,
-            start=model_id is None,
-        )
+        loader = torch_loader(lib, spec, encoder_factory, start=model_id is None)
         prefetch = source = None
         try:
             scans = scan_roots(lib, [os.path.abspath(p) for p in paths])
-            prefetch = start_prefetch(lib, spec, scans)
+            files = None
+            # A small run on a model with an ONNX export runs on it (indexer.engines).
+            fast = onnx_loader(lib, spec, model_id, scans) if encoder_factory is None else None
+            if fast is not None:
+                loader, files = fast
+            prefetch = start_prefetch(lib, spec, scans, files, light_model=fast is not None)
             if prefetch is not None:
                 loader.start()  # files to embed: load while they decode
             if model_id is None:
@@ -196,6 +202,7 @@ def sync(
                 embed_started = time.perf_counter()
                 counts = _embed(lib, encoder, plan.work, progress, prefetch)
                 embed_s = time.perf_counter() - embed_started
+                report.engine = getattr(encoder, "engine", "torch")
         except BaseException:
             loader.close(wait=False)  # Ctrl-C must not wait out an import or a download
             raise
@@ -210,6 +217,10 @@ def sync(
                 lib.store.rebuild(model_id)
             lib.catalog.set_setting(SERVING_MODEL, model_id)
             lib.set_active(source.spec if source else lib.catalog.model(model_id).spec)
+    if encoder_factory is None:
+        # Everything is committed and served already (and the lock free for the next
+        # run): an interrupted export loses nothing, and the next run tries again.
+        report.exported = export_after_run(lib, model_id, loader, progress)
     report.seen, report.unchanged, report.moved = plan.seen, plan.unchanged, len(plan.moves)
     report.removed = len(plan.removed_ids)
     if counts is not None:
@@ -273,6 +284,8 @@ def _embed(
         settings.decode == "auto" and device.startswith("cuda")
     )
     batch = settings.model_batch(device)
+    if settings.batch_size == 0 and getattr(encoder, "engine", "") == "onnx":
+        batch = ONNX_BATCH  # a small run: the first batch embeds while the rest decode
     decoder = partial(
         make_decoder,
         encoder.prepare,

@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from indexer.commands import add_model_options, model_flags
-from search.cli import print_json, settings_from
+import click
+
+from indexer.commands import model_options
+from search.cli import GlobalOptions, json_option, print_json, settings_from
 from search.errors import ConfigError
-
-
-def register_train(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune the model on your (image, caption) pairs")
-    p.add_argument("pairs", nargs="?", help="CSV/TSV/JSONL with image and caption columns")
-    add_model_options(p)
-    p.add_argument(
-        "--from-catalog", action="store_true", help="train on captions stored in the library"
-    )
-    p.add_argument("--out", help="name of the new model (saved under the library's models/)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128, help="pairs per micro-batch")
-    p.add_argument("--accum-steps", type=int, default=1, help="micro-batches per optimizer step")
-    p.add_argument(
-        "--lr",
-        type=float,
-        help="peak learning rate (default: 5e-4 from random init, 1e-5 from pretrained "
-        "weights, a tenth of its own from a model trained here)",
-    )
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--lock-image", action="store_true", help="freeze the image tower")
-    p.add_argument("--lock-text", action="store_true", help="freeze the text tower")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="images held out for validation")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, help="decoding threads")
-    p.add_argument("--use", action="store_true", help="then make it active and re-index with it")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_train)
 
 
 def load_pair_set(lib, pairs_arg: str | None, from_catalog: bool, encoder):
@@ -61,39 +34,95 @@ def load_pair_set(lib, pairs_arg: str | None, from_catalog: bool, encoder):
     )
 
 
-def run_train(args: argparse.Namespace) -> int:
+@click.command(
+    "train",
+    help="Fine-tune the model on your (image, caption) pairs.\n\n"
+    "PAIRS: a CSV/TSV/JSONL file with image and caption columns (or give --from-catalog).",
+)
+@click.argument("pairs", required=False, type=click.Path())
+@model_options
+@click.option("--from-catalog", is_flag=True, help="train on captions stored in the library")
+@click.option(
+    "--out", metavar="NAME", help="name of the new model (saved under the library's models/)"
+)
+@click.option("--epochs", type=int, default=10, metavar="N")
+@click.option("--batch-size", type=int, default=128, metavar="N", help="pairs per micro-batch")
+@click.option(
+    "--accum-steps", type=int, default=1, metavar="N", help="micro-batches per optimizer step"
+)
+@click.option(
+    "--lr",
+    type=float,
+    metavar="LR",
+    help="peak learning rate (default: 5e-4 from random init, 1e-5 from pretrained "
+    "weights, a tenth of its own from a model trained here)",
+)
+@click.option("--weight-decay", type=float, default=0.1, metavar="WD")
+@click.option("--lock-image", is_flag=True, help="freeze the image tower")
+@click.option("--lock-text", is_flag=True, help="freeze the text tower")
+@click.option(
+    "--val-fraction", type=float, default=0.1, metavar="F", help="images held out for validation"
+)
+@click.option("--seed", type=int, default=0, metavar="N")
+@click.option("--workers", type=int, metavar="N", help="decoding threads")
+@click.option("--use", is_flag=True, help="then make it active and re-index with it")
+@json_option
+@click.pass_obj
+def train_command(
+    options: GlobalOptions,
+    pairs: str | None,
+    from_catalog: bool,
+    out: str | None,
+    epochs: int,
+    batch_size: int,
+    accum_steps: int,
+    lr: float | None,
+    weight_decay: float,
+    lock_image: bool,
+    lock_text: bool,
+    val_fraction: float,
+    seed: int,
+    workers: int | None,
+    use: bool,
+    as_json: bool,
+    model_flags: dict[str, str | None],
+) -> int:
     from indexer.sync import sync
     from indexer.training import TrainConfig, train
     from search.encoder import load_encoder
     from search.library import Library
     from search.progress import Progress
 
-    for flag in ("epochs", "batch_size", "accum_steps"):
-        if getattr(args, flag) < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be at least 1")
-    if not 0 <= args.val_fraction < 1:
+    for flag, value in (
+        ("epochs", epochs),
+        ("batch-size", batch_size),
+        ("accum-steps", accum_steps),
+    ):
+        if value < 1:
+            raise ConfigError(f"--{flag} must be at least 1")
+    if not 0 <= val_fraction < 1:
         raise ConfigError("--val-fraction must be in [0, 1)")
-    settings = settings_from(args, **model_flags(args), workers=args.workers)
+    settings = settings_from(options, **model_flags, workers=workers)
     with Library(settings) as lib:
         source = lib.resolve(lib.active_spec())
         # Built once, in fp32 whatever the inference precision: it decodes the pairs at
         # its input size, then is the model that trains.
         encoder = load_encoder(source, settings.device, "fp32")
-        data = load_pair_set(lib, args.pairs, args.from_catalog, encoder)
-        name = args.out or f"{source.model_id.split('/')[0]}-finetuned"
+        data = load_pair_set(lib, pairs, from_catalog, encoder)
+        name = out or f"{source.model_id.split('/')[0]}-finetuned"
         config = TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            accum_steps=args.accum_steps,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            lock_image=args.lock_image,
-            lock_text=args.lock_text,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            accum_steps=accum_steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            lock_image=lock_image,
+            lock_text=lock_text,
+            val_fraction=val_fraction,
+            seed=seed,
             device=settings.device,
         )
-        progress = Progress(show=not args.json, status_file=settings.progress_file)
+        progress = Progress(show=not as_json, status_file=settings.progress_file)
         result = train(encoder, data, settings.models_dir, name, config, progress=progress)
         report = {
             "name": result.name,
@@ -111,13 +140,13 @@ def run_train(args: argparse.Namespace) -> int:
             "peak_lr": result.peak_lr,
             "recoveries": result.recoveries,
         }
-    if args.use:
+    if use:
         # A fresh view whose --model is the new one: train's --model named the start point.
         with Library(settings.with_(model=result.name, pretrained=None)) as lib:
             lib.set_active({"model": result.name, "pretrained": None})
             if lib.catalog.roots():
-                report["index"] = sync(lib, [], progress=not args.json).as_dict()
-    if args.json:
+                report["index"] = sync(lib, [], progress=not as_json).as_dict()
+    if as_json:
         print_json(report)
         return 0
     _print_train_report(report)
@@ -149,21 +178,24 @@ def _print_train_report(r: dict) -> None:
         )
 
 
-def register_eval(sub) -> None:
-    p = sub.add_parser("eval", help="text→image retrieval recall of a model on pairs")
-    p.add_argument("pairs", help="CSV/TSV/JSONL with image and caption columns")
-    add_model_options(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=run_eval)
-
-
-def run_eval(args: argparse.Namespace) -> int:
+@click.command(
+    "eval",
+    help="Text→image retrieval recall of a model on pairs.\n\n"
+    "PAIRS: a CSV/TSV/JSONL file with image and caption columns.",
+)
+@click.argument("pairs", type=click.Path())
+@model_options
+@json_option
+@click.pass_obj
+def eval_command(
+    options: GlobalOptions, pairs: str, as_json: bool, model_flags: dict[str, str | None]
+) -> int:
     from indexer.retrieval import ranks_text_to_image, recall_report
     from indexer.training import embed_pairs
     from search.library import Library
     from search.query import SERVING_MODEL
 
-    settings = settings_from(args, **model_flags(args))
+    settings = settings_from(options, **model_flags)
     with Library(settings) as lib:
         serving = lib.catalog.get_setting(SERVING_MODEL)
         if settings.model is None and serving is not None:
@@ -171,14 +203,14 @@ def run_eval(args: argparse.Namespace) -> int:
         else:
             source = lib.resolve(lib.active_spec())
         encoder = lib.load_source(source)
-        data = load_pair_set(lib, args.pairs, False, encoder)
+        data = load_pair_set(lib, pairs, False, encoder)
         txt, img = embed_pairs(encoder, data)
     report = {
         **recall_report(ranks_text_to_image(txt, img, data.image_index)),
         "model_id": source.model_id,
     }
     report["skipped"] = len(data.skipped)
-    if args.json:
+    if as_json:
         print_json(report)
     else:
         print(

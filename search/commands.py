@@ -2,83 +2,88 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from search.cli import print_json, settings_from
+import click
 
-
-def _add_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="one JSON document on stdout")
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
+from search.cli import GlobalOptions, json_option, print_json, settings_from
 
 
 # -- search -------------------------------------------------------------------------------
-def register_search(sub) -> None:
-    p = sub.add_parser("search", help="find images by text, by example, or both")
-    p.add_argument("query", nargs="?", help="what to look for, e.g. 'dog asleep on a red sofa'")
-    p.add_argument("--image", metavar="FILE", help="query by example: an image file")
-    p.add_argument("--like", metavar="ID", type=int, help="images like an indexed image (by id)")
-    p.add_argument(
-        "--add", action="append", default=[], metavar="Q", help="add a term ('2:cat' weights it)"
-    )
-    p.add_argument("--sub", action="append", default=[], metavar="Q", help="subtract a term")
-    p.add_argument("-k", type=_positive, default=10, help="how many results (default 10)")
-    p.add_argument("--offset", type=_non_negative, default=0, help="skip this many results")
-    p.add_argument("--path-prefix", metavar="P", help="only images whose path starts with P")
-    p.add_argument("--after", metavar="DATE", help="taken on or after DATE (YYYY[-MM[-DD]])")
-    p.add_argument("--before", metavar="DATE", help="taken before DATE")
-    p.add_argument("--sort", choices=("score", "date"), default="score")
-    p.add_argument("--max-megapixels", type=float, help="refuse larger query images")
-    p.add_argument("--device", help="auto, cpu or cuda")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
-    _add_json(p)
-    p.set_defaults(handler=run_search)
-
-
-def run_search(args: argparse.Namespace) -> int:
+@click.command(
+    "search",
+    help="Find images by text, by example, or both.\n\n"
+    "QUERY: what to look for, e.g. 'dog asleep on a red sofa'.",
+)
+@click.argument("query", required=False)
+@click.option("--image", metavar="FILE", type=click.Path(), help="query by example: an image file")
+@click.option("--like", metavar="ID", type=int, help="images like an indexed image (by id)")
+@click.option("--add", multiple=True, metavar="Q", help="add a term ('2:cat' weights it)")
+@click.option("--sub", multiple=True, metavar="Q", help="subtract a term")
+@click.option("-k", type=click.IntRange(min=1), default=10, metavar="N", help="how many results")
+@click.option(
+    "--offset", type=click.IntRange(min=0), default=0, metavar="N", help="skip this many results"
+)
+@click.option("--path-prefix", metavar="P", help="only images whose path starts with P")
+@click.option("--after", metavar="DATE", help="taken on or after DATE (YYYY[-MM[-DD]])")
+@click.option("--before", metavar="DATE", help="taken before DATE")
+@click.option("--sort", type=click.Choice(["score", "date"]), default="score")
+@click.option("--max-megapixels", type=float, metavar="MP", help="refuse larger query images")
+@click.option("--device", metavar="DEVICE", help="auto, cpu or cuda")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    help="inference precision (default auto)",
+)
+@json_option
+@click.pass_obj
+def search_command(
+    options: GlobalOptions,
+    query: str | None,
+    image: str | None,
+    like: int | None,
+    add: tuple[str, ...],
+    sub: tuple[str, ...],
+    k: int,
+    offset: int,
+    path_prefix: str | None,
+    after: str | None,
+    before: str | None,
+    sort: str,
+    max_megapixels: float | None,
+    device: str | None,
+    precision: str | None,
+    as_json: bool,
+) -> int:
     from search.errors import QueryError
     from search.library import Library
     from search.query import SearchRequest, parse_date
 
-    if args.image and not Path(args.image).is_file():
-        raise QueryError(f"--image {args.image}: no such file")
-    path_prefix = args.path_prefix
+    if image and not Path(image).is_file():
+        raise QueryError(f"--image {image}: no such file")
     if path_prefix and Path(path_prefix).expanduser().is_dir():
         path_prefix = str(Path(path_prefix).expanduser().absolute()).rstrip("/") + "/"
     request = SearchRequest(
-        text=args.query,
-        image=args.image,
-        like=args.like,
-        add=tuple(args.add),
-        sub=tuple(args.sub),
-        k=args.k,
-        offset=args.offset,
+        text=query,
+        image=image,
+        like=like,
+        add=add,
+        sub=sub,
+        k=k,
+        offset=offset,
         path_prefix=path_prefix,
-        after=parse_date(args.after) if args.after else None,
-        before=parse_date(args.before) if args.before else None,
-        sort=args.sort,
+        after=parse_date(after) if after else None,
+        before=parse_date(before) if before else None,
+        sort=sort,
     )
     settings = settings_from(
-        args, device=args.device, precision=args.precision, max_megapixels=args.max_megapixels
+        options, device=device, precision=precision, max_megapixels=max_megapixels
     )
-    with Library(settings) as lib:
+    # One query: the text model starts loading at once, beside the catalog read.
+    with Library.for_one_query(settings) as lib:
         result = lib.searcher.search(request)
-    if args.json:
+    if as_json:
         print_json(
             {
                 "model_id": result.model_id,
@@ -104,12 +109,6 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 # -- status and failures --------------------------------------------------------------------
-def register_status(sub) -> None:
-    p = sub.add_parser("status", help="roots, counts, models and the index")
-    _add_json(p)
-    p.set_defaults(handler=run_status)
-
-
 def library_status(lib) -> dict:
     from search.query import SERVING_MODEL
 
@@ -142,12 +141,15 @@ def library_status(lib) -> dict:
     }
 
 
-def run_status(args: argparse.Namespace) -> int:
+@click.command("status", help="Roots, counts, models and the index.")
+@json_option
+@click.pass_obj
+def status_command(options: GlobalOptions, as_json: bool) -> int:
     from search.library import Library
 
-    with Library(settings_from(args)) as lib:
+    with Library(settings_from(options)) as lib:
         status = library_status(lib)
-    if args.json:
+    if as_json:
         print_json(status)
         return 0
     print(f"library: {status['home']}")
@@ -172,18 +174,15 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_failures(sub) -> None:
-    p = sub.add_parser("failures", help="files that could not be indexed, and why")
-    _add_json(p)
-    p.set_defaults(handler=run_failures)
-
-
-def run_failures(args: argparse.Namespace) -> int:
+@click.command("failures", help="Files that could not be indexed, and why.")
+@json_option
+@click.pass_obj
+def failures_command(options: GlobalOptions, as_json: bool) -> int:
     from search.library import Library
 
-    with Library(settings_from(args)) as lib:
+    with Library(settings_from(options)) as lib:
         failures = lib.catalog.failures()
-    if args.json:
+    if as_json:
         print_json(
             [{"path": f.path, "reason": f.reason, "failed_at": f.failed_at} for f in failures]
         )
@@ -194,17 +193,14 @@ def run_failures(args: argparse.Namespace) -> int:
 
 
 # -- models and use --------------------------------------------------------------------------
-def register_models(sub) -> None:
-    p = sub.add_parser("models", help="models in this library; * marks the active one")
-    _add_json(p)
-    p.set_defaults(handler=run_models)
-
-
-def run_models(args: argparse.Namespace) -> int:
+@click.command("models", help="Models in this library; * marks the active one.")
+@json_option
+@click.pass_obj
+def models_command(options: GlobalOptions, as_json: bool) -> int:
     from search.library import Library
     from search.models import list_models
 
-    with Library(settings_from(args)) as lib:
+    with Library(settings_from(options)) as lib:
         listing = list_models(lib)
     active = listing.active
     rows = [
@@ -219,7 +215,7 @@ def run_models(args: argparse.Namespace) -> int:
         if m.indexed
     ]
     saved = [s.name for s in listing.saved]
-    if args.json:
+    if as_json:
         print_json({"active": active, "models": rows, "saved": saved})
         return 0
     for r in rows:
@@ -233,18 +229,19 @@ def run_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_use(sub) -> None:
-    p = sub.add_parser("use", help="make MODEL active; the next `index` re-embeds with it")
-    p.add_argument("model", help="architecture, saved model name, directory, hf-hub:id or .json")
-    p.add_argument("--pretrained", help="tag, weights FILE, or 'none'")
-    p.set_defaults(handler=run_use)
-
-
-def run_use(args: argparse.Namespace) -> int:
+@click.command(
+    "use",
+    help="Make MODEL active; the next `index` re-embeds with it.\n\nMODEL: an architecture, "
+    "a saved model's name, a directory, an hf-hub:id or a model-config .json file.",
+)
+@click.argument("model")
+@click.option("--pretrained", metavar="TAG|FILE|none", help="tag, weights FILE, or 'none'")
+@click.pass_obj
+def use_command(options: GlobalOptions, model: str, pretrained: str | None) -> int:
     from search.library import Library
 
-    with Library(settings_from(args)) as lib:
-        source = lib.resolve({"model": args.model, "pretrained": args.pretrained})
+    with Library(settings_from(options)) as lib:
+        source = lib.resolve({"model": model, "pretrained": pretrained})
         lib.set_active(source.spec)
         count = lib.catalog.image_count()
     print(f"active model: {source.model_id}")

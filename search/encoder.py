@@ -97,6 +97,8 @@ def pick_device(device: str) -> str:
 
 
 class ClipEncoder:
+    engine = "torch"
+
     def __init__(
         self, model, tokenizer, source: ModelSource, device: str, precision: str = "fp32"
     ) -> None:

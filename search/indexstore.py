@@ -16,14 +16,17 @@ import hashlib
 import re
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from search.ann import BuiltIndex, IndexPolicy, build_index, choose_factory
-from search.catalog import Catalog, utcnow
 from search.lock import IndexLock
-from search.records import Manifest
+from search.records import Manifest, utcnow
 from search.vectorindex import VectorIndex
+
+if TYPE_CHECKING:  # SQLAlchemy: a one-query process may never need it (search.catalogread)
+    from search.catalog import Catalog
 
 # An update touching more of the index than this share (or leaving more HNSW nodes blanked)
 # builds anew instead: the graph and its tuned parameter were measured for the index as

@@ -105,26 +105,87 @@ def _model_dir(model: str, models_dir: Path) -> tuple[Path, str] | None:
 
 def quick_model_id(spec: dict, models_dir: Path, cache_dir: Path) -> str | None:
     """The model id `spec` resolves to, where that can be told without importing open_clip
-    (and torch): a saved model folder, or an architecture with a weights file or a
-    pretrained tag; None for the rest. The architecture name is not checked, so callers
-    trust the answer only when the catalog already holds that model for the same spec."""
+    (and torch): a saved model folder, an architecture or config file with a weights file,
+    a pretrained tag or random init; None for the rest (hub ids, a default tag). The
+    architecture name is not checked, so callers trust the answer only when the catalog
+    (or the model's ONNX export) already holds that model for the same spec."""
     model = spec.get("model") or DEFAULT_MODEL
     pretrained = spec.get("pretrained")
     if model == DEFAULT_MODEL and pretrained is None:
         pretrained = DEFAULT_PRETRAINED
-    if model.startswith("hf-hub:") or model.endswith(".json"):
+    if model.startswith("hf-hub:"):
         return None
     try:
         if (folder := _model_dir(model, models_dir)) is not None:
             return _from_dir(folder[0], spec, cache_dir).model_id
+        arch = model
+        if model.endswith(".json"):
+            cfg = _read_config(Path(model).expanduser())
+            if cfg is None:
+                return None
+            arch = f"custom-{_config_digest(cfg)}"
+        if pretrained is None and arch == model:
+            return None  # the first pretrained tag comes from open_clip's list
         if pretrained is None or pretrained.lower() in NO_WEIGHTS:
-            return None  # the tag list or the random-init digest needs open_clip
+            cfg = _read_config(Path(model).expanduser()) if arch != model else _arch_config(arch)
+            return None if cfg is None else f"{arch}/random:{_config_digest(cfg)}"
         file = Path(pretrained).expanduser()
         if file.is_file():
-            return f"{model}/sha256:{weights_digest(file, cache_dir)}"
-        return f"{model}/{pretrained}"
+            return f"{arch}/sha256:{weights_digest(file, cache_dir)}"
+        return None if arch != model else f"{model}/{pretrained}"
     except (ModelError, OSError):
         return None
+
+
+def weights_file(spec: dict, models_dir: Path) -> Path | None:
+    """The weights file a spec loads, when it names one on disk (a saved model's checkpoint
+    or --pretrained FILE); None for tags, hub ids and random init. Nothing is imported."""
+    model = spec.get("model") or DEFAULT_MODEL
+    if model.startswith("hf-hub:"):
+        return None
+    if (folder := _model_dir(model, models_dir)) is not None:
+        return checkpoint_in_dir(folder[0])
+    pretrained = spec.get("pretrained")
+    if pretrained and pretrained.lower() not in NO_WEIGHTS:
+        file = Path(pretrained).expanduser()
+        return file.resolve() if file.is_file() else None
+    return None
+
+
+def _config_digest(cfg: dict) -> str:
+    """The fingerprint of an architecture's config (random-init ids, custom names)."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _read_config(path: Path) -> dict | None:
+    """An open_clip model config as open_clip registers it (its model_cfg part)."""
+    try:
+        cfg = json.loads(path.read_text())
+        cfg = cfg.get("model_cfg", cfg)
+        return cfg if all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")) else None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def _arch_config(arch: str) -> dict | None:
+    """open_clip.get_model_config(arch) without importing open_clip: its registry is the
+    JSON files of its model_configs folder, then ours (registered later, so they win)."""
+    for folder in [BUNDLED_CONFIGS, *_open_clip_config_dirs()]:
+        file = folder / f"{arch}.json"
+        if file.is_file():
+            try:
+                cfg = json.loads(file.read_text())
+            except (OSError, ValueError):
+                return None
+            keys = ("embed_dim", "vision_cfg", "text_cfg")
+            return cfg if isinstance(cfg, dict) and all(k in cfg for k in keys) else None
+    return None
+
+
+def _open_clip_config_dirs() -> list[Path]:
+    found = importlib.util.find_spec("open_clip")
+    locations = (found.submodule_search_locations or ()) if found else ()
+    return [Path(p) / "model_configs" for p in locations]
 
 
 @dataclass(frozen=True)
@@ -189,8 +250,7 @@ def _from_architecture(
         pretrained = tags[0] if tags else "none"
         spec = {**spec, "pretrained": pretrained}
     if pretrained.lower() in NO_WEIGHTS:
-        cfg = open_clip.get_model_config(arch)
-        digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+        digest = _config_digest(open_clip.get_model_config(arch))
         return ModelSource(arch, None, f"{arch}/random:{digest}", spec, seed=int(digest, 16))
     file = Path(pretrained).expanduser()
     if file.is_file():
@@ -221,7 +281,7 @@ def _from_config_file(
         _ = cfg["vision_cfg"], cfg["text_cfg"], cfg["embed_dim"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"{path} is not an open_clip model config: {exc}") from exc
-    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    digest = _config_digest(cfg)
     # Registered under a content-derived name so it can never shadow a built-in architecture.
     arch = f"custom-{digest}"
     if arch not in open_clip.list_models():

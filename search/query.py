@@ -12,15 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from search.catalog import Catalog
 from search.encoder import Encoder
 from search.errors import NotFound, QueryError
 from search.imageio import IMAGE_EXTENSIONS, load_image
-from search.indexstore import IndexStore
+
+if TYPE_CHECKING:  # they bring SQLAlchemy, which a cold query imports beside the model
+    from search.catalog import Catalog
+    from search.indexstore import IndexStore
 
 SERVING_MODEL = "serving_model"
 _WEIGHT = re.compile(r"^([+-]?\d+(?:\.\d*)?|[+-]?\.\d+):(.+)$", re.S)

@@ -14,6 +14,7 @@ from search.errors import ConfigError
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+ENGINES = ("auto", "torch", "onnx")
 
 
 def default_home() -> Path:
@@ -31,6 +32,11 @@ class Settings:
     device: str = "auto"
     # auto: bf16 on CPUs with native bf16, autocast on CUDA, else fp32 (see search.encoder).
     precision: str = "auto"
+    # What runs the model (search.onnxmodel): "auto" exports each model to ONNX once (at
+    # the end of an index run) and runs queries and small index runs on ONNX Runtime, no
+    # torch; "torch" never exports nor uses an export; "onnx" uses the export for every
+    # run it can (CPU only).
+    engine: str = "auto"
     # Images per model batch; 0 picks 32 on a CPU, 256 on a GPU.
     batch_size: int = 0
     # Decoding threads; 0 picks one per CPU core.
@@ -111,6 +117,8 @@ class Settings:
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError("--precision must be auto, fp32, bf16 or fp16")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
         if self.batch_size < 0:
             raise ConfigError("--batch-size must be 0 (automatic) or more")
         if self.decode not in ("auto", "cpu", "device"):

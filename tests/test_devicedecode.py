@@ -88,7 +88,7 @@ def test_indexing_with_device_decode_matches_the_cpu_path(settings, tmp_path, mo
     import indexer.sync
 
     # Decoding ahead while the model loads takes the CPU path; here every file must not.
-    monkeypatch.setattr(indexer.sync, "start_prefetch", lambda *args: None)
+    monkeypatch.setattr(indexer.sync, "start_prefetch", lambda *args, **kwargs: None)
     on_device = []
     real = devicedecode._decode_jpeg
     monkeypatch.setattr(

@@ -54,7 +54,7 @@ def test_prefetched_files_embed_as_the_pipeline_would(
     for i in range(20):
         make_jpeg(photos / f"{i:02d}.jpg", i, (160, 120))
     with Library(settings.with_(home=tmp_path / "plain")) as lib, monkeypatch.context() as m:
-        m.setattr(indexer.sync, "start_prefetch", lambda *args: None)
+        m.setattr(indexer.sync, "start_prefetch", lambda *args, **kwargs: None)
         report = sync(lib, [str(photos)], progress=False)
         plain = _vectors(lib, report.model_id)
     if not guess_right:  # a pretrained tag with its own input size, say

@@ -8,5 +8,14 @@ from search.settings import Settings
 
 
 def tiny_settings(home: Path, **changes) -> Settings:
-    values = dict(model="imgsearch-tiny", pretrained="none", device="cpu", workers=2, batch_size=8)
+    # engine="torch": no ONNX export at the end of every index run (seconds each); the
+    # tests of the ONNX path (tests/test_onnxmodel.py) ask for it.
+    values = dict(
+        model="imgsearch-tiny",
+        pretrained="none",
+        device="cpu",
+        workers=2,
+        batch_size=8,
+        engine="torch",
+    )
     return Settings(home=home, **{**values, **changes})

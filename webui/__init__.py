@@ -1,8 +1,9 @@
 """The web UI: a Flask app factory in the flaskr style.
 
 Services live in ``app.extensions``: ``imgsearch.library`` (catalog, index store,
-searcher), ``imgsearch.thumbnails`` and ``imgsearch.jobs`` (background re-index and
-training runs). Blueprints: ``pages`` (HTML), ``api`` (JSON), ``files`` (originals and
+searcher), ``imgsearch.thumbnails``, ``imgsearch.jobs`` (background re-index and
+training runs) and ``imgsearch.warmup`` (the query model loading as the app starts).
+Blueprints: ``pages`` (HTML), ``api`` (JSON), ``files`` (originals and
 thumbnails by id) and ``models`` (the Models page, its API and the jobs).
 """
 
@@ -20,15 +21,19 @@ if TYPE_CHECKING:
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
-def create_app(settings: Settings | None = None, *, library: Library | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, library: Library | None = None, warm_up: bool = True
+) -> Flask:
     """The app for a library: pass an open ``library`` (the caller closes it) or
-    ``settings`` to open one, which lives as long as the process."""
+    ``settings`` to open one, which lives as long as the process. ``warm_up``: load the
+    serving model in the background now, so the first search does not wait for it."""
     # Imported here: `imgsearch --help` loads webui.commands, and must stay fast.
     from flask import Flask
 
     from search.library import Library
     from search.settings import Settings
     from webui import api, errors, files, models, pages, security
+    from webui.warmup import WarmUp
 
     if library is None:
         library = Library(settings or Settings.load())
@@ -46,4 +51,7 @@ def create_app(settings: Settings | None = None, *, library: Library | None = No
     app.register_blueprint(api.bp)
     app.register_blueprint(files.bp)
     models.init_app(app, settings)
+    warmup = app.extensions["imgsearch.warmup"] = WarmUp(library)
+    if warm_up:
+        warmup.start()
     return app

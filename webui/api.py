@@ -118,7 +118,9 @@ def token():
 
 @bp.get("/status")
 def status():
-    return jsonify(library_status(library()))
+    # "warm_up": whether the query model is loaded yet (webui.warmup).
+    warm_up = current_app.extensions["imgsearch.warmup"].status()
+    return jsonify({**library_status(library()), "warm_up": warm_up})
 
 
 @bp.get("/failures")

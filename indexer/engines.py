@@ -1,0 +1,102 @@
+"""Which engine embeds an index run, and the model's ONNX export after a torch run.
+
+A small run (search.onnxmodel.choose.SMALL_JOB images at most) on a model with an export
+runs it with ONNX Runtime: no torch import, so the first image is embedded about a second
+after the start instead of after 3–5 s of importing torch and building the model. A
+larger one, or a model without an export, runs torch, faster per image once loaded (bf16
+where the CPU has it); and at its end, once the run's work is committed and served, the
+model is exported (once per model), so the next query and small run need no torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+
+from indexer.prefetch import ModelLoader, unknown_files
+from indexer.scan import FoundFile
+from search.encoder import ClipEncoder, Encoder
+from search.library import Library
+from search.onnxmodel import store
+from search.onnxmodel.choose import export_allowed, index_engine, usable_export
+from search.progress import Progress
+from search.query import SERVING_MODEL
+
+log = logging.getLogger(__name__)
+
+EncoderFactory = Callable[[Library, dict], Encoder]
+
+# Images per batch on the export. ONNX Runtime runs a ViT as fast per image in batches of
+# 8 as of 32 (within 6%), and a small run's first batch then embeds while the rest decode.
+ONNX_BATCH = 8
+
+
+def torch_loader(
+    lib: Library, spec: dict, encoder_factory: EncoderFactory | None, *, start: bool
+) -> ModelLoader:
+    return ModelLoader(
+        lambda: lib.resolve(spec),
+        (lambda _src: encoder_factory(lib, spec)) if encoder_factory else lib.load_source,
+        start=start,
+    )
+
+
+def onnx_loader(
+    lib: Library, spec: dict, model_id: str | None, scans: dict[str, list[FoundFile]]
+) -> tuple[ModelLoader, list[FoundFile]] | None:
+    """A loader for the model's export when this run is small enough to want one (and
+    the files it will probably embed, for the prefetch); None: use torch (also when the
+    model's id is not known without torch)."""
+    settings = lib.settings
+    export = usable_export(settings, model_id, spec, image=True) if model_id else None
+    if export is None:
+        return None
+    files = unknown_files(lib, scans)
+    again = sum(len(lib.catalog.missing_embeddings(model_id, r.id)) for r in lib.catalog.roots())
+    if index_engine(settings, len(files) + again) != "onnx":
+        return None
+    source = replace(export.model_source(), spec=spec)
+
+    def load(_source) -> Encoder:
+        from search.onnxmodel.encoder import OnnxEncoder
+
+        # Prepacking the weights costs 0.5 s of CPU as the session opens and saves
+        # ~10 ms per image after: not worth it for runs this small.
+        return OnnxEncoder(export, prepack=False).load(text=False, image=True)
+
+    return ModelLoader(lambda: source, load, start=False), files
+
+
+def export_after_run(lib: Library, model_id: str, loader: ModelLoader, progress: bool) -> bool:
+    """Export the serving model if it has no export yet (nor a recorded refusal); True
+    when one was made. Uses the run's torch model when it is the fp32 one."""
+    settings = lib.settings
+    cache = settings.cache_dir
+    if not export_allowed(settings) or lib.catalog.get_setting(SERVING_MODEL) != model_id:
+        return False
+    if store.find(cache, model_id) is not None or store.refusal(cache, model_id) is not None:
+        return False
+    encoder = loader.loaded()
+    if encoder is not None and not isinstance(encoder, ClipEncoder):
+        return False  # an injected encoder (tests) or the export itself: nothing to export
+    try:
+        spec = lib.catalog.model(model_id).spec
+        source = loader.source() if loader.started else lib.resolve(spec)
+        if source.model_id != model_id:
+            return False
+        from search.onnxmodel.export import export_model
+
+        shown = Progress(show=progress, status_file=settings.progress_file)
+        with shown.bar(2, desc="preparing fast search (once per model)", unit="tower") as bar:
+            made = export_model(
+                source,
+                models_dir=settings.models_dir,
+                cache_dir=cache,
+                encoder=encoder,
+                progress=bar.update,
+            )
+    except Exception as exc:  # noqa: BLE001 - the run's work is done; torch still answers
+        log.warning("could not prepare %s for fast search: %s", model_id, exc)
+        return False
+    return made is not None
