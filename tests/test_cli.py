@@ -279,3 +279,13 @@ def test_a_reader_that_goes_away_is_no_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["--home", str(tmp_path / "home"), "status", "--json"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_the_demo_runs_end_to_end(tmp_path):
+    """The README's first command, small: generate, train, index (on the trained model's
+    export), evaluate and search."""
+    out = tmp_path / "demo"
+    proc = run("demo", "--out", out, "-n", 300, "--held-out", 60, "--epochs", 2)
+    assert "held-out text→image recall@1/5/10 (60 captions)" in proc.stdout, proc.stdout
+    assert "search 'a large red circle'" in proc.stdout
+    assert (out / "library" / "models" / "demo-tiny" / "curves.png").is_file()
