@@ -278,25 +278,20 @@ def run_cli(*argv: str) -> int:
     return main(list(argv))
 
 
+def train_tiny(home: Path, pairs: Path, out: str, *more: str) -> int:
+    """`imgsearch train PAIRS` from the random-init tiny model on the CPU, in-process."""
+    return run_cli(
+        "--home", str(home), "train", str(pairs), "--model", "imgsearch-tiny",
+        "--pretrained", "none", "--device", "cpu", "--out", out, *more,
+    )  # fmt: skip
+
+
 def test_train_refuses_too_few_pairs_with_one_line(data, tmp_path, capsys):
     pairs = tmp_path / "one.csv"
     rows = (data / "train.csv").read_text().splitlines()
     pairs.write_text("\n".join(rows[:2]).replace("train/", str(data / "train") + "/") + "\n")
     home = tmp_path / "home"
-    code = run_cli(
-        "--home",
-        str(home),
-        "train",
-        str(pairs),
-        "--model",
-        "imgsearch-tiny",
-        "--pretrained",
-        "none",
-        "--device",
-        "cpu",
-        "--out",
-        "few",
-    )
+    code = train_tiny(home, pairs, "few")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err[-1].startswith("imgsearch: error: too few pairs"), err
     assert "Traceback" not in "\n".join(err)
@@ -309,20 +304,7 @@ def test_train_on_only_broken_images_is_one_line(tmp_path, capsys):
     pairs = tmp_path / "broken.csv"
     pairs.write_text("image,caption\na.jpg,a red circle\nb.png,a blue square\nc.jpg,gone\n")
     home = tmp_path / "home"
-    code = run_cli(
-        "--home",
-        str(home),
-        "train",
-        str(pairs),
-        "--model",
-        "imgsearch-tiny",
-        "--pretrained",
-        "none",
-        "--device",
-        "cpu",
-        "--out",
-        "broken",
-    )
+    code = train_tiny(home, pairs, "broken")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and err == [
         "imgsearch: error: no usable pairs: every image is missing or undecodable"
@@ -336,22 +318,7 @@ def test_an_unwritable_models_folder_is_one_line_and_writes_nothing(data, tmp_pa
     home.mkdir()
     (home / "models").symlink_to("/sys/kernel")
     before = sorted(p.name for p in Path("/sys/kernel").iterdir())
-    code = run_cli(
-        "--home",
-        str(home),
-        "train",
-        str(data / "train.csv"),
-        "--model",
-        "imgsearch-tiny",
-        "--pretrained",
-        "none",
-        "--device",
-        "cpu",
-        "--out",
-        "ro",
-        "--epochs",
-        "1",
-    )
+    code = train_tiny(home, data / "train.csv", "ro", "--epochs", "1")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1, err
     assert err[0].startswith("imgsearch: error: cannot write to the models folder"), err
@@ -373,33 +340,15 @@ def test_a_full_disk_while_saving_leaves_no_half_model_and_a_rerun_finishes(
         return real(tensors, path, *a, **k)
 
     home = tmp_path / "home"
-    argv = (
-        "--home",
-        str(home),
-        "train",
-        str(data / "train.csv"),
-        "--model",
-        "imgsearch-tiny",
-        "--pretrained",
-        "none",
-        "--device",
-        "cpu",
-        "--out",
-        "full",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--json",
-    )
+    more = ("--epochs", "1", "--batch-size", "32", "--json")
     monkeypatch.setattr(safetensors.torch, "save_file", full_in_final_folder)
-    code = run_cli(*argv)
+    code = train_tiny(home, data / "train.csv", "full", *more)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "No space left on device" in err[0], err
     assert sorted(p.name for p in (home / "models").iterdir()) == [".full.checkpoint"]
 
     monkeypatch.setattr(safetensors.torch, "save_file", real)
-    assert run_cli(*argv) == 0
+    assert train_tiny(home, data / "train.csv", "full", *more) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["resumed_from_epoch"] == 1 and report["recoveries"] == []
     assert sorted(p.name for p in (home / "models").iterdir()) == ["full"]
