@@ -9,6 +9,7 @@ from collections.abc import Callable
 import click
 
 from search.cli import GlobalOptions, print_json, settings_from
+from search.settings import PRECISIONS
 
 
 def model_options(command: Callable) -> Callable:
@@ -34,7 +35,7 @@ def model_options(command: Callable) -> Callable:
         click.option("--device", metavar="DEVICE", help="auto (default), cpu or cuda"),
         click.option(
             "--precision",
-            type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+            type=click.Choice(PRECISIONS),
             help="inference precision (default auto: bf16 where the CPU has it natively)",
         ),
     ]

@@ -21,7 +21,6 @@ from search.library import Library
 from search.onnxmodel import store
 from search.onnxmodel.choose import export_allowed, index_engine, usable_export
 from search.progress import Progress
-from search.query import SERVING_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ def export_after_run(lib: Library, model_id: str, loader: ModelLoader, progress:
     when one was made. Uses the run's torch model when it is the fp32 one."""
     settings = lib.settings
     cache = settings.cache_dir
-    if not export_allowed(settings) or lib.catalog.get_setting(SERVING_MODEL) != model_id:
+    if not export_allowed(settings) or lib.serving_model != model_id:
         return False
     if store.find(cache, model_id) is not None or store.refusal(cache, model_id) is not None:
         return False

@@ -9,7 +9,6 @@ for the collate stage to decode on the device in one call (indexer.devicedecode)
 
 from __future__ import annotations
 
-import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -181,7 +180,3 @@ def run_pipeline(
         counts.failed += len(bad)
         progress(len(batch))
     return counts
-
-
-def default_workers() -> int:
-    return max(1, os.cpu_count() or 1)

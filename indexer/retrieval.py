@@ -8,7 +8,8 @@ KS = (1, 5, 10)
 
 
 def ranks_text_to_image(text: np.ndarray, image: np.ndarray, image_index: np.ndarray) -> np.ndarray:
-    """0-based rank of each caption's own image among all images (ties count against)."""
+    """0-based rank of each caption's own image among all images: the number of images
+    strictly closer to the caption (a tie with its own image does not push it down)."""
     sims = text @ image.T
     own = sims[np.arange(len(text)), image_index]
     return (sims > own[:, None]).sum(axis=1)

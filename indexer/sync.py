@@ -32,7 +32,6 @@ from search.encoder import Encoder
 from search.errors import ConfigError
 from search.library import Library
 from search.progress import Progress
-from search.query import SERVING_MODEL
 from search.records import RootInfo
 
 
@@ -215,7 +214,7 @@ def sync(
         if _complete(lib, model_id, reachable):
             if not lib.store.is_current(model_id):
                 lib.store.rebuild(model_id)
-            lib.catalog.set_setting(SERVING_MODEL, model_id)
+            lib.set_serving(model_id)
             lib.set_active(source.spec if source else lib.catalog.model(model_id).spec)
     if encoder_factory is None:
         # Everything is committed and served already (and the lock free for the next

@@ -193,11 +193,10 @@ def eval_command(
     from indexer.retrieval import ranks_text_to_image, recall_report
     from indexer.training import embed_pairs
     from search.library import Library
-    from search.query import SERVING_MODEL
 
     settings = settings_from(options, **model_flags)
     with Library(settings) as lib:
-        serving = lib.catalog.get_setting(SERVING_MODEL)
+        serving = lib.serving_model
         if settings.model is None and serving is not None:
             source = lib.resolve(lib.catalog.model(serving).spec)
         else:

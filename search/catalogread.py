@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from search.errors import NotFound
-from search.query import SERVING_MODEL
+from search.library import SERVING_MODEL
 from search.records import ImageMeta, Manifest, ModelInfo
 
 # The newest migration, as search.catalog.SCHEMA_HEAD (which imports SQLAlchemy); a test

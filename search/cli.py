@@ -47,7 +47,6 @@ class GlobalOptions:
     """The options given before the command: `imgsearch [--home DIR] [-v] COMMAND`."""
 
     home: str | None = None
-    verbose: bool = False
 
 
 def read_entry_points(group: str) -> dict[str, str]:
@@ -149,7 +148,7 @@ class EntryPointGroup(click.Group):
 def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
     import logging
 
-    ctx.obj = GlobalOptions(home=home, verbose=verbose)
+    ctx.obj = GlobalOptions(home=home)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="imgsearch: %(message)s",
@@ -162,7 +161,7 @@ def settings_from(options: GlobalOptions, **flags: object) -> Settings:
     given is None, so the environment still applies)."""
     from search.settings import Settings
 
-    return Settings.load(home=options.home, verbose=options.verbose, **flags)
+    return Settings.load(home=options.home, **flags)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")

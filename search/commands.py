@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from search.cli import GlobalOptions, json_option, print_json, settings_from
+from search.settings import PRECISIONS
 
 
 # -- search -------------------------------------------------------------------------------
@@ -33,7 +34,7 @@ from search.cli import GlobalOptions, json_option, print_json, settings_from
 @click.option("--device", metavar="DEVICE", help="auto, cpu or cuda")
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    type=click.Choice(PRECISIONS),
     help="inference precision (default auto)",
 )
 @json_option
@@ -58,12 +59,10 @@ def search_command(
 ) -> int:
     from search.errors import QueryError
     from search.library import Library
-    from search.query import SearchRequest, parse_date
+    from search.query import SearchRequest, folder_prefix, parse_date
 
     if image and not Path(image).is_file():
         raise QueryError(f"--image {image}: no such file")
-    if path_prefix and Path(path_prefix).expanduser().is_dir():
-        path_prefix = str(Path(path_prefix).expanduser().absolute()).rstrip("/") + "/"
     request = SearchRequest(
         text=query,
         image=image,
@@ -72,7 +71,7 @@ def search_command(
         sub=sub,
         k=k,
         offset=offset,
-        path_prefix=path_prefix,
+        path_prefix=folder_prefix(path_prefix) if path_prefix else None,
         after=parse_date(after) if after else None,
         before=parse_date(before) if before else None,
         sort=sort,
@@ -84,24 +83,7 @@ def search_command(
     with Library.for_one_query(settings) as lib:
         result = lib.searcher.search(request)
     if as_json:
-        print_json(
-            {
-                "model_id": result.model_id,
-                "query": result.query,
-                "results": [
-                    {
-                        "id": h.id,
-                        "path": h.path,
-                        "score": round(h.score, 6),
-                        "width": h.width,
-                        "height": h.height,
-                        "taken_at": h.taken_at.isoformat() if h.taken_at else None,
-                        "date": h.date.isoformat(),
-                    }
-                    for h in result.hits
-                ],
-            }
-        )
+        print_json(result.to_json())
     else:
         for h in result.hits:
             print(f"{h.score:.4f}\t{h.id}\t{h.path}")
@@ -109,38 +91,6 @@ def search_command(
 
 
 # -- status and failures --------------------------------------------------------------------
-def library_status(lib) -> dict:
-    from search.query import SERVING_MODEL
-
-    cat = lib.catalog
-    serving = cat.get_setting(SERVING_MODEL)
-    manifest = cat.manifest(serving) if serving else None
-    return {
-        "home": str(lib.settings.home),
-        "roots": [
-            {"path": r.path, "images": r.image_count, "available": Path(r.path).is_dir()}
-            for r in cat.roots()
-        ],
-        "images": cat.image_count(),
-        "failures": len(cat.failures()),
-        "active_model": lib.active_spec(),
-        "serving_model": serving,
-        "index": None
-        if manifest is None
-        else {
-            "model_id": manifest.model_id,
-            "kind": manifest.kind,
-            "count": manifest.count,
-            "generation": manifest.generation,
-            "built_at": manifest.built_at.isoformat(),
-            "current": lib.store.is_current(serving),
-            "params": manifest.params,
-            "recall_at_10": manifest.recall_at_10,
-        },
-        "indexing": lib.lock.held_elsewhere(),
-    }
-
-
 @click.command("status", help="Roots, counts, models and the index.")
 @json_option
 @click.pass_obj
@@ -148,28 +98,25 @@ def status_command(options: GlobalOptions, as_json: bool) -> int:
     from search.library import Library
 
     with Library(settings_from(options)) as lib:
-        status = library_status(lib)
+        status = lib.status()
     if as_json:
-        print_json(status)
+        print_json(status.to_json())
         return 0
-    print(f"library: {status['home']}")
-    for r in status["roots"]:
-        note = "" if r["available"] else "  (not reachable)"
-        print(f"root:    {r['path']}  {r['images']} images{note}")
-    print(f"images:  {status['images']}   failures: {status['failures']}")
-    print(f"model:   {status['serving_model'] or '(nothing indexed yet)'}")
-    if status["index"]:
-        idx = status["index"]
-        print(f"index:   {idx['kind']}, {idx['count']} vectors, generation {idx['generation']}")
-        if idx["recall_at_10"] is not None:
-            params = idx["params"] or {}
+    print(f"library: {status.home}")
+    for r in status.roots:
+        note = "" if r.available else "  (not reachable)"
+        print(f"root:    {r.path}  {r.images} images{note}")
+    print(f"images:  {status.images}   failures: {status.failures}")
+    print(f"model:   {status.serving_model or '(nothing indexed yet)'}")
+    if (idx := status.index) is not None:
+        print(f"index:   {idx.kind}, {idx.count} vectors, generation {idx.generation}")
+        if idx.recall_at_10 is not None:
+            params = idx.params or {}
             tuned = ", ".join(f"{k}={v}" for k, v in params.items())
             # An index updated in place since its build keeps the recall measured then.
             when = " when built" if params.get("updates") else ""
-            print(
-                f"         {tuned}; recall@10 {idx['recall_at_10']:.3f} against exact search{when}"
-            )
-    if status["indexing"]:
+            print(f"         {tuned}; recall@10 {idx.recall_at_10:.3f} against exact search{when}")
+    if status.indexing:
         print("an index run is in progress")
     return 0
 
@@ -183,9 +130,7 @@ def failures_command(options: GlobalOptions, as_json: bool) -> int:
     with Library(settings_from(options)) as lib:
         failures = lib.catalog.failures()
     if as_json:
-        print_json(
-            [{"path": f.path, "reason": f.reason, "failed_at": f.failed_at} for f in failures]
-        )
+        print_json([f.to_json() for f in failures])
     else:
         for f in failures:
             print(f"{f.path}\t{f.reason}")

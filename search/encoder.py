@@ -17,6 +17,7 @@ from PIL import Image
 
 from search.errors import ModelError
 from search.modelspec import ModelSource, register_bundled_configs
+from search.settings import PRECISIONS
 
 _PIL_RESAMPLE = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -62,9 +63,6 @@ def prepare_pixels(
     left = int(round((new_w - size) / 2.0))
     top = int(round((new_h - size) / 2.0))
     return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def cpu_has_native_bf16() -> bool:

@@ -7,6 +7,7 @@ image or raises ``ImageDecodeError`` with a short reason the user can act on.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
@@ -28,6 +29,7 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 DEFAULT_MAX_MEGAPIXELS = 100.0
 DECODER_BLOCK = 4 << 20
+THUMBNAIL_QUALITY = 82
 
 # Only the formats above may be sniffed: without this list Pillow would also try exotic
 # plugins (EPS even shells out to Ghostscript) on whatever bytes a file holds. Camera JPEGs
@@ -125,12 +127,14 @@ def load_image(
     return DecodedImage(rgb, header.width, header.height, header.taken_at)
 
 
-def image_info(
-    source: Source, *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS
-) -> tuple[int, int, datetime | None]:
-    """Upright ``(width, height, taken_at)`` from the file header, without decoding pixels."""
-    header = read_header(source, max_megapixels=max_megapixels)
-    return header.width, header.height, header.taken_at
+def jpeg_thumbnail(source: Source, side: int, *, max_megapixels: float) -> bytes:
+    """An upright JPEG that fits in side x side: decoded no larger than it needs (see
+    ``min_side``), then resized with Lanczos."""
+    image = load_image(source, max_megapixels=max_megapixels, min_side=side).image
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+    return out.getvalue()
 
 
 def read_header(source: Source, *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> ImageHeader:
@@ -207,7 +211,7 @@ def _read_header(im: Image.Image, max_megapixels: float, path: str | None) -> Im
 
 def _read_exif(im: Image.Image) -> Image.Exif:
     # PngImageFile.getexif() decodes every pixel to look for an eXIf chunk after the image
-    # data; only trust one found in the header, so image_info stays cheap and agrees with
+    # data; only trust one found in the header, so read_header stays cheap and agrees with
     # load_image.
     if im.format == "PNG" and "exif" not in im.info:
         return Image.Exif()

@@ -6,6 +6,9 @@ The one place that wires the parts together; the CLI and the web app both start 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search.errors import ModelError, NotFound
@@ -18,7 +21,50 @@ if TYPE_CHECKING:
     from search.encoder import Encoder
     from search.onnxmodel.choose import Preload
 
+# Catalog settings: the model the next index run embeds with (a spec, set by `use`), and
+# the model whose complete index searches use (a model id, set when an index run completes).
 ACTIVE_MODEL = "active_model"
+SERVING_MODEL = "serving_model"
+
+
+@dataclass(frozen=True)
+class RootStatus:
+    path: str
+    images: int
+    available: bool  # reachable now (an unplugged drive keeps its images)
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    model_id: str
+    kind: str
+    count: int
+    generation: int
+    built_at: datetime
+    current: bool  # holds every vector of its model (else rebuilt on the next query)
+    params: dict | None
+    recall_at_10: float | None
+
+
+@dataclass(frozen=True)
+class LibraryStatus:
+    """What `imgsearch status`, GET /api/status and the status page report."""
+
+    home: Path
+    roots: list[RootStatus]
+    images: int
+    failures: int
+    active_model: dict
+    serving_model: str | None
+    index: IndexStatus | None
+    indexing: bool  # another process holds the index lock
+
+    def to_json(self) -> dict:
+        doc = asdict(self)
+        doc["home"] = str(self.home)
+        if self.index is not None:
+            doc["index"]["built_at"] = self.index.built_at.isoformat()
+        return doc
 
 
 class Library:
@@ -48,7 +94,11 @@ class Library:
         )
         self.store = IndexStore(self.catalog, settings.index_dir, self.lock, policy)
         self.searcher = Searcher(
-            self.catalog, self.store, self.load_encoder, max_megapixels=settings.max_megapixels
+            self.catalog,
+            self.store,
+            self.load_encoder,
+            lambda: self.serving_model,
+            max_megapixels=settings.max_megapixels,
         )
 
     @classmethod
@@ -78,15 +128,63 @@ class Library:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def serving_model(self) -> str | None:
+        """The id of the model searches use; None until an index run completes."""
+        return self.catalog.get_setting(SERVING_MODEL)
+
+    def set_serving(self, model_id: str) -> None:
+        self.catalog.set_setting(SERVING_MODEL, model_id)
+
     def active_spec(self) -> dict:
         """The model to index with: --model if given, else the one chosen by `use`."""
         if self.settings.model:
             return {"model": self.settings.model, "pretrained": self.settings.pretrained}
+        recorded = self._recorded_active()
+        return {"model": None, "pretrained": None} if recorded is None else recorded
+
+    def recorded_active_spec(self) -> dict:
+        """The active model as the library records it (what `use` chose, or the model of
+        the last complete index), whatever --model or IMGSEARCH_MODEL this process was
+        started with: what an `index` run without those embeds with."""
+        recorded = self._recorded_active()
+        return self.active_spec() if recorded is None else recorded
+
+    def _recorded_active(self) -> dict | None:
         stored = self.catalog.get_setting(ACTIVE_MODEL)
-        return json.loads(stored) if stored else {"model": None, "pretrained": None}
+        return json.loads(stored) if stored else None
 
     def set_active(self, spec: dict) -> None:
         self.catalog.set_setting(ACTIVE_MODEL, json.dumps(spec, sort_keys=True))
+
+    def status(self) -> LibraryStatus:
+        serving = self.serving_model
+        manifest = self.catalog.manifest(serving) if serving else None
+        index = None
+        if manifest is not None:
+            index = IndexStatus(
+                manifest.model_id,
+                manifest.kind,
+                manifest.count,
+                manifest.generation,
+                manifest.built_at,
+                self.store.is_current(serving),
+                manifest.params,
+                manifest.recall_at_10,
+            )
+        return LibraryStatus(
+            home=self.settings.home,
+            roots=[
+                RootStatus(r.path, r.image_count, Path(r.path).is_dir())
+                for r in self.catalog.roots()
+            ],
+            images=self.catalog.image_count(),
+            failures=len(self.catalog.failures()),
+            active_model=self.active_spec(),
+            serving_model=serving,
+            index=index,
+            indexing=self.lock.held_elsewhere(),
+        )
 
     def resolve(self, spec: dict) -> ModelSource:
         return resolve(

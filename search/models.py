@@ -12,9 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.library import ACTIVE_MODEL
 from search.modelspec import CURVES, OPEN_CLIP_CONFIG, SIDECAR, quick_model_id
-from search.query import SERVING_MODEL
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ def list_models(lib, active: dict | None = None) -> ModelListing:
     """Every model of `lib` (a search.library.Library): the catalog's first, then saved
     ones not indexed yet. `active` defaults to the library's active spec."""
     active = lib.active_spec() if active is None else active
-    serving = lib.catalog.get_setting(SERVING_MODEL)
+    serving = lib.serving_model
     saved = saved_models(lib.settings.models_dir, lib.settings.cache_dir)
     linked: set[str] = set()  # saved models shown with the catalog's entry for their id
     entries = []
@@ -119,14 +117,6 @@ def list_models(lib, active: dict | None = None) -> ModelListing:
                 )
             )
     return ModelListing(active, serving, entries)
-
-
-def recorded_active_spec(lib) -> dict:
-    """The active model as the library records it (what `use` chose, or the model of the
-    last complete index), whatever --model or IMGSEARCH_MODEL this process was started
-    with: what an `index` run without those embeds with."""
-    stored = lib.catalog.get_setting(ACTIVE_MODEL)
-    return json.loads(stored) if stored else lib.active_spec()
 
 
 def _read_sidecar(folder: Path) -> dict:

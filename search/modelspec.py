@@ -1,7 +1,9 @@
 """Resolve a user's model spec (DESIGN.md "Models") into something open_clip can load.
 
-Nothing here imports torch: resolution, fingerprints and the offline check are cheap, so a
-command that has nothing to embed never pays for loading a model.
+Importing this module is cheap. quick_model_id, weights_file and preprocess_guess answer
+from files alone, so a command that has nothing to embed never pays for loading a model;
+resolve() imports open_clip (and with it torch) only for what needs its registry: an
+architecture name, a config file, a pretrained tag.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ renormalised; hits are its cosine top-k in that model's index.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -24,7 +25,6 @@ if TYPE_CHECKING:  # they bring SQLAlchemy, which a cold query imports beside th
     from search.catalog import Catalog
     from search.indexstore import IndexStore
 
-SERVING_MODEL = "serving_model"
 _WEIGHT = re.compile(r"^([+-]?\d+(?:\.\d*)?|[+-]?\.\d+):(.+)$", re.S)
 
 
@@ -47,6 +47,16 @@ def parse_date(raw: str) -> datetime:
         return datetime.fromisoformat(raw).replace(tzinfo=None)
     except ValueError as exc:
         raise QueryError(f"{raw!r} is not a date (use YYYY, YYYY-MM or YYYY-MM-DD)") from exc
+
+
+def folder_prefix(prefix: str) -> str:
+    """The catalog path prefix a typed path prefix means, on the command line and in the
+    web UI alike. A folder that exists ('~/photos/2019', or 'photos/2019' from the working
+    directory) means that folder: absolute, as the catalog stores paths, and closed with a
+    separator so '/photos/2019-old' is not inside it. Anything else is a literal prefix
+    ('/photos/IMG_')."""
+    path = Path(prefix).expanduser()
+    return os.path.join(os.path.abspath(path), "") if prefix and path.is_dir() else prefix
 
 
 @dataclass(frozen=True)
@@ -83,12 +93,32 @@ class Hit:
     taken_at: datetime | None
     date: datetime
 
+    def to_json(self) -> dict:
+        """The keys `search --json` and the JSON API both give a hit (DESIGN.md)."""
+        return {
+            "id": self.id,
+            "path": self.path,
+            "score": round(self.score, 6),
+            "width": self.width,
+            "height": self.height,
+            "taken_at": self.taken_at.isoformat() if self.taken_at else None,
+            "date": self.date.isoformat(),
+        }
+
 
 @dataclass(frozen=True)
 class SearchResult:
     model_id: str
     query: str
     hits: list[Hit] = field(default_factory=list)
+
+    def to_json(self, hit_json: Callable[[Hit], dict] = Hit.to_json) -> dict:
+        """`hit_json`: each hit's document (the web API's adds its URLs)."""
+        return {
+            "model_id": self.model_id,
+            "query": self.query,
+            "results": [hit_json(h) for h in self.hits],
+        }
 
 
 EncoderLoader = Callable[[str], Encoder]
@@ -102,18 +132,21 @@ class Searcher:
         catalog: Catalog,
         store: IndexStore,
         load_encoder: EncoderLoader,
+        read_serving: Callable[[], str | None],
         *,
         max_megapixels: float = 100.0,
     ) -> None:
+        """`read_serving`: the serving model's id now (search.library.Library owns it)."""
         self.catalog = catalog
         self.store = store
         self._load_encoder = load_encoder
+        self._read_serving = read_serving
         self.max_megapixels = max_megapixels
         self._encoders: dict[str, Encoder] = {}
         self._encoder_lock = threading.Lock()
 
     def serving_model(self) -> str:
-        model_id = self.catalog.get_setting(SERVING_MODEL)
+        model_id = self._read_serving()
         if model_id is None:
             raise QueryError("nothing is indexed yet: run `imgsearch index FOLDER` first")
         return model_id

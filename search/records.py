@@ -73,6 +73,10 @@ class FailureInfo:
     reason: str
     failed_at: datetime
 
+    def to_json(self) -> dict:
+        """As `failures --json` and GET /api/failures give it."""
+        return {"path": self.path, "reason": self.reason, "failed_at": self.failed_at.isoformat()}
+
 
 @dataclass(frozen=True)
 class ModelInfo:

@@ -15,6 +15,8 @@ from search.errors import ConfigError
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 ENGINES = ("auto", "torch", "onnx")
+# Inference precisions (--precision); auto picks one per device (search.encoder).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def default_home() -> Path:
@@ -52,7 +54,6 @@ class Settings:
     exclude: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8765
-    verbose: bool = False
     # Where a long run (index, train) also writes its progress as JSON (search.progress),
     # for the web UI that started it in the background; None: only the bar on stderr.
     progress_file: Path | None = None
@@ -115,8 +116,8 @@ class Settings:
     def validate(self) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"--device must be auto, cpu or cuda, not {self.device!r}")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError("--precision must be auto, fp32, bf16 or fp16")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
         if self.batch_size < 0:
@@ -140,8 +141,6 @@ def _coerce(name: str, raw: str) -> object:
             return int(raw)
         if kind == "float":
             return float(raw)
-        if kind == "bool":
-            return raw.strip().lower() in ("1", "true", "yes", "on")
         if kind in ("Path", "Path | None"):
             return Path(raw)
         if name == "exclude":

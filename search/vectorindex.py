@@ -244,9 +244,6 @@ class VectorIndex:
                 self._gpu = _to_gpu(self._index) or False
         return self._gpu or None
 
-    def reconstruct(self, image_id: int) -> np.ndarray:
-        return self._index.reconstruct(int(image_id))
-
     # FAISS reads and writes files itself: for a 2.3 GB HNSW index, read_index(path) took
     # 1.1 s where read_bytes + deserialize_index took 7.8 s (it copies the bytes into a
     # zero-filled vector first), and write_index 0.5 s against serialize_index's 13.9 s.

@@ -12,9 +12,7 @@ import pytest
 
 from search.ann import IndexPolicy, build_index, choose_factory, ladder, tune
 from search.catalog import Catalog
-from search.commands import library_status
 from search.indexstore import IndexStore
-from search.query import SERVING_MODEL
 from search.records import ImageData, Manifest
 from search.vectorindex import VectorIndex
 
@@ -330,16 +328,16 @@ def test_threads_finding_the_index_stale_build_it_once(tmp_path, monkeypatch) ->
 def test_status_shows_the_index_kind_params_and_recall(library) -> None:
     cat = library.catalog
     cat.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, DIM)
-    cat.set_setting(SERVING_MODEL, MODEL)
+    library.set_serving(MODEL)
     params = {"factory": "IDMap2,HNSW32", "efConstruction": 40, "efSearch": 48}
     cat.set_manifest(
         Manifest(MODEL, 2, "x.2.faiss", "hnsw-ip", 60_000, "ab" * 32, 0, datetime(2024, 1, 1))
     )
-    assert library_status(library)["index"]["params"] is None
+    assert library.status().index.params is None
     first = cat.manifest(MODEL)
     cat.set_manifest(replace(first, generation=3, params=params, recall_at_10=0.97))
-    index = library_status(library)["index"]
-    assert (index["kind"], index["params"], index["recall_at_10"]) == ("hnsw-ip", params, 0.97)
+    index = library.status().index
+    assert (index.kind, index.params, index.recall_at_10) == ("hnsw-ip", params, 0.97)
 
 
 class _FakeGpuIndex:

@@ -208,7 +208,7 @@ def test_models_page_switches_the_model_while_search_keeps_answering(sample, tmp
     shows; searches answer throughout, with the old model until the new index is complete."""
     lib, _root = sample
     train_saved_model(lib.settings.home, "second", tmp_path / "pairs")
-    old = lib.catalog.get_setting("serving_model")
+    old = lib.serving_model
     total = lib.catalog.image_count()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []

@@ -14,7 +14,7 @@ import pytest
 from search.catalog import SCHEMA_HEAD, Catalog
 from search.catalogread import SCHEMA, CatalogReader
 from search.errors import NotFound
-from search.query import SERVING_MODEL
+from search.library import SERVING_MODEL
 from search.records import FailureData, ImageData, Manifest
 
 MODEL = "m/random:abc"
@@ -127,7 +127,7 @@ def test_a_one_query_library_never_imports_sqlalchemy_when_current(tmp_path):
         "import sys; from pathlib import Path; from search.settings import Settings; "
         "from search.library import Library; "
         f"lib = Library.for_one_query(Settings(home=Path({str(path.parent)!r}))); "
-        "print(lib.catalog.get_setting('serving_model'), 'sqlalchemy' in sys.modules); "
+        "print(lib.serving_model, 'sqlalchemy' in sys.modules); "
         "lib.close()"
     )
     out = subprocess.run(

@@ -12,8 +12,8 @@ import pytest
 
 from search.catalog import SCHEMA_HEAD, Catalog
 from search.catalogread import serving_model
+from search.library import SERVING_MODEL
 from search.modelspec import quick_model_id, resolve
-from search.query import SERVING_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,7 @@ from imagetree import (
 from PIL import Image, ImageDraw, ImageFile, ImageOps
 
 from search.errors import ImageDecodeError
-from search.imageio import IMAGE_EXTENSIONS, DecodedImage, image_info, load_image
+from search.imageio import IMAGE_EXTENSIONS, DecodedImage, load_image, read_header
 
 DATETIME_TAG = 306
 RED = (255, 0, 0)
@@ -35,6 +35,12 @@ def save(img: Image.Image, path: Path, fmt: str | None = None, **kw) -> Path:
 
 def close_to(a: tuple[int, ...], b: tuple[int, ...], tol: int = 12) -> bool:
     return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
+
+
+def header_info(source, **kw) -> tuple:
+    """Upright (width, height, taken_at) as the header says, without decoding pixels."""
+    header = read_header(source, **kw)
+    return header.width, header.height, header.taken_at
 
 
 def reason_of(source, **kw) -> str:
@@ -75,7 +81,7 @@ def test_roundtrip(tmp_path: Path, fmt: str, suffix: str, tol: int, kw: dict) ->
     assert (decoded.width, decoded.height, decoded.taken_at) == (64, 48, None)
     assert close_to(decoded.image.getpixel((8, 24)), RED, tol)
     assert close_to(decoded.image.getpixel((56, 24)), (0, 0, 255), tol)
-    assert image_info(path) == (64, 48, None)
+    assert header_info(path) == (64, 48, None)
 
 
 def test_result_is_detached_from_file(tmp_path: Path) -> None:
@@ -93,7 +99,7 @@ def test_file_object(tmp_path: Path) -> None:
     decoded = load_image(buf)
     assert (decoded.width, decoded.height) == (40, 30)
     assert not buf.closed  # the caller's object stays the caller's
-    assert image_info(buf)[:2] == (40, 30)
+    assert header_info(buf)[:2] == (40, 30)
     with open(save(half_red((40, 30)), tmp_path / "b.png"), "rb") as f:
         assert load_image(f).image.getpixel((0, 0)) == RED
 
@@ -116,7 +122,7 @@ def test_exif_orientation_6_is_upright(tmp_path: Path) -> None:
     # A clockwise turn moves the stored left half to the top.
     assert close_to(decoded.image.getpixel((20, 10)), RED)
     assert close_to(decoded.image.getpixel((20, 50)), (0, 0, 255))
-    assert image_info(path) == (40, 60, None)
+    assert header_info(path) == (40, 60, None)
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
@@ -153,7 +159,7 @@ def test_taken_at(
         exif[DATETIME_TAG] = plain
     path = save(half_red((16, 16)), tmp_path / "d.jpg", exif=exif)
     assert load_image(path).taken_at == expected
-    assert image_info(path)[2] == expected
+    assert header_info(path)[2] == expected
 
 
 def test_broken_exif_keeps_the_photo() -> None:
@@ -179,7 +185,7 @@ def test_empty_file(tmp_path: Path) -> None:
     assert reason_of(path) == "empty file"
     assert reason_of(io.BytesIO()) == "empty file"
     with pytest.raises(ImageDecodeError, match="empty file") as info:
-        image_info(path)
+        header_info(path)
     assert info.value.path == str(path)
 
 
@@ -265,7 +271,7 @@ def test_huge_header_is_refused_fast(tmp_path: Path) -> None:
     start = time.perf_counter()
     assert reason_of(path).startswith("too large")
     with pytest.raises(ImageDecodeError, match="too large"):
-        image_info(path)
+        header_info(path)
     assert time.perf_counter() - start < 1.0
 
 
@@ -287,7 +293,7 @@ def test_pillow_bomb_warning_is_neither_shown_nor_leaked(tmp_path: Path) -> None
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a DecompressionBombWarning reaching us would raise
         filters = list(warnings.filters)
-        assert image_info(path, max_megapixels=150) == (12000, 12000, None)
+        assert header_info(path, max_megapixels=150) == (12000, 12000, None)
         assert warnings.filters == filters  # the local "ignore" did not outlive the call
     assert limit == Image.MAX_IMAGE_PIXELS
 
@@ -331,7 +337,7 @@ def test_no_file_handles_leak(tmp_path: Path) -> None:
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(20):
         load_image(good)
-        image_info(good)
+        header_info(good)
         for path in (bad, huge):
             with pytest.raises(ImageDecodeError):
                 load_image(path)
@@ -343,7 +349,7 @@ def test_hostile_tree(tmp_path: Path) -> None:
     for path in tree.good:
         decoded = load_image(path)
         assert decoded.image.mode == "RGB", path
-        assert (decoded.width, decoded.height) == image_info(path)[:2] == decoded.image.size
+        assert (decoded.width, decoded.height) == header_info(path)[:2] == decoded.image.size
     rotated = load_image(tree.roles["exif_rotated"])
     assert rotated.image.size == (rotated.width, rotated.height) == (64, 96)
     assert load_image(tree.roles["exif_date"]).taken_at == datetime(2019, 7, 4, 12, 30)

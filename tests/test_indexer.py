@@ -11,7 +11,7 @@ from imagetree import make_hostile_tree, make_jpeg
 
 from indexer.sync import sync
 from search.library import Library
-from search.query import SERVING_MODEL, SearchRequest
+from search.query import SearchRequest
 
 
 def _never_load(lib, spec):
@@ -73,14 +73,14 @@ def test_deleting_three_removes_exactly_those(library, tmp_path):
     after = _paths(library)
     assert set(after) == set(before) - {str(f) for f in files[2:5]}
     assert all(after[p] == before[p] for p in after)  # survivors keep their ids
-    ids, _ = library.catalog.vectors(library.catalog.get_setting(SERVING_MODEL))
+    ids, _ = library.catalog.vectors(library.serving_model)
     assert sorted(ids.tolist()) == sorted(after.values())
 
 
 def test_renamed_and_moved_files_keep_id_and_vector(library, tmp_path):
     files = _folder(tmp_path / "photos", 6)
     sync(library, [str(tmp_path / "photos")], progress=False)
-    model = library.catalog.get_setting(SERVING_MODEL)
+    model = library.serving_model
     before = _paths(library)
     renamed = files[0].with_name("renamed.jpg")
     files[0].rename(renamed)
@@ -101,7 +101,7 @@ def test_renamed_and_moved_files_keep_id_and_vector(library, tmp_path):
 def test_changed_file_is_reembedded_under_the_same_id(library, tmp_path):
     files = _folder(tmp_path / "photos", 4)
     sync(library, [str(tmp_path / "photos")], progress=False)
-    model = library.catalog.get_setting(SERVING_MODEL)
+    model = library.serving_model
     image_id = _paths(library)[str(files[0])]
     old = library.catalog.vector_of(image_id, model)
     make_jpeg(files[0], 999, size=(200, 150))
@@ -148,13 +148,13 @@ def test_interrupted_run_keeps_committed_batches_and_resumes(library, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         sync(library, [str(tmp_path / "photos")], progress=False, encoder_factory=crashing)
     assert library.catalog.image_count() == 2 * batch
-    assert library.catalog.get_setting(SERVING_MODEL) is None  # incomplete: not served
+    assert library.serving_model is None  # incomplete: not served
 
     report = sync(library, [], progress=False)
     assert report.added == 30 - 2 * batch and report.unchanged == 2 * batch
     paths = _paths(library)
     assert len(paths) == 30 == library.catalog.image_count()
-    ids, _ = library.catalog.vectors(library.catalog.get_setting(SERVING_MODEL))
+    ids, _ = library.catalog.vectors(library.serving_model)
     assert len(ids) == 30
 
 

@@ -76,7 +76,7 @@ def test_query_that_is_an_indexed_vector_finds_itself_first(data) -> None:
         scores, got = index.search(vecs[row], 3)
         assert got[0] == ids[row]
         assert scores[0] == pytest.approx(1.0, abs=1e-5)
-        np.testing.assert_array_equal(index.reconstruct(int(ids[row])), vecs[row])
+        np.testing.assert_array_equal(index._index.reconstruct(int(ids[row])), vecs[row])
 
 
 def test_allowed_restricts_results(data) -> None:
@@ -206,7 +206,7 @@ class Fixture:
         for row in range(0, len(ids), max(1, len(ids) // 5)):
             _, got = index.search(vecs[row], 1)
             assert got.tolist() == [ids[row]]
-            np.testing.assert_array_equal(index.reconstruct(int(ids[row])), vecs[row])
+            np.testing.assert_array_equal(index._index.reconstruct(int(ids[row])), vecs[row])
         q = unit_vectors(1, seed=999)[0]
         np.testing.assert_array_equal(index.search(q, 10)[1], brute_force(ids, vecs, q, 10)[1])
 

@@ -169,7 +169,7 @@ def test_curves_are_served_for_listed_models_only(client, shared):
         "/models/..%2F..%2Fetc/curves.png",
         "/models/%2E%2E/curves.png",
         "/models/.second.tmp/curves.png",
-        f"/models/{shared.catalog.get_setting('serving_model').split('/')[0]}/curves.png",
+        f"/models/{shared.serving_model.split('/')[0]}/curves.png",
     ):
         assert client.get(url).status_code == 404, url
     r.close()
@@ -303,7 +303,7 @@ def test_making_a_saved_model_active_reindexes_while_search_keeps_answering(tmp_
         app = create_app(library=lib)
         client = app.test_client()
         token = app.config["CSRF_TOKEN"]
-        old = lib.catalog.get_setting("serving_model")
+        old = lib.serving_model
 
         r = client.post("/api/models/second/use", headers=post_headers(token))
         assert r.status_code == 202
@@ -381,7 +381,7 @@ def test_fine_tuning_on_the_captions_saves_a_new_model(tmp_path, trained):
         models = by_name(client.get("/api/models").get_json())
         made = models["from-captions"]
         assert made["pairs"]["train"] + made["pairs"]["val"] == MIN_CAPTIONED_IMAGES
-        assert made["base"] == lib.catalog.get_setting("serving_model")
+        assert made["base"] == lib.serving_model
         assert not made["active"] and made["curves_url"]
         with client.get(made["curves_url"]) as curves:
             assert curves.status_code == 200

@@ -11,7 +11,7 @@ from imagetree import make_jpeg
 
 from indexer.sync import sync
 from search.errors import QueryError
-from search.query import SERVING_MODEL, SearchRequest, parse_weighted
+from search.query import SearchRequest, folder_prefix, parse_weighted
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def indexed(library, tmp_path):
 
 
 def brute_force(lib, query: np.ndarray, k: int, allowed=None) -> list[int]:
-    ids, vectors = lib.catalog.vectors(lib.catalog.get_setting(SERVING_MODEL))
+    ids, vectors = lib.catalog.vectors(lib.serving_model)
     scores = vectors @ (query / np.linalg.norm(query))
     order = [int(ids[j]) for j in np.argsort(-scores, kind="stable")]
     if allowed is not None:
@@ -35,11 +35,11 @@ def brute_force(lib, query: np.ndarray, k: int, allowed=None) -> list[int]:
 
 
 def encoder_of(lib):
-    return lib.searcher.encoder(lib.catalog.get_setting(SERVING_MODEL))
+    return lib.searcher.encoder(lib.serving_model)
 
 
 def assert_same_ranking(hits, expected_ids, lib, query):
-    ids, vectors = lib.catalog.vectors(lib.catalog.get_setting(SERVING_MODEL))
+    ids, vectors = lib.catalog.vectors(lib.serving_model)
     by_id = dict(zip(ids.tolist(), vectors @ (query / np.linalg.norm(query))))
     assert [h.id for h in hits] == expected_ids
     for h in hits:
@@ -72,7 +72,7 @@ def test_weighted_terms_match_brute_force(indexed):
 
 def test_like_an_indexed_image_excludes_itself(indexed):
     target = brute_force(indexed, encoder_of(indexed).encode_texts(["x"])[0], 1)[0]
-    model = indexed.catalog.get_setting(SERVING_MODEL)
+    model = indexed.serving_model
     query = indexed.catalog.vector_of(target, model)
     hits = indexed.searcher.search(SearchRequest(like=target, k=5)).hits
     expected = [i for i in brute_force(indexed, query, 6) if i != target][:5]
@@ -83,6 +83,23 @@ def test_offset_pages_through_the_same_ranking(indexed):
     full = indexed.searcher.search(SearchRequest(text="tree", k=20)).hits
     page = indexed.searcher.search(SearchRequest(text="tree", k=5, offset=10)).hits
     assert [h.id for h in page] == [h.id for h in full[10:15]]
+
+
+def test_a_folder_prefix_means_that_folder_relative_or_absolute(tmp_path, monkeypatch):
+    """One rule for `search --path-prefix` and the web UI's path_prefix."""
+    (tmp_path / "photos" / "2019").mkdir(parents=True)
+    folder = str(tmp_path / "photos" / "2019") + os.sep
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert folder_prefix(str(tmp_path / "photos" / "2019")) == folder
+    assert folder_prefix(folder) == folder
+    assert folder_prefix("photos/2019") == folder  # from the working directory
+    assert folder_prefix("photos/../photos/2019/") == folder
+    assert folder_prefix("~/photos/2019") == folder
+    # Not a folder: a prefix of the catalog's paths as typed ('2019' is not '2019-old').
+    assert folder_prefix(str(tmp_path / "photos" / "20")) == str(tmp_path / "photos" / "20")
+    assert folder_prefix("photos/20") == "photos/20"
+    assert folder_prefix("") == ""
 
 
 def test_filters_by_folder_and_date(indexed, tmp_path):

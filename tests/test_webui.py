@@ -17,7 +17,6 @@ from PIL import Image
 from tinylib import tiny_settings
 
 from indexer.sync import sync
-from search.commands import library_status
 from search.library import Library
 from search.query import SearchRequest
 from webui import MAX_UPLOAD_BYTES, create_app
@@ -316,12 +315,15 @@ def test_api_search_returns_the_documented_shape(client, photos):
     assert [h["id"] for h in offset] == [h.id for h in expected[3:5]]
 
 
-def test_api_search_filters(client, photos):
+def test_api_search_filters(client, photos, monkeypatch):
     prefix = str(photos["root"] / "b") + "/"
     body = client.get("/api/search", query_string={"q": "x", "k": 50, "path_prefix": prefix})
     assert {h["path"] for h in body.get_json()["results"]} == {
         str(photos["root"] / "b" / f"p{i}.jpg") for i in range(5, 10)
     }
+    monkeypatch.chdir(photos["root"])  # a folder relative to the working directory, as on the CLI
+    relative = client.get("/api/search", query_string={"q": "x", "k": 50, "path_prefix": "b"})
+    assert relative.get_json()["results"] == body.get_json()["results"]
     none = client.get("/api/search?q=x&after=2100").get_json()
     assert none["results"] == []
     dated = client.get("/api/search?q=x&k=50&sort=date").get_json()["results"]
@@ -405,7 +407,7 @@ def test_api_caption_bad_bodies_are_400(client, token, ids, body):
 def test_api_status_is_the_library_status(client, photos):
     body = client.get("/api/status").get_json()
     assert body.pop("warm_up")["state"] in ("loading", "ready")  # webui.warmup's own key
-    assert body == json.loads(json.dumps(library_status(photos["lib"]), default=str))
+    assert body == json.loads(json.dumps(photos["lib"].status().to_json()))
     assert body["images"] == len(photos["ids"]) and body["index"]["current"] is True
 
 

@@ -64,7 +64,7 @@ def test_queries_during_an_index_run_never_fail_or_point_elsewhere(tmp_path):
     writer = Library(settings)
     reader = Library(settings)
     sync(writer, [str(root)], progress=False)
-    first_generation = writer.catalog.manifest(writer.catalog.get_setting("serving_model"))
+    first_generation = writer.catalog.manifest(writer.serving_model)
     statuses: Counter[int] = Counter()
     generations: set[int] = set()
     problems: list[str] = []

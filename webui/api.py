@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, jsonify, request, url_for
 
-from search.commands import library_status
 from search.library import Library
-from search.query import SERVING_MODEL
 from search.records import CaptionInfo, ImageMeta
-from webui.search_params import SearchParams, result_json, uploaded_image
+from webui.search_params import SearchParams, hit_json, uploaded_image
 from webui.security import csrf_token
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -25,7 +23,7 @@ def check_searchable(lib: Library, like: int | None = None) -> None:
     nothing is indexed yet (the request is fine, the library is not ready)."""
     if like is not None:
         lib.catalog.image(like)
-    if lib.catalog.get_setting(SERVING_MODEL) is None:
+    if lib.serving_model is None:
         abort(409, "nothing is indexed yet: run `imgsearch index FOLDER` first")
 
 
@@ -73,7 +71,7 @@ def search():
         abort(400, "empty query: give q (text) or like (an image id)")
     lib = library()
     check_searchable(lib, params.like)
-    return jsonify(result_json(lib.searcher.search(params.request())))
+    return jsonify(lib.searcher.search(params.request()).to_json(hit_json))
 
 
 @bp.post("/search")
@@ -82,7 +80,7 @@ def search_by_image():
     image = uploaded_image(request.files.get("image"))
     lib = library()
     check_searchable(lib, params.like)
-    return jsonify(result_json(lib.searcher.search(params.request(image))))
+    return jsonify(lib.searcher.search(params.request(image)).to_json(hit_json))
 
 
 @bp.get("/images/<int:image_id>")
@@ -97,7 +95,7 @@ def similar(image_id: int):
     params = SearchParams.parse({"k": request.args.get("k", "")})
     lib = library()
     check_searchable(lib, image_id)
-    return jsonify(result_json(lib.searcher.similar(image_id, params.k)))
+    return jsonify(lib.searcher.similar(image_id, params.k).to_json(hit_json))
 
 
 @bp.post("/images/<int:image_id>/captions")
@@ -120,14 +118,9 @@ def token():
 def status():
     # "warm_up": whether the query model is loaded yet (webui.warmup).
     warm_up = current_app.extensions["imgsearch.warmup"].status()
-    return jsonify({**library_status(library()), "warm_up": warm_up})
+    return jsonify({**library().status().to_json(), "warm_up": warm_up})
 
 
 @bp.get("/failures")
 def failures():
-    return jsonify(
-        [
-            {"path": f.path, "reason": f.reason, "failed_at": f.failed_at.isoformat()}
-            for f in library().catalog.failures()
-        ]
-    )
+    return jsonify([f.to_json() for f in library().catalog.failures()])

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from flask import Blueprint, abort, current_app, send_file
-from PIL import Image
 
 from search.diskfiles import atomic_write
 from search.errors import ImageDecodeError, NotFound
-from search.imageio import load_image
+from search.imageio import jpeg_thumbnail
 from search.library import Library
 from search.records import ImageMeta
 from webui.api import library
@@ -28,8 +27,8 @@ from webui.api import library
 bp = Blueprint("files", __name__)
 
 THUMB_SIDE = 320
-THUMB_QUALITY = 82
-# Bump when the thumbnail recipe changes, so cached files from the old one are not served.
+# Bump when the thumbnail recipe (search.imageio.jpeg_thumbnail) changes, so cached files
+# from the old one are not served.
 THUMB_VERSION = 1
 # A thumbnail URL names an id whose file may change, so browsers keep it briefly and then
 # revalidate with the ETag (a 304 costs next to nothing).
@@ -68,16 +67,12 @@ class Thumbnails:
             return path.read_bytes()
         except FileNotFoundError:
             pass
-        decoded = load_image(fp, max_megapixels=self.max_megapixels, min_side=THUMB_SIDE)
-        thumb = decoded.image
-        thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
-        out = io.BytesIO()
-        thumb.save(out, format="JPEG", quality=THUMB_QUALITY, optimize=True)
-        atomic_write(path, out.getvalue())
+        data = jpeg_thumbnail(fp, THUMB_SIDE, max_megapixels=self.max_megapixels)
+        atomic_write(path, data)
         for stale in path.parent.glob(f"{image_id}-*.jpg"):
             if stale != path:
                 stale.unlink(missing_ok=True)
-        return out.getvalue()
+        return data
 
 
 def open_indexed(lib: Library, image_id: int) -> tuple[ImageMeta, BinaryIO, os.stat_result]:

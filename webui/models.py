@@ -25,7 +25,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from search.library import Library
-from search.models import ModelEntry, ModelListing, list_models, recorded_active_spec
+from search.models import ModelEntry, ModelListing, list_models
 from search.settings import Settings
 from webui.api import library
 from webui.jobs import MIN_CAPTIONED_IMAGES, JobBusy, JobRunner, Stage
@@ -50,7 +50,7 @@ def jobs() -> JobRunner:
 
 def listing() -> ModelListing:
     lib = library()
-    return list_models(lib, active=recorded_active_spec(lib))
+    return list_models(lib, active=lib.recorded_active_spec())
 
 
 def model_key(entry: ModelEntry) -> str:

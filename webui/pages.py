@@ -11,12 +11,10 @@ import io
 import os
 
 from flask import Blueprint, redirect, render_template, request, url_for
-from PIL import Image
 
-from search.commands import library_status
 from search.errors import ImageDecodeError, QueryError
-from search.imageio import load_image
-from search.query import SERVING_MODEL, SearchResult
+from search.imageio import jpeg_thumbnail
+from search.query import SearchResult
 from webui.api import caption_text, library
 from webui.search_params import MAX_OFFSET, SearchParams, uploaded_image
 
@@ -33,7 +31,7 @@ def _library_state() -> dict:
     lib = library()
     return {
         "image_count": lib.catalog.image_count(),
-        "serving_model": lib.catalog.get_setting(SERVING_MODEL),
+        "serving_model": lib.serving_model,
         "indexing": lib.lock.held_elsewhere(),
         "roots": [r.path.rstrip(os.sep) + os.sep for r in lib.catalog.roots()],
     }
@@ -73,13 +71,9 @@ def _render_search(
 def _preview(buffer: io.BytesIO, max_megapixels: float) -> str:
     """A small data: URL of the query image (this also refuses a bomb before the model
     loads). The buffer is rewound for the search."""
-    decoded = load_image(buffer, max_megapixels=max_megapixels, min_side=PREVIEW_SIDE)
+    data = jpeg_thumbnail(buffer, PREVIEW_SIDE, max_megapixels=max_megapixels)
     buffer.seek(0)
-    thumb = decoded.image
-    thumb.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    thumb.save(out, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
 
 
 @bp.get("/")
@@ -91,7 +85,7 @@ def search():
     lib = library()
     if params.like is not None:
         lib.catalog.image(params.like)  # an unknown id is a 404 page, not a bad query
-    if not params.has_query or lib.catalog.get_setting(SERVING_MODEL) is None:
+    if not params.has_query or lib.serving_model is None:
         return _render_search(params)
     try:
         result = lib.searcher.search(params.request())
@@ -112,7 +106,7 @@ def search_by_image():
     except ImageDecodeError as exc:
         message = f"The image was refused: {exc.reason}."
         return _render_search(SearchParams(k=PAGE_SIZE), error=message, status=400)
-    if lib.catalog.get_setting(SERVING_MODEL) is None:
+    if lib.serving_model is None:
         return _render_search(params)
     try:
         result = lib.searcher.search(params.request(image))
@@ -144,7 +138,7 @@ def add_caption(image_id: int):
 
 @bp.get("/status")
 def status():
-    return render_template("status.html", status=library_status(library()))
+    return render_template("status.html", status=library().status())
 
 
 @bp.get("/failures")

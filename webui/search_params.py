@@ -7,7 +7,6 @@ catalog for millions of rows.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
@@ -16,7 +15,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 from search.errors import QueryError
-from search.query import Hit, SearchRequest, SearchResult, parse_date
+from search.query import Hit, SearchRequest, folder_prefix, parse_date
 
 MAX_K = 200
 MAX_OFFSET = 10_000
@@ -69,7 +68,7 @@ class SearchParams:
             like=self.like,
             k=self.k,
             offset=self.offset,
-            path_prefix=_folder_prefix(self.path_prefix) or None,
+            path_prefix=folder_prefix(self.path_prefix) or None,
             after=parse_date(self.after) if self.after else None,
             before=parse_date(self.before) if self.before else None,
             sort=self.sort,
@@ -94,14 +93,6 @@ def _int(name: str, raw: str, low: int, high: int, default: int | None = None) -
     return value
 
 
-def _folder_prefix(prefix: str) -> str:
-    """A typed folder ('/photos/2019') means that folder, not '/photos/2019-old' too (as
-    on the command line)."""
-    if prefix and not prefix.endswith(os.sep) and os.path.isabs(prefix) and os.path.isdir(prefix):
-        return prefix + os.sep
-    return prefix
-
-
 def uploaded_image(upload: FileStorage | None) -> io.BytesIO:
     """The uploaded query image in memory (its size is already capped by the request
     limit), named after the upload so the query reads 'image:beach.jpg'."""
@@ -117,22 +108,8 @@ def uploaded_image(upload: FileStorage | None) -> io.BytesIO:
 
 def hit_json(hit: Hit) -> dict:
     return {
-        "id": hit.id,
-        "path": hit.path,
-        "score": round(hit.score, 6),
+        **hit.to_json(),
         "thumb_url": url_for("files.thumbnail", image_id=hit.id),
         "file_url": url_for("files.original", image_id=hit.id),
         "page_url": url_for("pages.image", image_id=hit.id),
-        "width": hit.width,
-        "height": hit.height,
-        "taken_at": hit.taken_at.isoformat() if hit.taken_at else None,
-        "date": hit.date.isoformat(),
-    }
-
-
-def result_json(result: SearchResult) -> dict:
-    return {
-        "model_id": result.model_id,
-        "query": result.query,
-        "results": [hit_json(h) for h in result.hits],
     }

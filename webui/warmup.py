@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from search.library import Library
-from search.query import SERVING_MODEL, SearchRequest
+from search.query import SearchRequest
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class WarmUp:
     def _run(self) -> None:
         started = time.perf_counter()
         try:
-            model_id = self._library.catalog.get_setting(SERVING_MODEL)
+            model_id = self._library.serving_model
             if model_id is None:
                 self._finish("idle", started)
                 return
