@@ -46,6 +46,9 @@ from report import machine, write_section  # noqa: E402
 
 IMGSEARCH = Path(sys.executable).with_name("imgsearch")
 QUERY = "a dog in the snow"
+# IMGSEARCH_ENGINE values timed against each other: the export on ONNX Runtime (fp32), on
+# OpenVINO (bf16 where the CPU has it), and torch.
+ENGINES = ("onnx", "openvino", "torch")
 RCLIP_VERSION = "3.3.0"
 
 # Instrumented runs: the command itself (search.cli.run, as the console script runs it),
@@ -146,6 +149,9 @@ class Bench:
         self.home = work / "cli-home"
         self.model = ["--model", ARCH, "--pretrained", self.weights]
         self.env = child_env()
+        from search.onnxmodel import openvino
+
+        self.bf16 = "yes" if openvino.installed() and openvino.native_bf16() else "no"
         self.rclip_env = child_env(RCLIP_DATADIR=str(self.datadir))
 
     def imgsearch(self, *args, env=None) -> list:
@@ -197,7 +203,7 @@ class Bench:
                 for p in make_photos(work / "photos", n):
                     os.link(p, folder / p.name)
             for _ in range(rounds):
-                for engine in ("onnx", "torch"):
+                for engine in ENGINES:
                     self.fresh_catalog()
                     env = {**self.env, "IMGSEARCH_ENGINE": engine}
                     cmd = self.imgsearch("index", folder, *self.model, "--quiet")
@@ -328,7 +334,10 @@ def index_rows(marks) -> list[tuple[str, str]]:
             _t(first(marks, "library open start")),
         ),
         ("catalog created (a new one: tables from the models, no Alembic)", _s(p, "library open")),
-        ("model open: ONNX Runtime session (thread, while decoding starts)", _s(p, "model open")),
+        (
+            "model open: the image tower's session (thread, while decoding starts)",
+            _s(p, "model open"),
+        ),
         (
             "first batch (8 images) embedded, since process start",
             _t(batch_ends[0] if batch_ends else None),
@@ -452,7 +461,7 @@ def report(
     if engines:
         (n1, n2) = sorted({n for _, n in engines})
         fixed, per = {}, {}
-        for engine in ("onnx", "torch"):
+        for engine in ENGINES:
             per[engine] = (engines[(engine, n2)] - engines[(engine, n1)]) / (n2 - n1)
             fixed[engine] = engines[(engine, n1)] - n1 * per[engine]
         gap = per["onnx"] - per["torch"]
@@ -460,13 +469,14 @@ def report(
         engine_rows = "\n".join(
             f"| {engine} | {engines[(engine, n1)]:.2f} | {engines[(engine, n2)]:.2f} | "
             f"{fixed[engine]:.2f} | {per[engine] * 1000:.0f} |"
-            for engine in ("onnx", "torch")
+            for engine in ENGINES
         )
         engine_text = f"""
-Which engine for which run (`IMGSEARCH_ENGINE=onnx|torch imgsearch index`, empty catalog, export
-cached, median of 2 alternating rounds): whole command (s), and the line through both sizes.
-They cross at about {cross:.0f} images; `index` picks the export up to
-`search.onnxmodel.choose.SMALL_JOB` images.
+Which engine for which run (`IMGSEARCH_ENGINE=onnx|openvino|torch imgsearch index`, empty
+catalog, export cached, median of 2 alternating rounds): whole command (s), and the line
+through both sizes. ONNX Runtime (fp32) and torch cross at about {cross:.0f} images, so without
+OpenVINO `index` takes the export up to `search.onnxmodel.choose.SMALL_JOB` images; with it
+(bf16 on this CPU: {bench.bf16}) the export runs every size.
 
 | engine | {n1} photos (s) | {n2} photos (s) | fixed (s) | per image (ms) |
 |---|---|---|---|---|

@@ -1,10 +1,12 @@
 """Which engine embeds an index run, and the model's ONNX export after a torch run.
 
-A small run (search.onnxmodel.choose.SMALL_JOB images at most) on a model with an export
-runs it with ONNX Runtime: no torch import, so the first image is embedded about a second
-after the start instead of after 3–5 s of importing torch and building the model. A
-larger one, or a model without an export, runs torch, faster per image once loaded (bf16
-where the CPU has it); and at its end, once the run's work is committed and served, the
+A run on a model with an export runs it without torch when it is small
+(search.onnxmodel.choose.SMALL_JOB images at most: ONNX Runtime) or when OpenVINO runs the
+image tower in bf16 here (any size: search.onnxmodel.openvino), so the first image is
+embedded about a second after the start instead of after 3–5 s of importing torch and
+building the model. A larger run without OpenVINO, or a model without an export, runs
+torch, faster per image than ONNX Runtime once loaded (bf16 where the CPU has it); and at
+its end, once the run's work is committed and served, the
 model is exported (once per model), so the next query and small run need no torch.
 """
 
@@ -19,7 +21,12 @@ from indexer.scan import FoundFile
 from search.encoder import ClipEncoder, Encoder
 from search.library import Library
 from search.onnxmodel import store
-from search.onnxmodel.choose import export_allowed, index_engine, usable_export
+from search.onnxmodel.choose import (
+    export_allowed,
+    index_engine,
+    openvino_cache,
+    usable_export,
+)
 from search.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -44,25 +51,33 @@ def torch_loader(
 def onnx_loader(
     lib: Library, spec: dict, model_id: str | None, scans: dict[str, list[FoundFile]]
 ) -> tuple[ModelLoader, list[FoundFile]] | None:
-    """A loader for the model's export when this run is small enough to want one (and
-    the files it will probably embed, for the prefetch); None: use torch (also when the
-    model's id is not known without torch)."""
+    """A loader for the model's export when this run wants one: a small run, or any run
+    whose image tower OpenVINO runs in bf16 here (and the files it will probably embed,
+    for the prefetch); None: use torch (also when the model's id is not known without
+    torch)."""
     settings = lib.settings
     export = usable_export(settings, model_id, spec, image=True) if model_id else None
     if export is None:
         return None
     files = unknown_files(lib, scans)
     again = sum(len(lib.catalog.missing_embeddings(model_id, r.id)) for r in lib.catalog.roots())
-    if index_engine(settings, len(files) + again) != "onnx":
+    jobs = len(files) + again
+    # A small run takes the export whichever runtime runs it, so that is decided in the
+    # loader's thread while decoding starts; a large one only when OpenVINO can.
+    small = index_engine(settings, jobs) == "onnx"
+    openvino = None if small else openvino_cache(settings, export)
+    if not small and openvino is None:
         return None
     source = replace(export.model_source(), spec=spec)
 
     def load(_source) -> Encoder:
         from search.onnxmodel.encoder import OnnxEncoder
 
-        # Prepacking the weights costs 0.5 s of CPU as the session opens and saves
-        # ~10 ms per image after: not worth it for runs this small.
-        return OnnxEncoder(export, prepack=False).load(text=False, image=True)
+        cache = openvino_cache(settings, export) if small else openvino
+        # Prepacking the weights (ONNX Runtime) costs 0.5 s of CPU as the session opens
+        # and saves ~10 ms per image after: not worth it for runs this small.
+        encoder = OnnxEncoder(export, prepack=False, openvino_cache=cache)
+        return encoder.load(text=False, image=True)
 
     return ModelLoader(lambda: source, load, start=False), files
 
@@ -87,7 +102,7 @@ def export_after_run(lib: Library, model_id: str, loader: ModelLoader, progress:
         from search.onnxmodel.export import export_model
 
         shown = Progress(show=progress, status_file=settings.progress_file)
-        with shown.bar(2, desc="preparing fast search (once per model)", unit="tower") as bar:
+        with shown.bar(3, desc="preparing fast search (once per model)", unit="step") as bar:
             made = export_model(
                 source,
                 models_dir=settings.models_dir,
@@ -95,6 +110,10 @@ def export_after_run(lib: Library, model_id: str, loader: ModelLoader, progress:
                 encoder=encoder,
                 progress=bar.update,
             )
+            if made is not None:
+                # OpenVINO's check and compiled graph, now rather than in the next run.
+                openvino_cache(settings, made)
+            bar.update(1)
     except Exception as exc:  # noqa: BLE001 - the run's work is done; torch still answers
         log.warning("could not prepare %s for fast search: %s", model_id, exc)
         return False

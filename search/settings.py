@@ -14,7 +14,7 @@ from search.errors import ConfigError
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
-ENGINES = ("auto", "torch", "onnx")
+ENGINES = ("auto", "torch", "onnx", "openvino")
 # Inference precisions (--precision); auto picks one per device (search.encoder).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -35,9 +35,11 @@ class Settings:
     # auto: bf16 on CPUs with native bf16, autocast on CUDA, else fp32 (see search.encoder).
     precision: str = "auto"
     # What runs the model (search.onnxmodel): "auto" exports each model to ONNX once (at
-    # the end of an index run) and runs queries and small index runs on ONNX Runtime, no
-    # torch; "torch" never exports nor uses an export; "onnx" uses the export for every
-    # run it can (CPU only).
+    # the end of an index run) and runs queries on ONNX Runtime, no torch; index runs on
+    # the export too, its image tower on OpenVINO in bf16 where the CPU has bf16 and the
+    # extra is installed, else on ONNX Runtime for small runs only. "torch" never exports
+    # nor uses an export; "onnx" uses the export on ONNX Runtime (fp32) for every run it
+    # can, "openvino" with OpenVINO where it may (CPU only).
     engine: str = "auto"
     # Images per model batch; 0 picks 32 on a CPU, 256 on a GPU.
     batch_size: int = 0

@@ -166,14 +166,84 @@ print(json.dumps({{"engine": r.engine, "embedded": r.embedded, "torch": "torch" 
             assert float(stored @ expected) >= 0.999
 
 
-def test_a_large_run_uses_torch(indexed, tmp_path, monkeypatch):
+def test_a_large_run_uses_torch_unless_openvino_runs_the_export_in_bf16(
+    indexed, tmp_path, monkeypatch
+):
     import search.onnxmodel.choose as choose
+    from search.onnxmodel import openvino
 
     settings, _ = copy_library(indexed, tmp_path)
     monkeypatch.setattr(choose, "SMALL_JOB", 2)
-    with Library(settings) as lib:
+    with Library(settings.with_(precision="fp32")) as lib:  # fp32 asked: no bf16 anywhere
         report = sync(lib, [str(photos(tmp_path / "more", range(30, 33)))], progress=False)
     assert (report.engine, report.embedded) == ("torch", 3)
+    bf16 = openvino.installed() and openvino.native_bf16()
+    with Library(settings) as lib:
+        report = sync(lib, [str(photos(tmp_path / "more2", range(40, 43)))], progress=False)
+    assert (report.engine, report.embedded) == ("onnx" if bf16 else "torch", 3)
+
+
+def _fresh_openvino_state(settings, export) -> None:
+    from search.onnxmodel import openvino
+
+    shutil.rmtree(settings.cache_dir / "openvino", ignore_errors=True)
+    (export.folder / openvino.VERDICTS).unlink(missing_ok=True)
+
+
+def test_openvino_bf16_agrees_with_torch_and_is_checked_once_per_machine(
+    indexed, tmp_path, monkeypatch
+):
+    from PIL import Image
+
+    from search.onnxmodel import openvino
+
+    settings, folder = copy_library(indexed, tmp_path)
+    export = store.find(settings.cache_dir, indexed[2].model_id)
+    _fresh_openvino_state(settings, export)
+    usable = openvino.usable(export, settings.cache_dir)
+    # Used exactly where the CPU multiplies bf16 in hardware (this project's CI machine
+    # does; elsewhere nothing is measured and ONNX Runtime runs the tower).
+    assert usable == (openvino.installed() and openvino.native_bf16())
+    verdicts = export.folder / openvino.VERDICTS
+    if not usable:
+        assert not verdicts.exists()
+        return
+    verdict = json.loads(verdicts.read_text())[openvino.machine_key()]
+    assert verdict["ok"] and verdict["min_cosine"] >= 0.999
+    assert any((settings.cache_dir / "openvino").rglob("*.blob"))  # the compiled graph
+    monkeypatch.setattr(openvino, "_measure", lambda *a: pytest.fail("measured twice"))
+    assert openvino.usable(export, settings.cache_dir)
+
+    fast = OnnxEncoder(export, openvino_cache=settings.cache_dir)
+    assert fast.precision == "bf16"
+    source = resolve(
+        "imgsearch-tiny", "none", models_dir=settings.models_dir, cache_dir=settings.cache_dir
+    )
+    torch_encoder = load_encoder(source, "cpu", "fp32")
+    images = [Image.open(p).convert("RGB") for p in sorted(folder.glob("*.jpg"))]
+    cos = (fast.encode_images(images) * torch_encoder.encode_images(images)).sum(axis=1)
+    assert cos.min() >= 0.999, cos
+
+
+def test_openvino_that_disagrees_is_refused_once_and_onnx_runtime_embeds(
+    indexed, tmp_path, monkeypatch
+):
+    from search.onnxmodel import openvino
+
+    settings, _ = copy_library(indexed, tmp_path)
+    export = store.find(settings.cache_dir, indexed[2].model_id)
+    _fresh_openvino_state(settings, export)
+    monkeypatch.setattr(openvino, "MIN_COSINE", 1.5)  # nothing can pass
+    with Library(settings) as lib:
+        report = sync(lib, [str(photos(tmp_path / "more", range(50, 53)))], progress=False)
+    assert (report.engine, report.embedded) == ("onnx", 3)  # a small run: ONNX Runtime
+    verdicts = export.folder / openvino.VERDICTS
+    if not (openvino.installed() and openvino.native_bf16()):
+        assert not verdicts.exists()
+        return
+    assert json.loads(verdicts.read_text())[openvino.machine_key()]["ok"] is False
+    monkeypatch.setattr(openvino, "_measure", lambda *a: pytest.fail("measured twice"))
+    assert not openvino.usable(export, settings.cache_dir)
 
 
 def test_other_weights_under_the_same_file_never_use_the_export(tmp_path, tiny_encoder):

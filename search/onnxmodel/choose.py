@@ -10,21 +10,33 @@ thread opens the catalog and the index.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from search.onnxmodel import store
 from search.onnxmodel.store import Export
 from search.settings import Settings
 
-# An index run embedding at most this many images uses the export; a larger one uses
-# torch. On 2 cores (ViT-B-32-256, 12 MP photos, bench/cli_bench.py) a whole `index` costs
-# about 0.35 s + 76 ms per image on ONNX Runtime (fp32) and 3.4 s + 29 ms per image on
-# torch (bf16, AMX): torch's start-up pays for itself from ~64 images (~46 when the cores
-# are shared with other work).
+# Without OpenVINO, an index run embedding at most this many images uses the export on
+# ONNX Runtime; a larger one uses torch. On 2 cores (ViT-B-32-256, 12 MP photos,
+# bench/cli_bench.py) a whole `index` costs about 0.35 s + 76 ms per image on ONNX Runtime
+# (fp32) and 3.4 s + 29 ms per image on torch (bf16, AMX): torch's start-up pays for
+# itself from ~64 images (~46 when the cores are shared with other work). With OpenVINO
+# in bf16 the export is faster than torch at every size (search.onnxmodel.openvino).
 SMALL_JOB = 50
 
 
 def export_allowed(settings: Settings) -> bool:
     return settings.engine != "torch" and not settings.device.startswith("cuda")
+
+
+def openvino_cache(settings: Settings, export: Export) -> Path | None:
+    """Where the image tower's OpenVINO graphs are cached when this run may use it
+    (engine auto or openvino, precision auto or bf16, and openvino.usable); else None."""
+    if settings.engine not in ("auto", "openvino") or settings.precision not in ("auto", "bf16"):
+        return None
+    from search.onnxmodel import openvino
+
+    return settings.cache_dir if openvino.usable(export, settings.cache_dir) else None
 
 
 def usable_export(
@@ -41,10 +53,12 @@ def usable_export(
 
 
 def index_engine(settings: Settings, jobs: int) -> str:
-    """The engine ("onnx" or "torch") for an index run that embeds about `jobs` images."""
+    """The engine ("onnx" or "torch") for an index run that embeds about `jobs` images,
+    before asking OpenVINO (indexer.engines does, for a larger run)."""
     if not export_allowed(settings):
         return "torch"
-    return "onnx" if settings.engine == "onnx" or jobs <= SMALL_JOB else "torch"
+    forced = settings.engine in ("onnx", "openvino")
+    return "onnx" if forced or jobs <= SMALL_JOB else "torch"
 
 
 class Preload:

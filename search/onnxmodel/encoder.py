@@ -56,12 +56,19 @@ class OnnxEncoder:
     device = "cpu"
     precision = "fp32"
 
-    def __init__(self, export: Export, *, prepack: bool = True) -> None:
+    def __init__(
+        self, export: Export, *, prepack: bool = True, openvino_cache: Path | None = None
+    ) -> None:
         """`prepack`: lay the weights out once as the sessions open (see open_session),
         for a process that runs the model many times; a `search` that answers one query
-        or an index run of a few dozen images is faster without."""
+        or an index run of a few dozen images is faster without. `openvino_cache`: run
+        the image tower on OpenVINO in bf16 (search.onnxmodel.openvino; the caller has
+        checked that it may), its compiled graphs cached there."""
         self.export = export
         self._prepack = prepack
+        self._openvino_cache = openvino_cache
+        if openvino_cache is not None:
+            self.precision = "bf16"
         self.model_id = export.model_id
         self.dim = export.dim
         self._folder = export.folder
@@ -122,9 +129,13 @@ class OnnxEncoder:
             if self._image is None:
                 if self._image_tower is None:
                     raise RuntimeError("this export has no image tower")
-                self._image = open_session(
-                    self._folder / self._image_tower.file, prepack=self._prepack
-                )
+                path = self._folder / self._image_tower.file
+                if self._openvino_cache is not None:
+                    from search.onnxmodel.openvino import ImageSession
+
+                    self._image = ImageSession(path, self._openvino_cache)
+                else:
+                    self._image = open_session(path, prepack=self._prepack)
             return self._image
 
     def _delegate(self):

@@ -23,13 +23,13 @@ import torch.nn.functional as F
 from search.encoder import ClipEncoder, load_encoder
 from search.modelspec import ModelSource, weights_digest, weights_file
 from search.onnxmodel import store
+from search.onnxmodel.check import MIN_COSINE, check_pixels, worst_cosine
 from search.onnxmodel.encoder import OnnxEncoder, runtime_version
 from search.onnxmodel.store import Export, ImageTower, TextTower
 from search.tokenizer import ClipTokenizer
 
 log = logging.getLogger(__name__)
 
-MIN_COSINE = 0.999
 OPSET = 17
 # What the check embeds: lengths from 0 words to past the context length, punctuation,
 # accents, CJK and emoji, upper case, and a batch of mixed lengths (trimmed together).
@@ -138,7 +138,7 @@ def _export_text(
         reasons.append(f"text tower not exported: {type(exc).__name__}: {exc}")
         return None
     torch_vecs = encoder.encode_texts(CHECK_TEXTS)
-    worst = float(min((v * torch_vecs).sum(axis=1).min() for v in (together, alone)))
+    worst = min(worst_cosine(v, torch_vecs) for v in (together, alone))
     if worst < MIN_COSINE:
         _discard(folder, "text.onnx")
         reasons.append(f"text tower refused: cosine to torch {worst:.5f} < {MIN_COSINE}")
@@ -163,7 +163,7 @@ def _export_image(
         reasons.append(f"image tower not exported: {type(exc).__name__}: {exc}")
         return None
     torch_vecs = encoder.encode_pixels(pixels)
-    worst = float((onnx_vecs * torch_vecs).sum(axis=1).min())
+    worst = worst_cosine(onnx_vecs, torch_vecs)
     if worst < MIN_COSINE:
         _discard(folder, "image.onnx")
         reasons.append(f"image tower refused: cosine to torch {worst:.5f} < {MIN_COSINE}")
@@ -174,21 +174,6 @@ def _export_image(
 def _discard(folder: Path, name: str) -> None:
     for path in folder.glob(name.split(".")[0] + ".*"):
         path.unlink(missing_ok=True)
-
-
-def check_pixels(size: int, n: int = 6) -> np.ndarray:
-    """Photo-like uint8 images: smooth colour fields with grain, and one flat grey."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n - 1):
-        coarse = rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)
-        smooth = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC))
-        grain = rng.normal(0, 8, (size, size, 1))
-        out.append(np.clip(smooth + grain, 0, 255).astype(np.uint8))
-    out.append(np.full((size, size, 3), 128, np.uint8))
-    return np.stack(out)
 
 
 def _tokenizer_mismatch(tokenizer) -> str | None:
