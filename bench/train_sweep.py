@@ -22,6 +22,7 @@ Writes the table into bench/BENCHMARKS.md (section "train-sweep") when both arms
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -127,12 +128,15 @@ def run_trainer(
     batch_size: int,
     seed: int,
     lr: float | None = None,
+    overrides: dict | None = None,
 ) -> tuple[ClipEncoder, list[dict], dict]:
     """The project trainer with its defaults: only epochs, batch size, seed and the CPU
-    are set (and the lr when --lr asks). The one place that knows the trainer's API."""
+    are set (and the lr or other settings when --lr or --set ask, to try candidate
+    defaults). The one place that knows the trainer's API."""
     settings = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "device": "cpu"}
     if lr is not None:
         settings["lr"] = lr
+    settings.update(overrides or {})
     models, name = work / "models", "sweep-trained"
     from indexer.training import TrainConfig, train
 
@@ -172,6 +176,7 @@ def one_run(family: str, seed: int, args) -> dict:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "trainer_lr": args.lr,
+        "trainer_set": args.overrides,
     }
     with tempfile.TemporaryDirectory(prefix=f"sweep-{family}-{seed}-") as tmp:
         work = Path(tmp)
@@ -216,6 +221,7 @@ def one_run(family: str, seed: int, args) -> dict:
                 batch_size=args.batch_size,
                 seed=seed,
                 lr=args.lr,
+                overrides=args.overrides,
             )
             row["trainer"] = {
                 "seconds": round(time.perf_counter() - t0, 2),
@@ -227,6 +233,21 @@ def one_run(family: str, seed: int, args) -> dict:
             del enc
             print(f"  trainer: {_brief(row['trainer'])}", flush=True)
     return row
+
+
+def _setting(ap: argparse.ArgumentParser, item: str) -> tuple[str, object]:
+    """--set KEY=VALUE: a TrainConfig field and its value as a Python literal."""
+    from dataclasses import fields
+
+    from indexer.training import TrainConfig
+
+    key, sep, text = item.partition("=")
+    if not sep or key not in {f.name for f in fields(TrainConfig)}:
+        ap.error(f"--set {item!r}: expected KEY=VALUE with KEY a TrainConfig field")
+    try:
+        return key, ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        ap.error(f"--set {item!r}: {text!r} is not a number, boolean or None")
 
 
 MATCH = ("family", "seed", "n", "size", "test_pairs", "epochs", "batch_size")
@@ -321,6 +342,8 @@ def report_body(rows: list[dict], args, load: tuple[float, float]) -> str:
         f"`{name}` ({FAMILIES[name].about})" for name in dict.fromkeys(r["family"] for r in rows)
     )
     lr = "its default" if args.lr is None else f"{args.lr:g} (--lr)"
+    if args.overrides:
+        lr += "; set: " + ", ".join(f"{k} {v}" for k, v in args.overrides.items())
     reused = sum("reused_from" in r["loop"] for r in rows)
     note = (
         f" The loop's figures of {reused} rows were measured in an earlier run (--loop-from), "
@@ -357,6 +380,14 @@ def main() -> None:
     ap.add_argument("--test-pairs", type=int, default=TEST_PAIRS)
     ap.add_argument("--only", choices=("loop", "trainer", "both"), default="both")
     ap.add_argument("--lr", type=float, default=None, help="the trainer's lr (default: its own)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainConfig setting for the trainer arm (repeatable), e.g. weight_decay=0.2",
+    )
     ap.add_argument("--out-json", type=Path, help="append one JSON line per family × seed")
     ap.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
     ap.add_argument(
@@ -371,6 +402,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown families {unknown}; known: {', '.join(FAMILIES)}")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.overrides = dict(_setting(ap, item) for item in args.overrides)
 
     load_before = os.getloadavg()[0]
     rows = []
