@@ -83,7 +83,7 @@ def test_device_decode_limits_pixels_held_at_once(monkeypatch):
 
 def test_indexing_with_device_decode_matches_the_cpu_path(settings, tmp_path, monkeypatch):
     """The hostile tree through the whole pipeline both ways: the same images indexed, the
-    same failures with the same reasons, and each image's vector within cosine 0.99."""
+    same failures with the same reasons, and each image's vector within cosine 0.9995."""
     import indexer.devicedecode as devicedecode
     import indexer.sync
 
@@ -115,7 +115,10 @@ def test_indexing_with_device_decode_matches_the_cpu_path(settings, tmp_path, mo
     plain_jpegs = [p for p in tree.good if p.suffix.lower() in (".jpg", ".jpeg")]
     assert len(on_device) == len(plain_jpegs) - 1 + 4  # all but the CMYK one, plus cam*.jpg
     cosines = [float(cpu_vecs[p] @ dev_vecs[p]) for p in cpu_vecs]
-    assert min(cosines) >= 0.99, sorted(cosines)[:3]
+    # The random-init model scores a photo turned 90° against itself at 0.993-0.998 and
+    # two different photos up to 0.992: only a bar above that catches a wrong orientation
+    # (the same pixels both ways measure ≥ 0.9998 here).
+    assert min(cosines) >= 0.9995, sorted(cosines)[:3]
 
 
 @pytest.mark.parametrize("how", ["cpu", "device"])

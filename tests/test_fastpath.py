@@ -1,5 +1,7 @@
 """The fast indexing path (JPEG draft decode, uint8 resize, bf16 where the CPU has it)
-embeds like the plain path (full decode, open_clip's own transform, fp32): cosine ≥ 0.99."""
+embeds like the plain path (full decode, open_clip's own transform, fp32): cosine ≥ 0.9995.
+A random-init model scores a photo turned 90° against itself at 0.993-0.998, so a lower
+bar would let a wrong orientation through (the same pixels both ways measure ≥ 0.9999)."""
 
 from __future__ import annotations
 
@@ -53,4 +55,4 @@ def test_fast_path_matches_plain_path(tmp_path, arch):
 
     cosines = (fast_vecs * ref).sum(axis=1)
     print(f"{arch}: cosine fast vs plain min {cosines.min():.5f}")
-    assert cosines.min() >= 0.99, cosines
+    assert cosines.min() >= 0.9995, cosines

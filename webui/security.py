@@ -100,6 +100,8 @@ def check_csrf() -> None:
     is a browser that says where the request comes from, the same origin."""
     if request.method in SAFE_METHODS:
         return
+    if request.routing_exception is not None:
+        return  # no route takes it (404, 405): nothing runs that could change state
     own = f"{request.scheme}://{request.host}".lower()
     origin = request.headers.get("Origin")
     referer = request.headers.get("Referer")
