@@ -123,7 +123,15 @@ def train_command(
             device=settings.device,
         )
         progress = Progress(show=not as_json, status_file=settings.progress_file)
-        result = train(encoder, data, settings.models_dir, name, config, progress=progress)
+        result = train(
+            encoder,
+            data,
+            settings.models_dir,
+            name,
+            config,
+            progress=progress,
+            checkpoint_every=settings.checkpoint_seconds,
+        )
         report = {
             "name": result.name,
             "path": str(result.path),

@@ -59,6 +59,9 @@ class Settings:
     # Where a long run (index, train) also writes its progress as JSON (search.progress),
     # for the web UI that started it in the background; None: only the bar on stderr.
     progress_file: Path | None = None
+    # How often a training run writes a checkpoint to resume from (after the epoch that
+    # passes it): each costs seconds of writing, and what a kill loses is at most this.
+    checkpoint_seconds: float = 60.0
 
     @property
     def catalog_path(self) -> Path:
@@ -134,6 +137,8 @@ class Settings:
             raise ConfigError("IMGSEARCH_ANN_THRESHOLD must be 0 or more")
         if not 0 < self.target_recall <= 1:
             raise ConfigError("IMGSEARCH_TARGET_RECALL must be above 0 and at most 1")
+        if self.checkpoint_seconds < 0:
+            raise ConfigError("IMGSEARCH_CHECKPOINT_SECONDS must be 0 (every epoch) or more")
 
 
 def _coerce(name: str, raw: str) -> object:
