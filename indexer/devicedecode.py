@@ -19,8 +19,10 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from indexer.pipeline import Decoded, Failed, WorkItem
+from search.encoder import Encoder
 from search.imageio import ImageHeader
 
 # Pillow's stored modes that nvJPEG turns into the same RGB as Pillow: YCbCr ("RGB") and
@@ -36,11 +38,16 @@ class JpegBytes:
     orientation: int  # EXIF orientation, applied on the device after decoding
 
 
-def read_jpeg(path: str, header: ImageHeader) -> JpegBytes | None:
-    """The file's bytes when the device decoder can take it, else None (CPU decodes it)."""
+def read_jpeg(source: str | BinaryIO, header: ImageHeader) -> JpegBytes | None:
+    """The file's bytes (from its path, or read whole from an open file) when the device
+    decoder can take it, else None (CPU decodes it)."""
     if header.format != "JPEG" or header.mode not in _DEVICE_MODES:
         return None  # includes MPO: decode_jpeg would need the primary image cut out first
-    data = Path(path).read_bytes()
+    if isinstance(source, str):
+        data = Path(source).read_bytes()
+    else:
+        source.seek(0)
+        data = source.read()
     # A truncated download decodes to grey on some decoders instead of failing; Pillow
     # says "truncated", so it decides. Trailing bytes after the marker also go to Pillow.
     if not data.endswith(b"\xff\xd9"):
@@ -183,7 +190,7 @@ class DeviceCollate:
         waiting = [i for i, d in enumerate(ok) if d.encoded is not None]
         decoded = self.decoder(
             [ok[i].encoded for i in waiting],
-            [ok[i].data.width * ok[i].data.height / 1e6 for i in waiting],
+            [ok[i].width * ok[i].height / 1e6 for i in waiting],
         )
         on_device = dict(zip(waiting, decoded, strict=True))
         keep: list[Decoded] = []
@@ -211,11 +218,8 @@ def stack_on_device(pixels: list, device: str):
     return torch.stack(parts)
 
 
-def device_decoder(encoder) -> DeviceJpegDecoder:
+def device_decoder(encoder: Encoder) -> DeviceJpegDecoder:
     """The device decoder that prepares pixels as `encoder.prepare` does on the CPU."""
     return DeviceJpegDecoder(
-        encoder.device,
-        encoder.image_size,
-        getattr(encoder, "resize_mode", "shortest"),
-        getattr(encoder, "resample", "bicubic"),
+        encoder.device, encoder.image_size, encoder.resize_mode, encoder.resample
     )

@@ -16,8 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from indexer.prefetch import ModelLoader, unknown_files
-from indexer.scan import FoundFile
+from indexer.prefetch import ModelLoader
 from search.encoder import ClipEncoder, Encoder
 from search.library import Library
 from search.onnxmodel import store
@@ -48,20 +47,14 @@ def torch_loader(
     )
 
 
-def onnx_loader(
-    lib: Library, spec: dict, model_id: str | None, scans: dict[str, list[FoundFile]]
-) -> tuple[ModelLoader, list[FoundFile]] | None:
-    """A loader for the model's export when this run wants one: a small run, or any run
-    whose image tower OpenVINO runs in bf16 here (and the files it will probably embed,
-    for the prefetch); None: use torch (also when the model's id is not known without
-    torch)."""
+def onnx_loader(lib: Library, spec: dict, model_id: str | None, jobs: int) -> ModelLoader | None:
+    """A loader for the model's export when this run wants one: a small run (`jobs`
+    images to embed, from the plan), or any run whose image tower OpenVINO runs in bf16
+    here; None: use torch (also when the model's id is not known without torch)."""
     settings = lib.settings
     export = usable_export(settings, model_id, spec, image=True) if model_id else None
     if export is None:
         return None
-    files = unknown_files(lib, scans)
-    again = sum(len(lib.catalog.missing_embeddings(model_id, r.id)) for r in lib.catalog.roots())
-    jobs = len(files) + again
     # A small run takes the export whichever runtime runs it, so that is decided in the
     # loader's thread while decoding starts; a large one only when OpenVINO can.
     small = index_engine(settings, jobs) == "onnx"
@@ -79,7 +72,7 @@ def onnx_loader(
         encoder = OnnxEncoder(export, prepack=False, openvino_cache=cache)
         return encoder.load(text=False, image=True)
 
-    return ModelLoader(lambda: source, load, start=False), files
+    return ModelLoader(lambda: source, load, start=False)
 
 
 def export_after_run(lib: Library, model_id: str, loader: ModelLoader, progress: bool) -> bool:

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import BinaryIO
 
 import numpy as np
 
-from indexer.scan import content_hash, storable_path
+from indexer.scan import file_hash, storable_path
 from search.errors import ImageDecodeError
 from search.imageio import ImageHeader, load_image, read_header
 from search.records import FailureData, ImageData
@@ -25,7 +26,7 @@ from search.records import FailureData, ImageData
 
 @dataclass(frozen=True)
 class WorkItem:
-    root_id: int
+    root: str  # the path of the root the file is under (roots added by this run have no id yet)
     path: str
     size: int
     mtime_ns: int
@@ -38,9 +39,27 @@ class WorkItem:
 @dataclass(frozen=True)
 class Decoded:
     item: WorkItem
-    data: ImageData
+    content_hash: str
+    width: int  # upright, full resolution
+    height: int
+    taken_at: datetime | None
     pixels: np.ndarray | None  # None while `encoded` still waits for the device decoder
     encoded: object | None = None  # the file's bytes for the device (devicedecode.JpegBytes)
+
+    def image_data(self, root_id: int) -> ImageData:
+        i = self.item
+        date = self.taken_at or datetime.fromtimestamp(i.mtime_ns / 1e9)
+        return ImageData(
+            root_id=root_id,
+            path=i.path,
+            size=i.size,
+            mtime_ns=i.mtime_ns,
+            content_hash=self.content_hash,
+            width=self.width,
+            height=self.height,
+            taken_at=self.taken_at,
+            date=date,
+        )
 
 
 @dataclass(frozen=True)
@@ -48,9 +67,9 @@ class Failed:
     item: WorkItem
     reason: str
 
-    def as_failure(self) -> FailureData:
+    def as_failure(self, root_id: int) -> FailureData:
         i = self.item
-        return FailureData(i.root_id, storable_path(i.path), i.size, i.mtime_ns, self.reason)
+        return FailureData(root_id, storable_path(i.path), i.size, i.mtime_ns, self.reason)
 
 
 def make_decoder(
@@ -58,46 +77,39 @@ def make_decoder(
     *,
     max_megapixels: float,
     min_side: int,
-    for_device: Callable[[str, ImageHeader], object | None] | None = None,
+    for_device: Callable[[BinaryIO, ImageHeader], object | None] | None = None,
 ) -> Callable[[WorkItem], Decoded | Failed]:
     """A function that turns one file into model-ready pixels, or a failure with a reason.
 
-    With `for_device`, files it returns bytes for (from the path and header) are left
-    undecoded for the device. It never raises: one bad file must not stop a run.
+    The file is opened once: hashed, then its header read or the image decoded, from the
+    same open file. With `for_device`, files it returns bytes for (from the open file and
+    its header) are left undecoded for the device. It never raises: one bad file must not
+    stop a run.
     """
 
     def decode(item: WorkItem) -> Decoded | Failed:
         if storable_path(item.path) != item.path:
             return Failed(item, "file name is not valid UTF-8; rename the file to index it")
-        pixels = encoded = None
+        encoded = image = None
         try:
-            digest = content_hash(item.path, item.size)
-            # `meta`, a header or a decoded image, carries the upright size and date.
-            if for_device is not None:
-                meta = read_header(item.path, max_megapixels=max_megapixels)
-                encoded = for_device(item.path, meta)
-            if encoded is None:
-                meta = load_image(item.path, max_megapixels=max_megapixels, min_side=min_side)
-                pixels = prepare(meta.image)
+            with open(item.path, "rb") as f:
+                digest = file_hash(f, item.size)
+                # `meta`, a header or a decoded image, carries the upright size and date.
+                if for_device is not None:
+                    f.seek(0)
+                    meta = read_header(f, max_megapixels=max_megapixels)
+                    encoded = for_device(f, meta)
+                if encoded is None:
+                    f.seek(0)
+                    meta = image = load_image(f, max_megapixels=max_megapixels, min_side=min_side)
+            pixels = None if image is None else prepare(image.image)
         except ImageDecodeError as exc:
             return Failed(item, exc.reason)
         except OSError as exc:
             return Failed(item, f"cannot read file: {exc.strerror or exc}")
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the run
             return Failed(item, f"unexpected {type(exc).__name__}: {exc}")
-        mtime = datetime.fromtimestamp(item.mtime_ns / 1e9)
-        data = ImageData(
-            root_id=item.root_id,
-            path=item.path,
-            size=item.size,
-            mtime_ns=item.mtime_ns,
-            content_hash=digest,
-            width=meta.width,
-            height=meta.height,
-            taken_at=meta.taken_at,
-            date=meta.taken_at or mtime,
-        )
-        return Decoded(item, data, pixels, encoded)
+        return Decoded(item, digest, meta.width, meta.height, meta.taken_at, pixels, encoded)
 
     return decode
 

@@ -3,9 +3,9 @@
 Importing torch and open_clip, resolving the model and loading its weights take 4–5 s on a
 2-core machine, one core's worth of work. Decoding the first photos needs only the model's
 input size, which its config file tells without importing anything (a guess, checked once
-the model is loaded). So the model loads in a thread while the other core decodes the files
-that will probably need embedding; the pipeline then takes those results instead of
-decoding again. Nothing here writes: a model that fails to load leaves the catalog as it was.
+the model is loaded). So the model loads in a thread while the other core decodes the first
+files the run's plan embeds; the pipeline then takes those results instead of decoding
+again. Nothing here writes: a model that fails to load leaves the catalog as it was.
 """
 
 from __future__ import annotations
@@ -13,19 +13,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from functools import partial
+from itertools import islice
 
 from indexer.pipeline import Decoded, Failed, WorkItem, make_decoder
-from indexer.scan import FoundFile, storable_path
 from search.encoder import Encoder, prepare_pixels
 from search.library import Library
 from search.modelspec import ModelSource, PrepareGuess, preprocess_guess
 
 # Files decoded ahead at most: ~50 MB of 256 px pixels, more than a 5 s start decodes.
 PREFETCH_MAX = 256
-
-Key = tuple[str, int, int]
 
 
 class ModelLoader:
@@ -101,47 +98,35 @@ class ModelLoader:
 
 
 class Prefetch:
-    """Files decoded ahead for a guessed model input; the pipeline takes them by
-    (path, size, mtime), so a file that changed since is decoded afresh."""
+    """The first of a run's work items decoded ahead for a guessed model input; the
+    pipeline takes each result by its item."""
 
     def __init__(
         self,
-        files: Iterable[FoundFile],
+        items: Iterable[WorkItem],
         decode: Callable[[WorkItem], Decoded | Failed],
         guess: PrepareGuess,
         workers: int,
     ) -> None:
         self.guess = guess
-        self._futures: dict[Key, Future] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prefetch")
-        for f in files:
-            if len(self._futures) >= PREFETCH_MAX:
-                break
-            key = (f.path, f.size, f.mtime_ns)
-            if key not in self._futures:
-                item = WorkItem(root_id=-1, path=f.path, size=f.size, mtime_ns=f.mtime_ns)
-                self._futures[key] = self._pool.submit(decode, item)
+        self._futures: dict[WorkItem, Future] = {
+            item: self._pool.submit(decode, item) for item in islice(items, PREFETCH_MAX)
+        }
 
     def matches(self, encoder: Encoder) -> bool:
-        actual = PrepareGuess(
-            encoder.image_size,
-            getattr(encoder, "resize_mode", "shortest"),
-            getattr(encoder, "resample", "bicubic"),
-        )
+        actual = PrepareGuess(encoder.image_size, encoder.resize_mode, encoder.resample)
         return actual == self.guess
 
     def take(self, item: WorkItem) -> Decoded | Failed | None:
-        """The prefetched result for `item` (waiting if it is being decoded), rebound to
-        it; None when it was never prefetched or not started yet (decode it normally)."""
+        """The prefetched result for `item` (waiting if it is being decoded); None when it
+        was never prefetched or not started yet (decode it normally)."""
         with self._lock:
-            future = self._futures.pop((item.path, item.size, item.mtime_ns), None)
+            future = self._futures.pop(item, None)
         if future is None or future.cancel():
             return None
-        result = future.result()
-        if isinstance(result, Failed):
-            return Failed(item, result.reason)
-        return replace(result, item=item, data=replace(result.data, root_id=item.root_id))
+        return future.result()
 
     def stop(self) -> None:
         """No new prefetching: what has not started is decoded by the pipeline, in order."""
@@ -156,40 +141,17 @@ class Prefetch:
         self._pool.shutdown(wait=True)
 
 
-def unknown_files(lib: Library, scans: dict[str, list[FoundFile]]) -> list[FoundFile]:
-    """The files found that the catalog does not hold as they are (new or changed, or
-    moved: only the plan tells those apart)."""
-    known: dict[str, tuple[int, int]] = {}
-    for root in lib.catalog.roots():
-        known.update(
-            {p: (r.size, r.mtime_ns) for p, r in lib.catalog.file_records(root.id).items()}
-        )
-        known.update(lib.catalog.failure_records(root.id))
-    return [
-        f
-        for found in scans.values()
-        for f in found
-        if known.get(storable_path(f.path)) != (f.size, f.mtime_ns)
-    ]
-
-
 def start_prefetch(
-    lib: Library,
-    spec: dict,
-    scans: dict[str, list[FoundFile]],
-    files: list[FoundFile] | None = None,
-    *,
-    light_model: bool = False,
-):
-    """Start decoding `files` (default: unknown_files) for the input the model's config
-    file names; None when there is nothing to decode or no config to read.
+    lib: Library, spec: dict, items: list[WorkItem], *, light_model: bool = False
+) -> Prefetch | None:
+    """Start decoding the first of `items` (the plan's work) for the input the model's
+    config file names; None when there is nothing to decode or no config to read.
     `light_model`: the model loads in a fraction of a second (an ONNX export), so every
     core decodes instead of one staying with the loading."""
+    if not items:
+        return None
     guess = preprocess_guess(spec, lib.settings.models_dir)
     if guess is None:
-        return None  # then the catalog need not be read either
-    files = unknown_files(lib, scans) if files is None else files
-    if not files:
         return None
     decode = make_decoder(
         partial(
@@ -200,7 +162,7 @@ def start_prefetch(
     )
     workers = lib.settings.decode_workers()
     # One core stays with the model loading (torch: seconds of importing and building).
-    return Prefetch(files, decode, guess, workers if light_model else max(1, workers - 1))
+    return Prefetch(items, decode, guess, workers if light_model else max(1, workers - 1))
 
 
 def prefetched_first(prefetch: Prefetch, decode):

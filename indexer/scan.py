@@ -7,6 +7,7 @@ import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from search.imageio import IMAGE_EXTENSIONS
 
@@ -102,12 +103,18 @@ def _excluded(path: str, name: str, root: str, patterns: Sequence[str]) -> bool:
 def content_hash(path: str, size: int) -> str:
     """Size plus the first and last 64 KiB: recognises a renamed file without reading
     all of it (rclip's trick), and a changed file almost always differs there."""
-    h = hashlib.sha256(str(size).encode())
     with open(path, "rb") as f:
+        return file_hash(f, size)
+
+
+def file_hash(f: BinaryIO, size: int) -> str:
+    """content_hash of a file already open (at its start), so the decoder that hashes a
+    file reads it through the same open; leaves `f` anywhere."""
+    h = hashlib.sha256(str(size).encode())
+    h.update(f.read(HASH_CHUNK))
+    if size > 2 * HASH_CHUNK:
+        f.seek(-HASH_CHUNK, os.SEEK_END)
         h.update(f.read(HASH_CHUNK))
-        if size > 2 * HASH_CHUNK:
-            f.seek(-HASH_CHUNK, os.SEEK_END)
-            h.update(f.read(HASH_CHUNK))
-        elif size > HASH_CHUNK:
-            h.update(f.read())
+    elif size > HASH_CHUNK:
+        h.update(f.read())
     return h.hexdigest()

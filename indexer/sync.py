@@ -1,38 +1,32 @@
 """Incremental sync of the roots with the catalog, then the index for the active model.
 
-Plan first (cheap: stat calls and catalog reads), then apply: moves and removals in one
-transaction each, new and changed files through the embedding pipeline, the FAISS index
-rebuilt last. The serving model only switches once every reachable image has a vector.
+One pass, each step feeding the next: plan (walk the roots, read each root's records
+once, write nothing: indexer.plan) → decode the plan's first files while the model
+resolves and loads (indexer.prefetch) → embed (indexer.pipeline) → write (the run's
+CatalogWriter: the folder changes once the model is known to load, then one transaction
+per batch) → the FAISS index, rebuilt last. The serving model only switches once every
+reachable image has a vector.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
-import numpy as np
-
 from indexer.devicedecode import DeviceCollate, device_decoder, read_jpeg
 from indexer.engines import ONNX_BATCH, export_after_run, onnx_loader, torch_loader
-from indexer.pipeline import (
-    Decoded,
-    Failed,
-    WorkItem,
-    make_decoder,
-    run_pipeline,
-    stack_pixels,
-)
+from indexer.pipeline import WorkItem, make_decoder, run_pipeline, stack_pixels
+from indexer.plan import missing_vectors, plan_run, run_roots
 from indexer.prefetch import Prefetch, prefetched_first, start_prefetch
-from indexer.scan import FoundFile, content_hash, scan_root, storable_path
+from indexer.scan import FoundFile, scan_root
+from indexer.writer import CatalogWriter
 from search.encoder import Encoder
 from search.errors import ConfigError
 from search.library import Library
 from search.progress import Progress
-from search.records import RootInfo
 
 
 @dataclass
@@ -58,87 +52,6 @@ class IndexReport:
         return asdict(self)
 
 
-@dataclass
-class Plan:
-    work: list[WorkItem] = field(default_factory=list)
-    moves: list[tuple[int, str, int, int]] = field(default_factory=list)
-    removed_ids: list[int] = field(default_factory=list)
-    stale_failures: list[str] = field(default_factory=list)
-    added: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    seen: int = 0
-
-
-def root_available(root: RootInfo, found: list[FoundFile], catalogued: int) -> bool:
-    """A missing folder, or one that lost every file at once, is an unplugged drive or an
-    unmounted share far more often than a deliberate delete: don't sweep it."""
-    return os.path.isdir(root.path) and (bool(found) or catalogued == 0)
-
-
-def plan_sync(
-    lib: Library,
-    roots: list[RootInfo],
-    report: IndexReport,
-    scans: dict[str, list[FoundFile]] | None = None,
-) -> Plan:
-    """What to embed, move and remove; `scans` holds roots already walked (by path)."""
-    plan = Plan()
-    exclude = lib.settings.exclude
-    gone: dict[int, list] = defaultdict(list)  # size → catalogued files no longer found
-    new: list[tuple[RootInfo, FoundFile]] = []
-    for root in roots:
-        records = lib.catalog.file_records(root.id)
-        failures = lib.catalog.failure_records(root.id)
-        found = (scans or {}).get(root.path)
-        if found is None:
-            found = list(scan_root(root.path, exclude))
-        if not root_available(root, found, len(records)):
-            report.unavailable_roots.append(root.path)
-            continue
-        plan.seen += len(found)
-        found_paths = set()
-        for f in found:
-            found_paths.add(f.path)
-            rec = records.get(f.path)
-            if rec is not None:
-                if (rec.size, rec.mtime_ns) == (f.size, f.mtime_ns):
-                    plan.unchanged += 1
-                else:
-                    plan.updated += 1
-                    plan.work.append(WorkItem(root.id, f.path, f.size, f.mtime_ns, "changed"))
-            elif failures.get(storable_path(f.path)) == (f.size, f.mtime_ns):
-                plan.unchanged += 1  # known bad and untouched: not worth another try
-            else:
-                new.append((root, f))
-        for path, rec in records.items():
-            if path not in found_paths:
-                gone[rec.size].append(rec)
-        found_text = {storable_path(p) for p in found_paths}
-        plan.stale_failures += [p for p in failures if p not in found_text]
-    for root, f in new:
-        match = _match_moved(gone.get(f.size), f)
-        if match is not None:
-            gone[f.size].remove(match)
-            plan.moves.append((match.id, f.path, root.id, f.mtime_ns))
-        else:
-            plan.added += 1
-            plan.work.append(WorkItem(root.id, f.path, f.size, f.mtime_ns))
-    plan.removed_ids = [rec.id for recs in gone.values() for rec in recs]
-    return plan
-
-
-def _match_moved(candidates: list | None, f: FoundFile):
-    """The catalogued file that `f` is, moved or renamed: same size and content hash."""
-    if not candidates:
-        return None
-    try:
-        digest = content_hash(f.path, f.size)
-    except OSError:
-        return None
-    return next((rec for rec in candidates if rec.content_hash == digest), None)
-
-
 def sync(
     lib: Library,
     paths: list[str],
@@ -156,20 +69,25 @@ def sync(
     with lib.lock:
         spec = lib.active_spec()
         # The model resolves (importing torch) and later loads in a thread, while this one
-        # walks the folders and starts decoding what will need embedding (indexer.prefetch).
-        # A model the catalog already holds for this spec is known without torch: then it
-        # is resolved only once there is something to embed.
+        # plans the run and starts decoding what it will embed (indexer.prefetch). A model
+        # the catalog already holds for this spec is known without torch: then it is
+        # resolved only once there is something to embed.
         model_id = lib.known_model_id(spec)
         loader = torch_loader(lib, spec, encoder_factory, start=model_id is None)
         prefetch = source = None
         try:
-            scans = scan_roots(lib, [os.path.abspath(p) for p in paths])
-            files = None
+            new_roots = [os.path.abspath(p) for p in paths]
+            roots = run_roots(lib.catalog.roots(), new_roots)
+            if not roots:
+                raise ConfigError("no folders to index yet: run `imgsearch index FOLDER`")
+            scans = scan_roots([r.path for r in roots], lib.settings.exclude)
+            plan = plan_run(lib.catalog, roots, new_roots, scans)
+            ahead = plan.work + (missing_vectors(lib.catalog, plan, model_id) if model_id else [])
             # A small run on a model with an ONNX export runs on it (indexer.engines).
-            fast = onnx_loader(lib, spec, model_id, scans) if encoder_factory is None else None
+            fast = onnx_loader(lib, spec, model_id, len(ahead)) if encoder_factory is None else None
             if fast is not None:
-                loader, files = fast
-            prefetch = start_prefetch(lib, spec, scans, files, light_model=fast is not None)
+                loader = fast
+            prefetch = start_prefetch(lib, spec, ahead, light_model=fast is not None)
             if prefetch is not None:
                 loader.start()  # files to embed: load while they decode
             if model_id is None:
@@ -177,31 +95,22 @@ def sync(
                 # half a one.
                 source = loader.source()
                 model_id = source.model_id
-            for p in paths:
-                lib.catalog.add_root(os.path.abspath(p))
-            roots = lib.catalog.roots()
-            if not roots:
-                raise ConfigError("no folders to index yet: run `imgsearch index FOLDER`")
-            plan = plan_sync(lib, roots, report, scans)
-            lib.catalog.move_images(plan.moves)
-            lib.catalog.remove_images(plan.removed_ids)
-            lib.catalog.remove_failures(plan.stale_failures)
-            reachable = {r.id for r in roots if r.path not in report.unavailable_roots}
-            fresh = plan.work
-            plan.work = fresh + _reembed(lib, reachable, model_id)
+            writer = CatalogWriter(lib.catalog)
+            writer.apply(plan)
+            work = plan.work + missing_vectors(lib.catalog, plan, model_id)
             counts = None
             embed_s = 0.0
-            if plan.work:
+            if work:
                 source = loader.source()
                 if source.model_id != model_id:  # the catalog's id was stale: trust this one
                     model_id = source.model_id
-                    plan.work = fresh + _reembed(lib, reachable, model_id)
+                    work = plan.work + missing_vectors(lib.catalog, plan, model_id)
                 encoder = loader.encoder()
-                lib.catalog.ensure_model(source.model_id, source.spec, encoder.dim)
+                writer.start(source, encoder.dim)
                 embed_started = time.perf_counter()
-                counts = _embed(lib, encoder, plan.work, progress, prefetch)
+                counts = _embed(lib, encoder, work, writer, progress, prefetch)
                 embed_s = time.perf_counter() - embed_started
-                report.engine = getattr(encoder, "engine", "torch")
+                report.engine = encoder.engine
         except BaseException:
             loader.close(wait=False)  # Ctrl-C must not wait out an import or a download
             raise
@@ -211,7 +120,9 @@ def sync(
             if prefetch is not None:
                 prefetch.close()
         report.model_id = model_id
-        if _complete(lib, model_id, reachable):
+        # Every reachable image now has a vector for the model (or failed and left the
+        # catalog): the run is complete once the catalog holds the model at all.
+        if model_id in {m.model_id for m in lib.catalog.models()}:
             if not lib.store.is_current(model_id):
                 lib.store.rebuild(model_id)
             lib.set_serving(model_id)
@@ -222,6 +133,7 @@ def sync(
         report.exported = export_after_run(lib, model_id, loader, progress)
     report.seen, report.unchanged, report.moved = plan.seen, plan.unchanged, len(plan.moves)
     report.removed = len(plan.removed_ids)
+    report.unavailable_roots = plan.unavailable
     if counts is not None:
         report.added, report.updated = counts.ok["new"], counts.ok["changed"]
         report.failed = counts.failed
@@ -233,57 +145,25 @@ def sync(
     return report
 
 
-def _reembed(lib: Library, root_ids: set[int], model_id: str) -> list[WorkItem]:
-    """Catalogued, unchanged images that have no vector for this model yet."""
-    return [
-        WorkItem(root_id, r.path, r.size, r.mtime_ns, "reembed", r.id)
-        for root_id in sorted(root_ids)
-        for r in lib.catalog.missing_embeddings(model_id, root_id)
-    ]
-
-
-def scan_roots(lib: Library, new_paths: list[str]) -> dict[str, list[FoundFile]]:
-    """Every known root and every folder about to be added, walked once (by path)."""
-    folders = dict.fromkeys([r.path for r in lib.catalog.roots()] + new_paths)
-    return {f: list(scan_root(f, lib.settings.exclude)) for f in folders}
-
-
-def _complete(lib: Library, model_id: str, root_ids: set[int]) -> bool:
-    if model_id not in {m.model_id for m in lib.catalog.models()}:
-        return False  # nothing was ever embedded with it: an empty library
-    return not any(lib.catalog.missing_embeddings(model_id, r) for r in root_ids)
+def scan_roots(folders: list[str], exclude: Sequence[str]) -> dict[str, list[FoundFile]]:
+    """Each root walked once (by path)."""
+    return {f: list(scan_root(f, exclude)) for f in folders}
 
 
 def _embed(
     lib: Library,
     encoder: Encoder,
     work: list[WorkItem],
+    writer: CatalogWriter,
     progress: bool,
     prefetch: Prefetch | None = None,
 ):
     settings = lib.settings
-    catalog = lib.catalog
-    model_id = encoder.model_id
-
-    def write(ok: list[Decoded], vectors: np.ndarray, bad: list[Failed]) -> None:
-        again = [i for i, d in enumerate(ok) if d.item.kind == "reembed"]
-        fresh = [i for i, d in enumerate(ok) if d.item.kind != "reembed"]
-        if again:
-            catalog.add_vectors(model_id, [ok[i].item.image_id for i in again], vectors[again])
-        if fresh or bad:
-            catalog.write_batch(
-                model_id,
-                [ok[i].data for i in fresh],
-                vectors[fresh] if fresh else np.zeros((0, encoder.dim), np.float32),
-                [f.as_failure() for f in bad],
-            )
-
-    device = getattr(encoder, "device", "cpu")
     on_device = settings.decode == "device" or (
-        settings.decode == "auto" and device.startswith("cuda")
+        settings.decode == "auto" and encoder.device.startswith("cuda")
     )
-    batch = settings.model_batch(device)
-    if settings.batch_size == 0 and getattr(encoder, "engine", "") == "onnx":
+    batch = settings.model_batch(encoder.device)
+    if settings.batch_size == 0 and encoder.engine == "onnx":
         batch = ONNX_BATCH  # a small run: the first batch embeds while the rest decode
     decoder = partial(
         make_decoder,
@@ -307,7 +187,7 @@ def _embed(
             work,
             decode=decode,
             encode=encoder.encode_pixels,
-            write=write,
+            write=writer.write,
             batch_size=batch,
             workers=settings.decode_workers(),
             progress=bar.update,

@@ -185,13 +185,13 @@ class Catalog:
         with self._tx() as s:
             roots = list(s.scalars(select(Root)))
             for root in roots:
-                if root.path == path or _inside(path, root.path):
+                if root.path == path or is_inside(path, root.path):
                     return RootInfo(root.id, root.path, root.added_at)
             new = Root(path=path, added_at=utcnow())
             s.add(new)
             s.flush()
             for root in roots:
-                if _inside(root.path, path):
+                if is_inside(root.path, path):
                     for table in (Image, Failure):
                         s.execute(
                             update(table).where(table.root_id == root.id).values(root_id=new.id)
@@ -503,7 +503,8 @@ class Catalog:
             ]
 
 
-def _inside(path: str, root: str) -> bool:
+def is_inside(path: str, root: str) -> bool:
+    """Whether `path` is below the folder `root` (the rule add_root folds roots by)."""
     return path.startswith(root.rstrip("/") + "/")
 
 

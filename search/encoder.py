@@ -29,7 +29,12 @@ _PIL_RESAMPLE = {
 class Encoder(Protocol):
     model_id: str
     dim: int
+    engine: str  # what runs the model: "torch", or "onnx" (its export)
+    device: str  # where it runs: "cpu", "cuda", "cuda:1", ...
+    # What `prepare` does: open_clip's eval transform, to image_size × image_size pixels.
     image_size: int
+    resize_mode: str  # "shortest" (resize, then centre-crop), "longest" (pad), "squash"
+    resample: str  # "bicubic", "bilinear" or "nearest"
 
     def prepare(self, image: Image.Image) -> np.ndarray: ...
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray: ...

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
 from imagetree import make_hostile_tree, make_jpeg
 
 from indexer.sync import sync
+from search.catalog import Catalog
 from search.library import Library
 from search.query import SearchRequest
 
@@ -199,3 +201,68 @@ def test_links_leading_outside_the_root_are_not_followed(library, tmp_path):
     os.symlink(root / "inside.jpg", root / "alias.jpg")  # inside: followed
     sync(library, [str(root)], progress=False)
     assert set(_paths(library)) == {str(root / "inside.jpg"), str(root / "alias.jpg")}
+
+
+def _count_reads(monkeypatch) -> Counter:
+    """(method, root id) → calls, for the catalog reads an index run plans from."""
+    calls: Counter = Counter()
+    for name in ("file_records", "failure_records", "missing_embeddings"):
+        real = getattr(Catalog, name)
+
+        def counted(self, *args, _name=name, _real=real):
+            calls[_name, args[-1]] += 1  # the root id is the last argument of each
+            return _real(self, *args)
+
+        monkeypatch.setattr(Catalog, name, counted)
+    return calls
+
+
+def test_an_index_run_reads_each_roots_records_once(library, tmp_path, monkeypatch, tiny_encoder):
+    """Plan, then fetch, then compute, then write: every change at once, a parent folder
+    folding two roots in, and a switch to a model known only once it resolves, each run
+    reading each root's files and failures once and its missing vectors once."""
+    from safetensors.torch import save_file
+
+    photos = tmp_path / "photos"
+    a, b = _folder(photos / "a", 6), _folder(photos / "b", 4, start_seed=10)
+    (photos / "a" / "bad.jpg").write_bytes(b"not a jpeg")
+    first = sync(library, [str(photos / "a"), str(photos / "b")], progress=False)
+    assert (first.added, first.failed) == (10, 1)
+    root_ids = [r.id for r in library.catalog.roots()]
+    a[0].rename(a[0].with_name("renamed.jpg"))
+    make_jpeg(a[1], 99, size=(200, 150))
+    a[2].unlink()
+    make_jpeg(b[0].with_name("more.jpg"), 60)
+    make_jpeg(photos / "c" / "new.jpg", 61)
+
+    with monkeypatch.context() as m:
+        calls = _count_reads(m)
+        report = sync(library, [str(photos)], progress=False)
+    assert (report.moved, report.updated, report.removed, report.added) == (1, 1, 1, 2)
+    assert (report.unchanged, report.failed, report.embedded) == (7 + 1, 0, 3)
+    reads = ("file_records", "failure_records", "missing_embeddings")
+    assert calls == {(name, r): 1 for name in reads for r in root_ids}
+    (root,) = library.catalog.roots()
+    assert root.path == str(photos) and root.image_count == 11
+
+    weights = tmp_path / "other.safetensors"
+    state = {k: v.float().contiguous() * 0.5 for k, v in tiny_encoder.model.state_dict().items()}
+    save_file(state, str(weights))
+    make_jpeg(photos / "c" / "newer.jpg", 62)
+    b[1].rename(b[1].with_name("renamed.jpg"))  # the vectors it lacks follow it
+    b[2].unlink()
+    make_jpeg(b[3], 98, size=(200, 150))  # embedded once, as changed
+    with (
+        Library(library.settings.with_(pretrained=str(weights))) as lib,
+        monkeypatch.context() as m,
+    ):
+        assert lib.known_model_id(lib.active_spec()) is None  # resolved: torch tells the id
+        calls = _count_reads(m)
+        switched = sync(lib, [], progress=False)
+        assert (switched.added, switched.updated, switched.moved) == (1, 1, 1)
+        assert (switched.removed, switched.embedded) == (1, 11)
+        assert calls == {(name, root.id): 1 for name in reads}
+        assert lib.serving_model == switched.model_id != report.model_id
+        ids, _ = lib.catalog.vectors(switched.model_id)
+        assert sorted(ids.tolist()) == sorted(_paths(lib).values())
+        assert str(b[1].with_name("renamed.jpg")) in _paths(lib)

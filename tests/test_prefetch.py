@@ -97,16 +97,15 @@ def test_a_model_that_fails_to_resolve_writes_nothing(settings, tmp_path):
 
 def test_a_file_changed_after_prefetch_is_decoded_afresh(tmp_path):
     path = make_jpeg(tmp_path / "a.jpg", 1, (120, 90))
-    found = list(scan_root(str(tmp_path)))
+    (f,) = scan_root(str(tmp_path))
+    same = WorkItem(str(tmp_path), str(path), f.size, f.mtime_ns, "changed")
     decode = make_decoder(lambda im: prepare_pixels(im, 32), max_megapixels=100, min_side=32)
-    prefetch = Prefetch(found, decode, PrepareGuess(32), workers=1)
+    prefetch = Prefetch([same], decode, PrepareGuess(32), workers=1)
     try:
-        f = found[0]
-        changed = WorkItem(7, str(path), f.size + 1, f.mtime_ns)
+        changed = WorkItem(str(tmp_path), str(path), f.size + 1, f.mtime_ns, "changed")
         assert prefetch.take(changed) is None
-        same = WorkItem(7, str(path), f.size, f.mtime_ns, "changed")
         got = prefetch.take(same)
-        assert got.item == same and got.data.root_id == 7 and got.pixels.shape == (32, 32, 3)
+        assert got.item == same and got.pixels.shape == (32, 32, 3)
         assert prefetch.take(same) is None  # taken once
     finally:
         prefetch.close()

@@ -58,7 +58,7 @@ class WarmUp:
             # One query end to end: the index file read, the model's first run, the
             # catalog's statements compiled.
             searcher.search(SearchRequest(text="a photo", k=1))
-            self.engine = getattr(encoder, "engine", "torch")
+            self.engine = encoder.engine
             self._finish("ready", started)
         except Exception as exc:  # noqa: BLE001 - only a head start: searches report errors
             self.error = f"{type(exc).__name__}: {exc}"

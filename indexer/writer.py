@@ -1,0 +1,55 @@
+"""The writer of an index run (clip-retrieval's writer role): every catalog write it makes.
+
+First the plan's folder changes (new roots, moves, removals), once the model is known to
+load; then each embedded batch in one transaction, so an interrupted run keeps every batch
+written before the interruption.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from indexer.pipeline import Decoded, Failed
+from indexer.plan import Plan
+from search.catalog import Catalog
+from search.modelspec import ModelSource
+
+
+class CatalogWriter:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.root_ids: dict[str, int] = {}  # root path → catalog id
+        self.model_id = ""
+        self.dim = 0
+
+    def apply(self, plan: Plan) -> None:
+        """Add the plan's folders as roots, then write its moves and removals."""
+        for path in plan.new_roots:
+            self.catalog.add_root(path)
+        self.root_ids = {r.path: r.id for r in self.catalog.roots()}
+        self.catalog.move_images(
+            [(m.image_id, m.path, self.root_ids[m.root], m.mtime_ns) for m in plan.moves]
+        )
+        self.catalog.remove_images(plan.removed_ids)
+        self.catalog.remove_failures(plan.stale_failures)
+
+    def start(self, source: ModelSource, dim: int) -> None:
+        """Batches from here on hold vectors of this model (recorded if new)."""
+        self.catalog.ensure_model(source.model_id, source.spec, dim)
+        self.model_id, self.dim = source.model_id, dim
+
+    def write(self, ok: list[Decoded], vectors: np.ndarray, bad: list[Failed]) -> None:
+        """One batch: vectors for catalogued images, new and changed images with theirs,
+        and the files that failed."""
+        again = [i for i, d in enumerate(ok) if d.item.kind == "reembed"]
+        fresh = [i for i, d in enumerate(ok) if d.item.kind != "reembed"]
+        if again:
+            ids = [ok[i].item.image_id for i in again]
+            self.catalog.add_vectors(self.model_id, ids, vectors[again])
+        if fresh or bad:
+            self.catalog.write_batch(
+                self.model_id,
+                [ok[i].image_data(self.root_ids[ok[i].item.root]) for i in fresh],
+                vectors[fresh] if fresh else np.zeros((0, self.dim), np.float32),
+                [f.as_failure(self.root_ids[f.item.root]) for f in bad],
+            )
