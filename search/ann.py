@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.vectorindex import VectorIndex
+if TYPE_CHECKING:  # FAISS: indexer.pairs imports this module for physical_memory alone
+    from search.vectorindex import VectorIndex
 
 log = logging.getLogger(__name__)
 
+EXACT = "IDMap2,Flat"
 # Below this an exact scan is about as fast as any graph, and IVF cannot train.
 MIN_ANN = 1000
 # Bytes per vector an HNSW graph adds to the vector itself, per unit of M: 2*M int32 links
@@ -66,7 +69,7 @@ class BuiltIndex:
 def choose_factory(n: int, dim: int, policy: IndexPolicy) -> str:
     """The FAISS index_factory string for n vectors of dim, within the memory budget."""
     if n < max(policy.ann_threshold, MIN_ANN):
-        return "IDMap2,Flat"
+        return EXACT
     budget = policy.memory_budget or physical_memory() // 4
     m = policy.hnsw_m
     hnsw_bytes = n * (4 * dim + m * HNSW_BYTES_PER_M + ID_MAP_BYTES)
@@ -108,8 +111,10 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy) -> Bu
     """
     import faiss
 
+    from search.vectorindex import VectorIndex
+
     factory = choose_factory(len(ids), vectors.shape[1] if vectors.ndim == 2 else 1, policy)
-    if factory == "IDMap2,Flat":
+    if factory == EXACT:
         return BuiltIndex(VectorIndex.build(ids, vectors), {"factory": factory}, None)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -128,12 +133,12 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy) -> Bu
         sample = min(len(ids), TRAIN_POINTS_PER_LIST * nlist)
         raw.train(vectors[np.sort(rng.choice(len(ids), sample, replace=False))])
         values = ladder(1, nlist)  # nprobe = nlist scans every list
-    _add(raw, ids, vectors, np.flatnonzero(~held))
+    index = VectorIndex.wrap(raw)
+    _add(index, ids, vectors, np.flatnonzero(~held))
     queries = vectors[held]
     truth = _truth(queries, ids, vectors, held)
-    recall = tune(VectorIndex(raw), values, queries, truth, policy.target_recall)
-    _add(raw, ids, vectors, np.flatnonzero(held))
-    index = VectorIndex(raw)  # anew: it maps graph positions to ids when made
+    recall = tune(index, values, queries, truth, policy.target_recall)
+    _add(index, ids, vectors, np.flatnonzero(held))
     return BuiltIndex(index, {**params, **index.tuning()}, recall)
 
 
@@ -175,11 +180,11 @@ def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(hits)) / 10
 
 
-def _add(raw, ids: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> None:
+def _add(index: VectorIndex, ids: np.ndarray, vectors: np.ndarray, rows: np.ndarray) -> None:
     # In slices: copying a million selected vectors at once would double peak memory.
     for start in range(0, len(rows), ADD_SLICE):
         part = rows[start : start + ADD_SLICE]
-        raw.add_with_ids(vectors[part], ids[part])
+        index.add(ids[part], vectors[part])
 
 
 def _truth(queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, held: np.ndarray):

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.ann import BuiltIndex, IndexPolicy, build_index, choose_factory
+from search.ann import EXACT, BuiltIndex, IndexPolicy, build_index, choose_factory
 from search.lock import IndexLock
 from search.records import Manifest, utcnow
-from search.vectorindex import VectorIndex
 
 if TYPE_CHECKING:  # SQLAlchemy: a one-query process may never need it (search.catalogread)
     from search.catalog import Catalog
+    from search.vectorindex import VectorIndex
 
 # An update touching more of the index than this share (or leaving more HNSW nodes blanked)
 # builds anew instead: the graph and its tuned parameter were measured for the index as
@@ -102,12 +102,12 @@ class IndexStore:
 
     def _updated(self, old: Manifest) -> BuiltIndex | None:
         """The old generation with what changed since applied, or None: build anew."""
-        if old.kind not in ("hnsw-ip", "ivf-ip"):
+        factory = (old.params or {}).get("factory")
+        if factory == EXACT:
             return None  # an exact index builds in well under a second
         current = self.catalog.embedding_ids(old.model_id)
-        if choose_factory(len(current), self.catalog.model(old.model_id).dim, self.policy) != (
-            old.params or {}
-        ).get("factory"):
+        dim = self.catalog.model(old.model_id).dim
+        if choose_factory(len(current), dim, self.policy) != factory:
             return None  # the library outgrew (or shrank below) this kind of index
         # A copy of our own: readers in other threads keep searching the loaded one.
         index = self._load(old)
@@ -118,19 +118,16 @@ class IndexStore:
         removed = np.setdiff1d(present, current, assume_unique=True)
         replaced = np.intersect1d(present, ids, assume_unique=True)
         limit = MAX_UPDATE_SHARE * max(len(present), 1)
-        blanked = index.blanked + len(removed) + len(replaced) if index.kind == "hnsw-ip" else 0
-        if len(removed) + len(ids) > limit or blanked > limit:
+        if len(removed) + len(ids) > limit:
             return None
-        index = index.update(removed, ids, vectors)
+        index.remove(np.concatenate([removed, replaced]))  # a replaced vector is added anew
+        if index.blanked > limit:
+            return None  # removed vectors still taking a place (HNSW): time to build anew
+        index.add(ids, vectors)
         if len(index) != len(current):
             return None  # the bookkeeping disagrees with the catalog: trust the catalog
-        params = {
-            **(old.params or {}),
-            **index.tuning(),
-            "updates": (old.params or {}).get("updates", 0) + 1,
-        }
-        if index.kind == "hnsw-ip":
-            params["blanked"] = index.blanked
+        updates = (old.params or {}).get("updates", 0) + 1
+        params = {**(old.params or {}), **index.updated_params(), "updates": updates}
         return BuiltIndex(index, params, old.recall_at_10)
 
     def is_current(self, model_id: str) -> bool:
@@ -172,6 +169,8 @@ class IndexStore:
         return self.lock is not None and self.lock.held_elsewhere()
 
     def _load(self, manifest: Manifest) -> VectorIndex | None:
+        from search.vectorindex import VectorIndex
+
         path = self.index_dir / manifest.filename
         try:
             index, checksum = VectorIndex.load(path)
@@ -179,7 +178,7 @@ class IndexStore:
             return None
         if (checksum, len(index), index.kind) != (manifest.checksum, manifest.count, manifest.kind):
             return None
-        if index.knob is not None and index.knob in (manifest.params or {}):
+        if index.knob in (manifest.params or {}):
             # The file carries its search parameter too; the manifest holds the value
             # whose recall was measured, so that is the one to search with.
             index.tune(manifest.params[index.knob])
