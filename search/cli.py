@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from search.errors import ImgsearchError
+from search.errors import ImgsearchError, storage_failure
 
 if TYPE_CHECKING:
     from search.settings import Settings
@@ -191,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return shell_complete(cli, {}, PROG, COMPLETE_VAR, instruction)
     # click's Command.main() would turn Ctrl-C into a blank line and its own "Aborted!",
     # and usage errors into a usage block; this is its core without those.
+    ctx = None  # its global options, once parsed, say where the catalog is
     try:
         with cli.make_context(PROG, args) as ctx:
             return int(cli.invoke(ctx) or 0)
@@ -218,6 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + 13  # as a process killed by SIGPIPE
+    except Exception as exc:
+        line = storage_failure(exc, _catalog_path(getattr(ctx, "obj", None)))
+        if line is None:
+            raise
+        print(f"{PROG}: error: {line}", file=sys.stderr)
+        return 1
+
+
+def _catalog_path(options: GlobalOptions | None) -> str:
+    try:
+        return str(settings_from(options or GlobalOptions()).catalog_path)
+    except ImgsearchError:
+        return "catalog.db in the library folder"
 
 
 def run() -> None:

@@ -14,6 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+TEMP_SUFFIX = ".tmp"
+
 
 def atomic_write(path: Path, data: bytes) -> None:
     with replacing(path) as tmp:
@@ -25,7 +27,10 @@ def replacing(path: Path) -> Iterator[Path]:
     """A temporary file next to `path` for the block to write; then fsynced and renamed
     over `path`, so readers see the old file or the whole new one. Removed on error."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The writer's pid in the name: a temporary file whose writer was killed mid-write
+    # (kill -9 runs no clean-up) can be told from one being written (remove_dead_temps).
+    prefix = f".{path.name}.{os.getpid()}."
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=TEMP_SUFFIX)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -48,3 +53,22 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(1 << 24):
             h.update(chunk)
     return h.hexdigest()
+
+
+def remove_dead_temps(folder: Path) -> None:
+    """Remove the temporary files of `replacing` in `folder` whose writer process no longer
+    exists: what a kill in the middle of a write leaves behind."""
+    for tmp in folder.glob(f".*{TEMP_SUFFIX}"):
+        pid = tmp.name[: -len(TEMP_SUFFIX)].split(".")[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

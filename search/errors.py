@@ -42,3 +42,52 @@ class NotFound(ImgsearchError):
 
 class StorageError(ImgsearchError):
     """A write failed for want of space or permission; what was committed is kept."""
+
+
+# What a full, read-only or failing disk looks like from here: the errno of an OSError, and
+# SQLite's own wording (it reports these as OperationalError, without the file's path).
+_DISK_ERRNOS = {"ENOSPC": "disk full", "EDQUOT": "disk quota exceeded", "EROFS": "read-only disk"}
+_DISK_ERRNOS["EIO"] = "disk I/O error"
+_SQLITE_DISK = {
+    "database or disk is full": "disk full",
+    "disk I/O error": "disk I/O error",
+    "attempt to write a readonly database": "read-only disk",
+}
+
+
+def storage_failure(exc: BaseException, catalog: str) -> str | None:
+    """One line for an error that a full or failing disk caused anywhere in a command
+    (a catalog commit, an index file, a thumbnail, a saved model, a checkpoint), else
+    None. Every write is atomic (a transaction, or a temporary file renamed into place),
+    so such a failure leaves what was committed as it was. `catalog`: its path, which
+    SQLite's errors do not name."""
+    import errno as errnos
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno is not None:
+            kind = _DISK_ERRNOS.get(errnos.errorcode.get(exc.errno, ""))
+            if kind:
+                where = f" at {exc.filename}" if exc.filename else ""
+                return f"{kind} while writing{where}: {_ADVICE}"
+        if type(exc).__name__ == "OperationalError":
+            text = str(exc)
+            kind = next((k for m, k in _SQLITE_DISK.items() if m in text), None)
+            if kind:
+                return f"{kind} while writing the catalog at {catalog}: {_ADVICE}"
+        if isinstance(exc, RuntimeError):  # FAISS: "write error in PATH: ... (strerror)"
+            import os
+            import re
+
+            text = str(exc)
+            for name, kind in _DISK_ERRNOS.items():
+                if f"({os.strerror(getattr(errnos, name))})" in text:
+                    path = re.search(r"write error in (\S+?):", text)
+                    where = f" at {path.group(1)}" if path else ""
+                    return f"{kind} while writing{where}: {_ADVICE}"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+_ADVICE = "free space (or fix the disk) and re-run; nothing committed was lost"

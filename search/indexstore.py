@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from search.ann import EXACT, BuiltIndex, IndexPolicy, build_index, choose_factory
+from search.diskfiles import remove_dead_temps
+from search.errors import storage_failure
 from search.lock import IndexLock
 from search.records import Manifest, utcnow
 
@@ -79,6 +81,7 @@ class IndexStore:
         index = built.index
         generation = (old.generation + 1) if old else 1
         filename = f"{_slug(model_id)}.{generation}.faiss"
+        remove_dead_temps(self.index_dir)
         checksum = index.save(self.index_dir / filename)
         manifest = Manifest(
             model_id,
@@ -159,8 +162,34 @@ class IndexStore:
                 break  # damaged, and nobody is writing a new one: rebuild
             # An index run swapped generations between our manifest read and the load
             # (it deletes the old file once the manifest names the new one): look again.
-        manifest = self.rebuild(model_id)
+        try:
+            manifest = self.rebuild(model_id)
+        except Exception as exc:
+            if storage_failure(exc, "") is None:
+                raise
+            # The disk is full: what the catalog committed is served from memory, unsaved;
+            # the next index run, or a read once there is room, writes it.
+            return self._unsaved(model_id)
         return manifest, self._loaded[model_id][1]
+
+    def _unsaved(self, model_id: str) -> tuple[Manifest, VectorIndex]:
+        old = self.catalog.manifest(model_id)
+        ids, vectors = self.catalog.vectors(model_id)
+        built = build_index(ids, vectors, self.policy)
+        index = built.index
+        manifest = Manifest(
+            model_id,
+            old.generation if old else 0,
+            "",
+            index.kind,
+            len(index),
+            "",
+            self.catalog.model_revision(model_id),
+            utcnow(),
+            built.params,
+            built.recall_at_10,
+        )
+        return manifest, index
 
     def _fresh(self, manifest: Manifest) -> bool:
         return manifest.revision == self.catalog.model_revision(manifest.model_id)

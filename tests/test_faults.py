@@ -11,6 +11,7 @@ no lock left held, no temporary file left behind.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -189,3 +190,136 @@ def test_kill_9_during_training_resumes_to_the_uninterrupted_model(tmp_path):
     assert worst < 1e-4, worst
     assert not checkpoint.parent.exists()  # a finished run removes its checkpoint
     print(f"5 kills, checkpointed epochs then: {epochs_at_kill}; largest weight gap {worst:g}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 MiB tmpfs: a disk that really fills up (ENOSPC from the kernel, in SQLite and
+    in every file write), unlike an injected exception. Mounting needs root, which the
+    test command has where it installs Chromium (tests/run.sh) and CI has."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True
+    )
+    assert mounted.returncode == 0, (
+        f"this test mounts a small tmpfs and needs root for it: {mounted.stderr!r}"
+    )
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk, leave: int):
+    """A filler file that leaves `leave` bytes free on `disk`."""
+    filler = disk / "filler"
+    filler.unlink(missing_ok=True)
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def check_library(home, root) -> None:
+    db = sqlite3.connect(home / "catalog.db")
+    try:
+        assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+        dup = db.execute("select path from images group by path having count(*) > 1").fetchall()
+        assert dup == []
+        catalog = dict(db.execute("select id, path from images").fetchall())
+    finally:
+        db.close()
+    assert set(catalog.values()) == {str(p) for p in root.glob("*.jpg")}
+    assert {h["id"]: h["path"] for h in search_all(home)} == catalog
+
+
+@pytest.mark.faults
+def test_a_disk_that_fills_up_fails_in_one_line_and_loses_nothing(tmp_path, small_disk):
+    root, home = tmp_path / "photos", small_disk / "home"
+    for i in range(60):
+        make_jpeg(root / f"p{i}.jpg", i)
+    env = {**clean_env(), "IMGSEARCH_ENGINE": "torch"}  # the export has a disk test of its own
+    cmd = [IMGSEARCH, "--home", str(home), "index", str(root), *TINY, "--quiet"]
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    serial = [2000]
+    sites = set()
+    # Less and less room each time, so that the disk fills at a different write: the
+    # catalog's commits, the index file, the manifest.
+    for leave in (400_000, 150_000, 60_000, 20_000, 4_000):
+        for _ in range(30):
+            serial[0] += 1
+            make_jpeg(root / f"n{serial[0]}.jpg", serial[0])
+        filler = fill(small_disk, leave)
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        if run.returncode != 0:
+            lines = run.stderr.strip().splitlines()
+            assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+            assert lines[0].startswith("imgsearch: error: disk full while writing"), lines
+            assert "nothing committed was lost" in lines[0]
+            sites.add("catalog" if "the catalog at" in lines[0] else lines[0].split("/")[-2])
+            # What was there before still opens and answers.
+            db = sqlite3.connect(home / "catalog.db")
+            assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+            db.close()
+            assert search_all(home)
+        filler.unlink()  # space comes back
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        sizes = {str(p.relative_to(small_disk)): p.stat().st_size for p in small_disk.rglob("*")}
+        assert again.returncode == 0, (again.stderr, sizes)
+        check_library(home, root)
+    assert len(sites) >= 2, sites  # the disk filled at more than one kind of write
+    print("disk full while writing:", sorted(sites))
+
+
+def test_every_shape_of_a_disk_failure_reads_as_one_line():
+    import errno
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from search.errors import storage_failure
+
+    def chained(inner: BaseException) -> BaseException:
+        try:
+            try:
+                raise inner
+            except BaseException as exc:
+                raise RuntimeError("while saving") from exc
+        except RuntimeError as outer:
+            return outer
+
+    cases = {
+        "disk full while writing at /lib/x.tmp": OSError(errno.ENOSPC, "No space", "/lib/x.tmp"),
+        "disk quota exceeded while writing": OSError(errno.EDQUOT, "Quota"),
+        "read-only disk while writing": chained(OSError(errno.EROFS, "Read-only")),
+        "disk I/O error while writing the catalog at /lib/catalog.db": OperationalError(
+            "COMMIT", {}, sqlite3.OperationalError("disk I/O error")
+        ),
+        "disk full while writing the catalog at /lib/catalog.db": chained(
+            sqlite3.OperationalError("database or disk is full")
+        ),
+        "disk full while writing at /lib/index/.a.faiss.tmp": RuntimeError(
+            "Error in write_index: write error in /lib/index/.a.faiss.tmp: 8110 != 30720 "
+            "(No space left on device)"
+        ),
+    }
+    for start, exc in cases.items():
+        line = storage_failure(exc, "/lib/catalog.db")
+        assert line is not None and line.startswith(start), (start, line)
+        assert line.endswith("re-run; nothing committed was lost") and "\n" not in line
+    for other in (OSError(errno.ENOENT, "gone"), ValueError("x"), RuntimeError("faiss: bad")):
+        assert storage_failure(other, "/lib/catalog.db") is None
+
+
+def test_a_killed_writers_temporary_files_go_and_a_live_ones_stay(tmp_path):
+    from search.diskfiles import remove_dead_temps, replacing
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with replacing(tmp_path / "a.faiss") as mine:  # being written by this live process
+        killed = tmp_path / f".b.faiss.{dead.pid}.x1y2.tmp"
+        killed.write_bytes(b"half")
+        other = tmp_path / "c.faiss.tmp"  # not ours: no pid in its name
+        other.write_bytes(b"x")
+        remove_dead_temps(tmp_path)
+        assert mine.exists() and other.exists() and not killed.exists()
+    assert (tmp_path / "a.faiss").exists() and not mine.exists()

@@ -864,3 +864,21 @@ def test_serve_command_defaults_to_localhost(monkeypatch):
     assert (settings.host, settings.port) == ("127.0.0.1", 8765)
     params = serve.make_context("serve", ["--host", "0.0.0.0", "--port", "9000"]).params
     assert (params["host"], params["port"]) == ("0.0.0.0", 9000)
+
+
+def test_a_full_disk_under_a_write_is_507_and_reads_go_on(client, token, photos, ids, monkeypatch):
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    def disk_full(*args, **kwargs):
+        raise OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(photos["lib"].catalog, "add_caption", disk_full)
+    url = f"/api/images/{ids['b/p8.jpg']}/captions"
+    r = client.post(url, json={"text": "a dog"}, headers=post_headers(token))
+    assert r.status_code == 507
+    catalog = photos["lib"].settings.catalog_path
+    assert r.get_json()["error"].startswith(f"disk full while writing the catalog at {catalog}")
+    assert client.get("/api/search", query_string={"q": "a dog"}).status_code == 200
+    assert client.get(f"/images/{ids['b/p8.jpg']}").status_code == 200

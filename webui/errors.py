@@ -3,10 +3,16 @@ routes, an HTML page for the pages. Messages are the library's own, user-facing 
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from search.errors import ImageDecodeError, ImgsearchError, NotFound, QueryError
+from search.errors import (
+    ImageDecodeError,
+    ImgsearchError,
+    NotFound,
+    QueryError,
+    storage_failure,
+)
 
 _MACHINE_PREFIXES = ("/api/", "/files/", "/thumbs/", "/static/")
 
@@ -39,3 +45,13 @@ def init_app(app: Flask) -> None:
         # A model that cannot load or a catalog that cannot open: nothing the request
         # could change, but the message says what the user can do.
         return error_response(503, str(exc))
+
+    @app.errorhandler(Exception)
+    def storage(exc: Exception):
+        # A full or failing disk under a write (a caption, a thumbnail, an index
+        # rebuilt): 507 for that request; reads go on being served.
+        library = current_app.extensions["imgsearch.library"]
+        line = storage_failure(exc, str(library.settings.catalog_path))
+        if line is None:
+            raise exc
+        return error_response(507, line)
