@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from search.errors import ImgsearchError
+
+PROBE_GRACE_S = 1.0
 
 
 class IndexLock:
@@ -17,13 +20,22 @@ class IndexLock:
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ImgsearchError(
-                "another `imgsearch index` is running on this library; wait for it to finish"
-            ) from None
+        # Readers probe the lock with a shared lock held for microseconds (held_elsewhere:
+        # a server answering /api/status asks on every request); an index run holds it
+        # for the whole run. So a refusal is tried again for a moment before it counts.
+        deadline = time.monotonic() + PROBE_GRACE_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise ImgsearchError(
+                        "another `imgsearch index` is running on this library; "
+                        "wait for it to finish"
+                    ) from None
+                time.sleep(0.01)
         self._fd = fd
 
     def release(self) -> None:

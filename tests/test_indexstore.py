@@ -434,6 +434,22 @@ def test_second_acquire_is_refused(tmp_path) -> None:
     first.release()
 
 
+def test_a_readers_probe_does_not_refuse_an_index_run(tmp_path) -> None:
+    """held_elsewhere() holds a shared lock for an instant; a server answering /api/status
+    probes on every request, and an index run starting then must not be refused."""
+    import fcntl
+    import threading
+
+    lock = IndexLock(tmp_path)
+    lock.acquire()
+    lock.release()
+    probe = os.open(lock.path, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH)  # a probe caught in the act (held 0.2 s here)
+    threading.Timer(0.2, lambda: os.close(probe)).start()
+    with lock:
+        assert IndexLock(tmp_path).held_elsewhere()
+
+
 def test_lock_is_released_when_the_block_raises(tmp_path) -> None:
     lock = IndexLock(tmp_path / "home")
     with pytest.raises(RuntimeError), lock:
