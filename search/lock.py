@@ -30,12 +30,17 @@ class IndexLock:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
                     os.close(fd)
+                    pid = f" (pid {holder})" if holder.isdigit() else ""
                     raise ImgsearchError(
-                        "another `imgsearch index` is running on this library; "
+                        f"another `imgsearch index`{pid} is running on this library; "
                         "wait for it to finish"
                     ) from None
                 time.sleep(0.01)
+        # Who holds it, for the message another run gets (the lock itself is the flock).
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
 
     def release(self) -> None:

@@ -323,3 +323,22 @@ def test_a_killed_writers_temporary_files_go_and_a_live_ones_stay(tmp_path):
         remove_dead_temps(tmp_path)
         assert mine.exists() and other.exists() and not killed.exists()
     assert (tmp_path / "a.faiss").exists() and not mine.exists()
+
+
+def test_a_second_index_run_is_refused_in_one_line_naming_the_first(tmp_path):
+    """RELIABILITY 28: the lock is the index run's, not only a lock object's."""
+    root, home = tmp_path / "photos", tmp_path / "home"
+    make_jpeg(root / "a.jpg", 1)
+    with IndexLock(home):  # an index run of this process holds it
+        out = subprocess.run(
+            [IMGSEARCH, "--home", str(home), "index", str(root), *TINY, "--quiet"],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        f"imgsearch: error: another `imgsearch index` (pid {os.getpid()}) is running on "
+        "this library; wait for it to finish"
+    )

@@ -415,7 +415,9 @@ def test_second_acquire_is_refused(tmp_path) -> None:
     assert not second.held_elsewhere()  # no lock file yet
     first.acquire()
     try:
-        with pytest.raises(ImgsearchError, match="another"):
+        with pytest.raises(
+            ImgsearchError, match=rf"another `imgsearch index` \(pid {os.getpid()}\)"
+        ):
             second.acquire()
         assert second.held_elsewhere()
         assert not first.held_elsewhere()  # the holder itself is not "elsewhere"
