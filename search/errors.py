@@ -76,16 +76,19 @@ def storage_failure(exc: BaseException, catalog: str) -> str | None:
             kind = next((k for m, k in _SQLITE_DISK.items() if m in text), None)
             if kind:
                 return f"{kind} while writing the catalog at {catalog}: {_ADVICE}"
-        if isinstance(exc, RuntimeError):  # FAISS: "write error in PATH: ... (strerror)"
-            import os
-            import re
+        # Native writers that report the OS error only in their text: FAISS ("write
+        # error in PATH: ... (No space left on device)"), safetensors ("I/O error: No
+        # space left on device (os error 28)").
+        import os
+        import re
 
-            text = str(exc)
-            for name, kind in _DISK_ERRNOS.items():
-                if f"({os.strerror(getattr(errnos, name))})" in text:
-                    path = re.search(r"write error in (\S+?):", text)
-                    where = f" at {path.group(1)}" if path else ""
-                    return f"{kind} while writing{where}: {_ADVICE}"
+        text = str(exc)
+        for name, kind in _DISK_ERRNOS.items():
+            number = getattr(errnos, name)
+            if f"({os.strerror(number)})" in text or f"(os error {number})" in text:
+                path = re.search(r"write error in (\S+?):", text)
+                where = f" at {path.group(1)}" if path else ""
+                return f"{kind} while writing{where}: {_ADVICE}"
         exc = exc.__cause__ or exc.__context__
     return None
 

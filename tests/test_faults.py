@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -192,21 +193,33 @@ def test_kill_9_during_training_resumes_to_the_uninterrupted_model(tmp_path):
     print(f"5 kills, checkpointed epochs then: {epochs_at_kill}; largest weight gap {worst:g}")
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """An 8 MiB tmpfs: a disk that really fills up (ENOSPC from the kernel, in SQLite and
-    in every file write), unlike an injected exception. Mounting needs root, which the
-    test command has where it installs Chromium (tests/run.sh) and CI has."""
+def mounted_tmpfs(tmp_path, size: str):
+    """A tmpfs of `size`: a disk that really fills up (ENOSPC from the kernel, in SQLite
+    and in every file write), unlike an injected exception. Mounting needs root, which
+    the test command has where it installs Chromium (tests/run.sh) and CI has."""
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True
     )
     assert mounted.returncode == 0, (
         f"this test mounts a small tmpfs and needs root for it: {mounted.stderr!r}"
     )
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """8 MiB: a catalog and index of a few hundred tiny photos fit, with little to spare."""
+    yield from mounted_tmpfs(tmp_path, "8m")
+
+
+@pytest.fixture
+def training_disk(tmp_path):
+    """192 MiB: a tiny model's training run (two 56 MB checkpoints while one replaces the
+    other, a 14 MB model) fits, with little to spare."""
+    yield from mounted_tmpfs(tmp_path, "192m")
 
 
 def fill(disk, leave: int):
@@ -297,6 +310,9 @@ def test_every_shape_of_a_disk_failure_reads_as_one_line():
         "disk full while writing the catalog at /lib/catalog.db": chained(
             sqlite3.OperationalError("database or disk is full")
         ),
+        "disk full while writing: free space": Exception(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        ),
         "disk full while writing at /lib/index/.a.faiss.tmp": RuntimeError(
             "Error in write_index: write error in /lib/index/.a.faiss.tmp: 8110 != 30720 "
             "(No space left on device)"
@@ -342,3 +358,40 @@ def test_a_second_index_run_is_refused_in_one_line_naming_the_first(tmp_path):
         f"imgsearch: error: another `imgsearch index` (pid {os.getpid()}) is running on "
         "this library; wait for it to finish"
     )
+
+
+@pytest.mark.faults
+def test_a_disk_that_fills_up_during_training_fails_in_one_line_and_resumes(
+    tmp_path, training_disk
+):
+    from indexer.synthetic import generate, write_pairs
+
+    samples = generate(tmp_path / "pairs", 160, seed=7, size=64)
+    pairs = tmp_path / "pairs" / "pairs.csv"
+    write_pairs(samples, pairs)
+    home = training_disk / "home"
+    cmd = [IMGSEARCH, "--home", str(home), "train", str(pairs), *TINY, "--out", "m"]
+    cmd += ["--epochs", "4", "--batch-size", "32", "--json"]
+    env = {**clean_env(), "IMGSEARCH_CHECKPOINT_SECONDS": "0"}
+    failed = set()
+    # Room for less and less: the disk fills at the first checkpoint or a later one.
+    for leave in (150_000_000, 90_000_000, 40_000_000, 5_000_000):
+        filler = fill(training_disk, leave)
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        if run.returncode != 0:
+            lines = run.stderr.strip().splitlines()
+            assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
+            assert lines[0].startswith("imgsearch: error: disk full while writing"), lines
+            failed.add(leave)
+            models = home / "models"
+            # Nothing half-written where models are listed: no model folder without its
+            # sidecar, no leftover temporary folder.
+            assert not (models / "m").exists() or (models / "m" / "imgsearch.json").is_file()
+            assert not list(models.glob(".m.tmp*")), list(models.iterdir())
+        filler.unlink()
+        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr
+        assert (home / "models" / "m" / "imgsearch.json").is_file()
+        shutil.rmtree(home / "models" / "m")
+    assert failed, "the disk never filled: the sizes above no longer reach the writes"
+    print("training failed on a full disk with", sorted(failed), "bytes left")

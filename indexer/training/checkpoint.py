@@ -15,6 +15,7 @@ state naming a complete folder, never a mix of two epochs' files.
 from __future__ import annotations
 
 import copy
+import io
 import json
 import shutil
 from pathlib import Path
@@ -114,7 +115,11 @@ class Checkpoints:
         with replacing(target / BEST) as tmp:
             save_file({k: v.contiguous().cpu() for k, v in best.tensors.items()}, tmp)
         with replacing(target / OPTIMIZER) as tmp:
-            torch.save(optimizer.state_dict(), tmp)
+            # Serialised in memory, written by Python: torch's own file writer reports a
+            # full disk as a bare RuntimeError ("iostream error"), Python as ENOSPC.
+            buffer = io.BytesIO()
+            torch.save(optimizer.state_dict(), buffer)
+            tmp.write_bytes(buffer.getbuffer())
         state = {**self.fingerprint, **state, "current": tag}
         atomic_write(self.folder / STATE, json.dumps(state, indent=1, default=str).encode())
         for entry in self.folder.iterdir():
