@@ -6,6 +6,10 @@ never prints or exits.
 
 from __future__ import annotations
 
+import errno
+import os
+import re
+
 
 class ImgsearchError(Exception):
     """Base for every error the user can act on (the CLI prints it as one line)."""
@@ -46,8 +50,12 @@ class StorageError(ImgsearchError):
 
 # What a full, read-only or failing disk looks like from here: the errno of an OSError, and
 # SQLite's own wording (it reports these as OperationalError, without the file's path).
-_DISK_ERRNOS = {"ENOSPC": "disk full", "EDQUOT": "disk quota exceeded", "EROFS": "read-only disk"}
-_DISK_ERRNOS["EIO"] = "disk I/O error"
+_DISK_ERRNOS = {
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only disk",
+    errno.EIO: "disk I/O error",
+}
 _SQLITE_DISK = {
     "database or disk is full": "disk full",
     "disk I/O error": "disk I/O error",
@@ -61,13 +69,11 @@ def storage_failure(exc: BaseException, catalog: str) -> str | None:
     None. Every write is atomic (a transaction, or a temporary file renamed into place),
     so such a failure leaves what was committed as it was. `catalog`: its path, which
     SQLite's errors do not name."""
-    import errno as errnos
-
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno is not None:
-            kind = _DISK_ERRNOS.get(errnos.errorcode.get(exc.errno, ""))
+            kind = _DISK_ERRNOS.get(exc.errno)
             if kind:
                 where = f" at {exc.filename}" if exc.filename else ""
                 return f"{kind} while writing{where}: {_ADVICE}"
@@ -79,12 +85,8 @@ def storage_failure(exc: BaseException, catalog: str) -> str | None:
         # Native writers that report the OS error only in their text: FAISS ("write
         # error in PATH: ... (No space left on device)"), safetensors ("I/O error: No
         # space left on device (os error 28)").
-        import os
-        import re
-
         text = str(exc)
-        for name, kind in _DISK_ERRNOS.items():
-            number = getattr(errnos, name)
+        for number, kind in _DISK_ERRNOS.items():
             if f"({os.strerror(number)})" in text or f"(os error {number})" in text:
                 path = re.search(r"write error in (\S+?):", text)
                 where = f" at {path.group(1)}" if path else ""

@@ -41,6 +41,25 @@ def _slug(model_id: str) -> str:
     return f"{readable}-{hashlib.sha256(model_id.encode()).hexdigest()[:8]}"
 
 
+def _manifest(
+    model_id: str, generation: int, filename: str, checksum: str, revision: int, built: BuiltIndex
+) -> Manifest:
+    """The manifest of a built index (filename and checksum empty: not saved)."""
+    index = built.index
+    return Manifest(
+        model_id,
+        generation,
+        filename,
+        index.kind,
+        len(index),
+        checksum,
+        revision,
+        utcnow(),
+        built.params,
+        built.recall_at_10,
+    )
+
+
 class IndexStore:
     def __init__(
         self,
@@ -83,18 +102,7 @@ class IndexStore:
         filename = f"{_slug(model_id)}.{generation}.faiss"
         remove_dead_temps(self.index_dir)
         checksum = index.save(self.index_dir / filename)
-        manifest = Manifest(
-            model_id,
-            generation,
-            filename,
-            index.kind,
-            len(index),
-            checksum,
-            revision,
-            utcnow(),
-            built.params,
-            built.recall_at_10,
-        )
+        manifest = _manifest(model_id, generation, filename, checksum, revision, built)
         self.catalog.set_manifest(manifest)
         if old and old.filename != filename:
             # Readers that loaded the old file hold it in memory; the file itself can go.
@@ -176,20 +184,9 @@ class IndexStore:
         old = self.catalog.manifest(model_id)
         ids, vectors = self.catalog.vectors(model_id)
         built = build_index(ids, vectors, self.policy)
-        index = built.index
-        manifest = Manifest(
-            model_id,
-            old.generation if old else 0,
-            "",
-            index.kind,
-            len(index),
-            "",
-            self.catalog.model_revision(model_id),
-            utcnow(),
-            built.params,
-            built.recall_at_10,
-        )
-        return manifest, index
+        revision = self.catalog.model_revision(model_id)
+        generation = old.generation if old else 0
+        return _manifest(model_id, generation, "", "", revision, built), built.index
 
     def _fresh(self, manifest: Manifest) -> bool:
         return manifest.revision == self.catalog.model_revision(manifest.model_id)

@@ -54,6 +54,23 @@ def search_all(home) -> list[dict]:
     return json.loads(out.stdout)["results"]
 
 
+def check_library(home, root) -> None:
+    """After a clean run: SQLite's integrity check, one row per path, exactly the files
+    on disk catalogued, and the index holding exactly the catalog's live ids."""
+    db = sqlite3.connect(home / "catalog.db")
+    try:
+        assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
+        dup = db.execute("select path from images group by path having count(*) > 1").fetchall()
+        assert dup == []
+        catalog = dict(db.execute("select id, path from images").fetchall())
+    finally:
+        db.close()
+    assert set(catalog.values()) == {str(p) for p in root.glob("*.jpg")}
+    hits = search_all(home)
+    assert len(hits) == len(catalog)  # no id twice
+    assert {h["id"]: h["path"] for h in hits} == catalog
+
+
 def change_the_folder(root, rng, serial: list[int]) -> None:
     """What a photo folder goes through between two runs: new photos, one replaced by
     another picture under the same name, one deleted."""
@@ -106,20 +123,12 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(tmp_path):
     _, err = final.communicate(timeout=300)
     assert final.returncode == 0, err
 
+    check_library(home, root)
     db = sqlite3.connect(home / "catalog.db")
     try:
-        assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
-        dup = db.execute("select path from images group by path having count(*) > 1").fetchall()
-        assert dup == []
-        catalog = dict(db.execute("select id, path from images").fetchall())
         current = {row[0] for row in db.execute("select filename from index_manifest")}
     finally:
         db.close()
-    on_disk = {str(p) for p in root.glob("*.jpg")}
-    assert set(catalog.values()) == on_disk
-    hits = search_all(home)
-    assert len(hits) == len(on_disk)
-    assert {h["id"]: h["path"] for h in hits} == catalog  # the index holds the live ids
     lock = IndexLock(home)
     lock.acquire()  # nothing holds it
     lock.release()
@@ -230,19 +239,6 @@ def fill(disk, leave: int):
     with open(filler, "wb") as f:
         f.write(b"\0" * max(0, free - leave))
     return filler
-
-
-def check_library(home, root) -> None:
-    db = sqlite3.connect(home / "catalog.db")
-    try:
-        assert db.execute("pragma integrity_check").fetchone()[0] == "ok"
-        dup = db.execute("select path from images group by path having count(*) > 1").fetchall()
-        assert dup == []
-        catalog = dict(db.execute("select id, path from images").fetchall())
-    finally:
-        db.close()
-    assert set(catalog.values()) == {str(p) for p in root.glob("*.jpg")}
-    assert {h["id"]: h["path"] for h in search_all(home)} == catalog
 
 
 @pytest.mark.faults

@@ -21,12 +21,12 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from search.diskfiles import atomic_write
 from search.onnxmodel.check import MIN_COSINE, check_pixels, worst_cosine
 from search.onnxmodel.store import Export
 
@@ -112,8 +112,7 @@ def _measure(export: Export, cache_dir: Path) -> bool:
 
     pixels = check_pixels(export.image.size)
     fp32 = OnnxEncoder(export, prepack=False).encode_pixels(pixels)
-    bf16 = ImageSession(export.folder / export.image.file, cache_dir).run(None, {"p": pixels})[0]
-    bf16 /= np.maximum(np.linalg.norm(bf16, axis=1, keepdims=True), 1e-12)
+    bf16 = OnnxEncoder(export, openvino_cache=cache_dir).encode_pixels(pixels)
     worst = worst_cosine(bf16, fp32)
     ok = worst >= MIN_COSINE
     if not ok:
@@ -124,7 +123,5 @@ def _measure(export: Export, cache_dir: Path) -> bool:
         **_verdicts(export.folder),
         machine_key(): {"ok": ok, "min_cosine": round(worst, 6)},
     }
-    tmp = export.folder / f".{VERDICTS}.{os.getpid()}"
-    tmp.write_text(json.dumps(verdicts, indent=1), encoding="utf-8")
-    tmp.replace(export.folder / VERDICTS)
+    atomic_write(export.folder / VERDICTS, json.dumps(verdicts, indent=1).encode())
     return ok
