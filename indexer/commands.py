@@ -66,6 +66,12 @@ def model_options(command: Callable) -> Callable:
 )
 @click.option("--max-megapixels", type=float, metavar="MP", help="skip larger images (default 100)")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="skip matching paths (repeatable)")
+@click.option(
+    "--include-hidden",
+    is_flag=True,
+    default=None,
+    help="index hidden files and folders too (a leading dot; skipped by default)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.pass_obj
@@ -77,6 +83,7 @@ def index_command(
     decode: str | None,
     max_megapixels: float | None,
     exclude: tuple[str, ...],
+    include_hidden: bool | None,
     as_json: bool,
     quiet: bool,
     model_flags: dict[str, str | None],
@@ -92,6 +99,7 @@ def index_command(
         decode=decode,
         max_megapixels=max_megapixels,
         exclude=exclude or None,  # none given: IMGSEARCH_EXCLUDE still applies
+        include_hidden=include_hidden,
     )
     with Library(settings) as lib:
         report = sync(lib, list(paths), progress=not quiet)

@@ -9,6 +9,7 @@ for the collate stage to decode on the device in one call (indexer.devicedecode)
 
 from __future__ import annotations
 
+import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,10 +19,18 @@ from typing import BinaryIO
 
 import numpy as np
 
+from indexer.backoff import TOO_LARGE, Backoff
 from indexer.scan import file_hash, storable_path
 from search.errors import ImageDecodeError
-from search.imageio import ImageHeader, load_image, read_header
-from search.records import FailureData, ImageData
+from search.imageio import UNSUPPORTED_FORMATS, ImageHeader, load_image, read_header
+from search.records import FailureData, ImageData, utcnow
+
+# RELIABILITY 20: a file still being written (a copy in progress, an editor saving) is
+# not stored half-read; its failure keeps the scan's size and time, so the next run, which
+# finds the file's new ones, tries it again.
+CHANGED_DURING_READ = (
+    "changed_during_read: the file changed while it was read; the next run indexes it"
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class Decoded:
     taken_at: datetime | None
     pixels: np.ndarray | None  # None while `encoded` still waits for the device decoder
     encoded: object | None = None  # the file's bytes for the device (devicedecode.JpegBytes)
+    read_at: datetime | None = None  # when the read began (plan.py's racy-file check)
 
     def image_data(self, root_id: int) -> ImageData:
         i = self.item
@@ -59,6 +69,7 @@ class Decoded:
             height=self.height,
             taken_at=self.taken_at,
             date=date,
+            read_at=self.read_at,
         )
 
 
@@ -90,7 +101,11 @@ def make_decoder(
     def decode(item: WorkItem) -> Decoded | Failed:
         if storable_path(item.path) != item.path:
             return Failed(item, "file name is not valid UTF-8; rename the file to index it")
+        unsupported = UNSUPPORTED_FORMATS.get(os.path.splitext(item.path)[1].lower())
+        if unsupported is not None:
+            return Failed(item, unsupported)  # never opened
         encoded = image = None
+        read_at = utcnow()
         try:
             with open(item.path, "rb") as f:
                 digest = file_hash(f, item.size)
@@ -102,6 +117,9 @@ def make_decoder(
                 if encoded is None:
                     f.seek(0)
                     meta = image = load_image(f, max_megapixels=max_megapixels, min_side=min_side)
+                after = os.fstat(f.fileno())
+            if (after.st_size, after.st_mtime_ns) != (item.size, item.mtime_ns):
+                return Failed(item, CHANGED_DURING_READ)
             pixels = None if image is None else prepare(image.image)
         except ImageDecodeError as exc:
             return Failed(item, exc.reason)
@@ -109,7 +127,9 @@ def make_decoder(
             return Failed(item, f"cannot read file: {exc.strerror or exc}")
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the run
             return Failed(item, f"unexpected {type(exc).__name__}: {exc}")
-        return Decoded(item, digest, meta.width, meta.height, meta.taken_at, pixels, encoded)
+        return Decoded(
+            item, digest, meta.width, meta.height, meta.taken_at, pixels, encoded, read_at
+        )
 
     return decode
 
@@ -177,16 +197,21 @@ def run_pipeline(
 ) -> PipelineCounts:
     """`collate` turns a batch's decoded images into the encoder's input; it may find
     more failures (files the device could not decode and the CPU fallback refused).
+    Out of memory in `encode` halves the batch (indexer.backoff).
     `lookahead` files are in flight at most (default: two batches)."""
     counts = PipelineCounts()
     lookahead = max(2 * batch_size, 4 * workers) if lookahead is None else lookahead
+    fitting = Backoff(encode)
     for batch in batched(decode_ahead(items, decode, workers, lookahead), batch_size):
         ok = [r for r in batch if isinstance(r, Decoded)]
         bad = [r for r in batch if isinstance(r, Failed)]
+        vectors = np.zeros((0, 0), "f4")
         if ok:
             ok, pixels, late = collate(ok)
             bad += late
-        vectors = encode(pixels) if ok else np.zeros((0, 0), "f4")
+        if ok:
+            ok, vectors, too_large = fitting(ok, pixels)
+            bad += [Failed(r.item, TOO_LARGE) for r in too_large]
         write(ok, vectors, bad)
         counts.ok.update(r.item.kind for r in ok)
         counts.failed += len(bad)

@@ -4,6 +4,13 @@ The roots as they will be once the run's folders are added, each walked once; ea
 catalogued root's file and failure records read once; from those, the files to embed
 (new and changed), the moves and renames, the removals; and, once the model's id is
 known, the catalogued images that have no vector for it yet (one query per root).
+
+A file whose size or time changed is hashed before it is called changed: `touch`, a copy
+that keeps the bytes, a backup tool restoring times, none re-embeds (RELIABILITY 19).
+And as git does with "racily clean" files, a file modified less than a coarse clock tick
+before it was read is hashed again by later runs even when its size and time look the
+same: on a file system that keeps whole (FAT: even) seconds, an edit made in that second
+keeps both.
 """
 
 from __future__ import annotations
@@ -12,11 +19,15 @@ import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 
 from indexer.pipeline import WorkItem
 from indexer.scan import FoundFile, content_hash, storable_path
 from search.catalog import Catalog, is_inside
-from search.records import FileRecord, RootInfo
+from search.records import FileRecord, RootInfo, utcnow
+
+# The coarsest file time step in use (FAT's two seconds), in nanoseconds.
+RACY_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,10 @@ class Plan:
     unavailable: list[str] = field(default_factory=list)  # roots kept as they are
     work: list[WorkItem] = field(default_factory=list)  # new and changed files
     moves: list[Move] = field(default_factory=list)
+    # Catalogued files whose bytes were checked unchanged: new time recorded, no re-embed.
+    refreshed: list[Move] = field(default_factory=list)
+    # Before this plan read any file's bytes: the check time its moves and refreshes record.
+    checked_at: datetime = field(default_factory=utcnow)
     removed_ids: list[int] = field(default_factory=list)
     stale_failures: list[str] = field(default_factory=list)
     unchanged: int = 0
@@ -104,8 +119,11 @@ def plan_run(
             found_paths.add(f.path)
             rec = records.get(f.path)
             if rec is not None:
-                if (rec.size, rec.mtime_ns) == (f.size, f.mtime_ns):
+                if (rec.size, rec.mtime_ns) == (f.size, f.mtime_ns) and not racy(rec):
                     plan.unchanged += 1
+                elif rec.size == f.size and _hash(f) == rec.content_hash:
+                    plan.unchanged += 1
+                    plan.refreshed.append(Move(rec.id, f.path, root.path, f.mtime_ns))
                 else:
                     plan.work.append(WorkItem(root.path, f.path, f.size, f.mtime_ns, "changed"))
             elif failures.get(storable_path(f.path)) == (f.size, f.mtime_ns):
@@ -128,13 +146,27 @@ def plan_run(
     return plan
 
 
+def racy(rec: FileRecord) -> bool:
+    """Modified within a clock tick of being read: an edit since may have kept the file's
+    size and time (see the module's docstring)."""
+    read_at = rec.indexed_at.replace(tzinfo=timezone.utc).timestamp()
+    return rec.mtime_ns > read_at * 1e9 - RACY_NS
+
+
+def _hash(f: FoundFile) -> str | None:
+    """The file's content hash; None when it cannot be read (the decoder reports why)."""
+    try:
+        return content_hash(f.path, f.size)
+    except OSError:
+        return None
+
+
 def _match_moved(candidates: list[FileRecord] | None, f: FoundFile) -> FileRecord | None:
     """The catalogued file that `f` is, moved or renamed: same size and content hash."""
     if not candidates:
         return None
-    try:
-        digest = content_hash(f.path, f.size)
-    except OSError:
+    digest = _hash(f)
+    if digest is None:
         return None
     return next((rec for rec in candidates if rec.content_hash == digest), None)
 

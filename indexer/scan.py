@@ -9,7 +9,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from search.imageio import IMAGE_EXTENSIONS
+from search.imageio import IMAGE_EXTENSIONS, UNSUPPORTED_FORMATS
+
+# What the walk reports: images, and the pictures it lists as not indexed, with why.
+FOUND_EXTENSIONS = IMAGE_EXTENSIONS | frozenset(UNSUPPORTED_FORMATS)
 
 # Folders that NAS boxes, OSes and tools fill with thumbnails or trash, never photos.
 SYSTEM_DIRS = frozenset(
@@ -33,12 +36,15 @@ class FoundFile:
     mtime_ns: int
 
 
-def scan_root(root: str, exclude: Sequence[str] = ()) -> Iterator[FoundFile]:
+def scan_root(
+    root: str, exclude: Sequence[str] = (), include_hidden: bool = False
+) -> Iterator[FoundFile]:
     """Image files under `root`, depth first in name order.
 
     Symlinks are followed only where they stay inside the root, and a directory reached
     again by any route (a symlink cycle, two links to one place) is skipped. `exclude`
     holds glob patterns matched against the path relative to the root and each name.
+    Names with a leading dot are skipped unless `include_hidden`.
     """
     seen_dirs: set[tuple[int, int]] = set()
     # The web UI serves only files whose real path is inside a root, so a link that
@@ -60,7 +66,8 @@ def scan_root(root: str, exclude: Sequence[str] = ()) -> Iterator[FoundFile]:
         subdirs = []
         for entry in entries:
             name = entry.name
-            if name.startswith(".") or _excluded(entry.path, name, root, exclude):
+            hidden = name.startswith(".") and not include_hidden
+            if hidden or _excluded(entry.path, name, root, exclude):
                 continue
             try:
                 if entry.is_symlink() and not _real_dir(entry.path).startswith(inside):
@@ -69,7 +76,7 @@ def scan_root(root: str, exclude: Sequence[str] = ()) -> Iterator[FoundFile]:
                     if name not in SYSTEM_DIRS:
                         subdirs.append(entry.path)
                     continue
-                if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                if os.path.splitext(name)[1].lower() not in FOUND_EXTENSIONS:
                     continue
                 if not entry.is_file():
                     continue

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -27,6 +27,7 @@ from search.encoder import Encoder
 from search.errors import ConfigError
 from search.library import Library
 from search.progress import Progress
+from search.settings import Settings
 
 
 @dataclass
@@ -80,7 +81,7 @@ def sync(
             roots = run_roots(lib.catalog.roots(), new_roots)
             if not roots:
                 raise ConfigError("no folders to index yet: run `imgsearch index FOLDER`")
-            scans = scan_roots([r.path for r in roots], lib.settings.exclude)
+            scans = scan_roots([r.path for r in roots], lib.settings)
             plan = plan_run(lib.catalog, roots, new_roots, scans)
             ahead = plan.work + (missing_vectors(lib.catalog, plan, model_id) if model_id else [])
             # A small run on a model with an ONNX export runs on it (indexer.engines).
@@ -107,6 +108,11 @@ def sync(
                     work = plan.work + missing_vectors(lib.catalog, plan, model_id)
                 encoder = loader.encoder()
                 writer.start(source, encoder.dim)
+                if lib.serving_model is None:
+                    # A library's first run: no other model to keep serving, so what
+                    # each batch commits is searchable at once, and stays so if the run
+                    # dies (a kill, Ctrl-C, a full disk) before its end.
+                    writer.on_first_commit = partial(lib.set_serving, model_id)
                 embed_started = time.perf_counter()
                 counts = _embed(lib, encoder, work, writer, progress, prefetch)
                 embed_s = time.perf_counter() - embed_started
@@ -145,9 +151,9 @@ def sync(
     return report
 
 
-def scan_roots(folders: list[str], exclude: Sequence[str]) -> dict[str, list[FoundFile]]:
+def scan_roots(folders: list[str], settings: Settings) -> dict[str, list[FoundFile]]:
     """Each root walked once (by path)."""
-    return {f: list(scan_root(f, exclude)) for f in folders}
+    return {f: list(scan_root(f, settings.exclude, settings.include_hidden)) for f in folders}
 
 
 def _embed(

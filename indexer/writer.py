@@ -7,6 +7,8 @@ written before the interruption.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from indexer.pipeline import Decoded, Failed
@@ -21,6 +23,9 @@ class CatalogWriter:
         self.root_ids: dict[str, int] = {}  # root path → catalog id
         self.model_id = ""
         self.dim = 0
+        # Called once, after the first batch is committed (see sync: a first run serves
+        # what it has committed).
+        self.on_first_commit: Callable[[], None] | None = None
 
     def apply(self, plan: Plan) -> None:
         """Add the plan's folders as roots, then write its moves and removals."""
@@ -28,7 +33,11 @@ class CatalogWriter:
             self.catalog.add_root(path)
         self.root_ids = {r.path: r.id for r in self.catalog.roots()}
         self.catalog.move_images(
-            [(m.image_id, m.path, self.root_ids[m.root], m.mtime_ns) for m in plan.moves]
+            [
+                (m.image_id, m.path, self.root_ids[m.root], m.mtime_ns)
+                for m in plan.moves + plan.refreshed
+            ],
+            checked_at=plan.checked_at,
         )
         self.catalog.remove_images(plan.removed_ids)
         self.catalog.remove_failures(plan.stale_failures)
@@ -53,3 +62,6 @@ class CatalogWriter:
                 vectors[fresh] if fresh else np.zeros((0, self.dim), np.float32),
                 [f.as_failure(self.root_ids[f.item.root]) for f in bad],
             )
+        if ok and self.on_first_commit is not None:
+            first, self.on_first_commit = self.on_first_commit, None
+            first()

@@ -64,6 +64,16 @@ def make_engine(path: Path) -> Engine:
 # command a tenth to half a second to import, read its scripts and run them.
 SCHEMA_HEAD = "0003"
 
+# The columns of a FileRecord, in its field order.
+_FILE_RECORD = (
+    Image.id,
+    Image.path,
+    Image.size,
+    Image.mtime_ns,
+    Image.content_hash,
+    Image.indexed_at,
+)
+
 
 def stored_revision(conn) -> str | None:
     """The revision the catalog is stamped with (None: new, or more than one head)."""
@@ -211,9 +221,7 @@ class Catalog:
 
     # -- what the indexer compares against the disk ---------------------------------------
     def file_records(self, root_id: int) -> dict[str, FileRecord]:
-        stmt = select(Image.id, Image.path, Image.size, Image.mtime_ns, Image.content_hash).where(
-            Image.root_id == root_id
-        )
+        stmt = select(*_FILE_RECORD).where(Image.root_id == root_id)
         with self._session() as s:
             return {row.path: FileRecord(*row) for row in s.execute(stmt)}
 
@@ -226,9 +234,7 @@ class Catalog:
 
     def missing_embeddings(self, model_id: str, root_id: int) -> list[FileRecord]:
         has = select(Embedding.image_id).where(Embedding.model_id == model_id)
-        stmt = select(Image.id, Image.path, Image.size, Image.mtime_ns, Image.content_hash).where(
-            Image.root_id == root_id, Image.id.not_in(has)
-        )
+        stmt = select(*_FILE_RECORD).where(Image.root_id == root_id, Image.id.not_in(has))
         with self._session() as s:
             return [FileRecord(*row) for row in s.execute(stmt)]
 
@@ -273,7 +279,8 @@ class Catalog:
                 s.execute(delete(Embedding).where(Embedding.image_id.in_(changed_ids)))
                 self._bump_all_revisions(s)
             for im in images:
-                values = dict(vars(im), indexed_at=now)
+                values = dict(vars(im))
+                values["indexed_at"] = values.pop("read_at") or now
                 if im.path in existing:
                     image_id = existing[im.path]
                     s.execute(update(Image).where(Image.id == image_id).values(**values))
@@ -301,14 +308,18 @@ class Catalog:
             )
             self._insert_vectors(s, model_id, image_ids, vecs)
 
-    def move_images(self, moves: Iterable[tuple[int, str, int, int]]) -> None:
-        """Renamed/moved files: (id, new path, root id, mtime_ns). Ids and vectors stay."""
+    def move_images(
+        self, moves: Iterable[tuple[int, str, int, int]], *, checked_at: datetime | None = None
+    ) -> None:
+        """Renamed, moved or touched files whose bytes were found unchanged at `checked_at`
+        (default: now): (id, path, root id, mtime_ns). Ids and vectors stay."""
+        checked_at = checked_at or utcnow()
         with self._tx() as s:
             for image_id, path, root_id, mtime_ns in moves:
                 s.execute(
                     update(Image)
                     .where(Image.id == image_id)
-                    .values(path=path, root_id=root_id, mtime_ns=mtime_ns)
+                    .values(path=path, root_id=root_id, mtime_ns=mtime_ns, indexed_at=checked_at)
                 )
 
     def remove_images(self, ids: Sequence[int]) -> None:

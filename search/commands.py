@@ -184,9 +184,13 @@ def models_command(options: GlobalOptions, as_json: bool) -> int:
 @click.pass_obj
 def use_command(options: GlobalOptions, model: str, pretrained: str | None) -> int:
     from search.library import Library
+    from search.modelspec import check_weights, weights_file
 
     with Library(settings_from(options)) as lib:
         source = lib.resolve({"model": model, "pretrained": pretrained})
+        weights = weights_file(source.spec, lib.settings.models_dir)
+        if weights is not None:
+            check_weights(weights)
         lib.set_active(source.spec)
         count = lib.catalog.image_count()
     print(f"active model: {source.model_id}")

@@ -63,12 +63,13 @@ _SQLITE_DISK = {
 }
 
 
-def storage_failure(exc: BaseException, catalog: str) -> str | None:
+def storage_failure(exc: BaseException, catalog: str, advice: str | None = None) -> str | None:
     """One line for an error that a full or failing disk caused anywhere in a command
     (a catalog commit, an index file, a thumbnail, a saved model, a checkpoint), else
     None. Every write is atomic (a transaction, or a temporary file renamed into place),
     so such a failure leaves what was committed as it was. `catalog`: its path, which
-    SQLite's errors do not name."""
+    SQLite's errors do not name; `advice`: what to do, where the default does not fit."""
+    advice = advice or _ADVICE
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
@@ -76,12 +77,12 @@ def storage_failure(exc: BaseException, catalog: str) -> str | None:
             kind = _DISK_ERRNOS.get(exc.errno)
             if kind:
                 where = f" at {exc.filename}" if exc.filename else ""
-                return f"{kind} while writing{where}: {_ADVICE}"
+                return f"{kind} while writing{where}: {advice}"
         if type(exc).__name__ == "OperationalError":
             text = str(exc)
             kind = next((k for m, k in _SQLITE_DISK.items() if m in text), None)
             if kind:
-                return f"{kind} while writing the catalog at {catalog}: {_ADVICE}"
+                return f"{kind} while writing the catalog at {catalog}: {advice}"
         # Native writers that report the OS error only in their text: FAISS ("write
         # error in PATH: ... (No space left on device)"), safetensors ("I/O error: No
         # space left on device (os error 28)").
@@ -90,7 +91,7 @@ def storage_failure(exc: BaseException, catalog: str) -> str | None:
             if f"({os.strerror(number)})" in text or f"(os error {number})" in text:
                 path = re.search(r"write error in (\S+?):", text)
                 where = f" at {path.group(1)}" if path else ""
-                return f"{kind} while writing{where}: {_ADVICE}"
+                return f"{kind} while writing{where}: {advice}"
         exc = exc.__cause__ or exc.__context__
     return None
 

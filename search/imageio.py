@@ -26,6 +26,18 @@ from search.errors import ImageDecodeError
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 )
+# Pictures a person keeps beside photos that are never opened here: vector and PostScript
+# files can carry script (RELIABILITY 13), HEIC needs a codec this build lacks. Found by
+# the walk and listed with these reasons, so a missing picture has an explanation.
+UNSUPPORTED_FORMATS: dict[str, str] = {
+    ".svg": "unsupported format: SVG drawings are not indexed",
+    ".svgz": "unsupported format: SVG drawings are not indexed",
+    ".eps": "unsupported format: PostScript files are not indexed",
+    ".ps": "unsupported format: PostScript files are not indexed",
+    ".ai": "unsupported format: Illustrator files are not indexed",
+    ".heic": "skipped: codec unavailable (HEIC)",
+    ".heif": "skipped: codec unavailable (HEIF)",
+}
 
 DEFAULT_MAX_MEGAPIXELS = 100.0
 DECODER_BLOCK = 4 << 20

@@ -130,7 +130,8 @@ class Library:
 
     @property
     def serving_model(self) -> str | None:
-        """The id of the model searches use; None until an index run completes."""
+        """The id of the model searches use; None until a first index run commits its
+        first batch (then that model, switched only by a later run that completes)."""
         return self.catalog.get_setting(SERVING_MODEL)
 
     def set_serving(self, model_id: str) -> None:

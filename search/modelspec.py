@@ -154,6 +154,22 @@ def weights_file(spec: dict, models_dir: Path) -> Path | None:
     return None
 
 
+def check_weights(path: Path) -> None:
+    """A safetensors file cut short (a copy that stopped, a full disk) is refused from its
+    header, without reading a tensor: `use` says so before the library switches to it."""
+    if path.suffix != ".safetensors":
+        return
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "np"):
+            pass
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error type
+        raise ModelError(
+            f"{path}: the weights file is damaged or incomplete ({exc}); copy it again"
+        ) from exc
+
+
 def _config_digest(cfg: dict) -> str:
     """The fingerprint of an architecture's config (random-init ids, custom names)."""
     return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]

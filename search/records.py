@@ -28,6 +28,7 @@ class FileRecord:
     size: int
     mtime_ns: int
     content_hash: str
+    indexed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class ImageData:
     height: int
     taken_at: datetime | None
     date: datetime
+    # When the file's read began; stored as the image's indexed_at (None: the commit's
+    # time). A file modified shortly before it was read is hashed again by later runs.
+    read_at: datetime | None = None
 
 
 @dataclass(frozen=True)

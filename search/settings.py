@@ -54,6 +54,9 @@ class Settings:
     ann_threshold: int = 50_000
     target_recall: float = 0.95
     exclude: tuple[str, ...] = ()
+    # Hidden files and folders (a leading dot) are skipped unless asked for; the folders
+    # of NAS boxes and OSes (indexer.scan.SYSTEM_DIRS) always are.
+    include_hidden: bool = False
     host: str = "127.0.0.1"
     port: int = 8765
     # Where a long run (index, train) also writes its progress as JSON (search.progress),
@@ -152,6 +155,10 @@ def _coerce(name: str, raw: str) -> object:
             return Path(raw)
         if name == "exclude":
             return tuple(p for p in raw.split(os.pathsep) if p)
+        if kind == "bool":
+            if raw.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
     except ValueError as exc:
         raise ConfigError(f"IMGSEARCH_{name.upper()}={raw!r} is not a valid {kind}") from exc
     return raw

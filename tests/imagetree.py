@@ -33,6 +33,8 @@ class HostileTree:
     good: list[Path] = field(default_factory=list)
     # File -> lower-case substring expected in the failure reason.
     bad: dict[Path, str] = field(default_factory=dict)
+    # Pictures never opened (a format not indexed) -> the substring of the reason listed.
+    unsupported: dict[Path, str] = field(default_factory=dict)
     # Files a walker must never report (metadata folders, hidden files, non-image types).
     ignored: list[Path] = field(default_factory=list)
     # Directory symlinks that form cycles; empty where the platform refuses symlinks.
@@ -41,6 +43,11 @@ class HostileTree:
     roles: dict[str, Path] = field(default_factory=dict)
     # Good files the filesystem refused to create (reserved characters, encodings).
     skipped_names: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> dict[Path, str]:
+        """What an index run lists as failed: the bad files and the unsupported ones."""
+        return {**self.bad, **self.unsupported}
 
 
 def random_image(seed: int, size: tuple[int, int] = (96, 72), mode: str = "RGB") -> Image.Image:
@@ -180,6 +187,14 @@ def make_hostile_tree(root: Path) -> HostileTree:
     tree.bad[root / "notes.jpg"] = "not an image"
     (root / "huge.png").write_bytes(huge_png_bytes())
     tree.bad[root / "huge.png"] = "too large"
+    # Pictures never opened (script inside), listed with why (RELIABILITY 13).
+    (root / "drawing.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>\n',
+        encoding="utf-8",
+    )
+    tree.unsupported[root / "drawing.svg"] = "unsupported format: svg"
+    (root / "print.EPS").write_text("%!PS-Adobe-3.0 EPSF-3.0\n(x) print\n", encoding="utf-8")
+    tree.unsupported[root / "print.EPS"] = "unsupported format: postscript"
 
     # Real images in places a walker must skip, so only the location can exclude them.
     for rel in (
@@ -188,10 +203,14 @@ def make_hostile_tree(root: Path) -> HostileTree:
         ".Trashes/501/deleted.jpg",
         "$RECYCLE.BIN/S-1-5-21/$R0ABCDE.jpg",
         ".hidden.jpg",
+        "System Volume Information/IndexerVolumeGuid.jpg",
+        "._IMG_1.JPG",  # a macOS AppleDouble companion, named like the photo
     ):
         tree.ignored.append(make_jpeg(root / rel, next(seeds)))
     (root / "readme.txt").write_text("not a photo\n", encoding="utf-8")
     tree.ignored.append(root / "readme.txt")
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1" + bytes(64))
+    tree.ignored.append(root / ".DS_Store")
 
     # Cycles: a relative link to an ancestor and an absolute link back to the root.
     for link, target in (

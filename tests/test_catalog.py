@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -188,7 +187,15 @@ def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> N
         sys.path.insert(0, {str(repo)!r})
         from pathlib import Path
         import alembic.command, alembic.config, alembic.runtime.migration, alembic.script
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
         from search.catalog import Catalog
+
+        @event.listens_for(Engine, "before_cursor_execute")
+        def first_write(conn, cursor, statement, *args):
+            if statement.startswith("BEGIN IMMEDIATE"):
+                print("writing", flush=True)  # read that the catalog is new; now waits
+
         print("ready", flush=True)
         try:
             Catalog.open(Path({str(path)!r})).close()
@@ -198,7 +205,8 @@ def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> N
         """
     )
     # Hold SQLite's write lock so that both processes get as far as their first write,
-    # then let them go together (deterministic, unlike starting them and hoping).
+    # both having read that the catalog is new, then let them go together (deterministic,
+    # unlike starting them and hoping, or sleeping and hoping).
     gate = sqlite3.connect(path, isolation_level=None)
     gate.execute("pragma journal_mode=wal")
     gate.execute("begin immediate")
@@ -209,7 +217,8 @@ def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> N
     try:
         for proc in procs:
             assert proc.stdout.readline().strip() == "ready"
-        time.sleep(1.0)
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "writing"
     finally:
         gate.execute("commit")
         gate.close()

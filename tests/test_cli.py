@@ -176,9 +176,9 @@ def test_hostile_folder_exits_zero_and_lists_failures(tmp_path):
     tree = make_hostile_tree(tmp_path / "photos")
     home = tmp_path / "home"
     report = json.loads(run("index", tree.root, *TINY, "--json", home=home).stdout)
-    assert report["failed"] == len(tree.bad) and report["added"] == len(tree.good)
+    assert report["failed"] == len(tree.failures) and report["added"] == len(tree.good)
     failures = json.loads(run("failures", "--json", home=home).stdout)
-    assert {f["path"] for f in failures} == {str(p) for p in tree.bad}
+    assert {f["path"] for f in failures} == {str(p) for p in tree.failures}
     assert all(f["reason"] for f in failures)
 
 

@@ -109,7 +109,7 @@ def test_indexing_with_device_decode_matches_the_cpu_path(settings, tmp_path, mo
             results[how] = report, {paths[i]: v for i, v in zip(ids, vecs, strict=True)}, failures
     (cpu_report, cpu_vecs, cpu_fail), (dev_report, dev_vecs, dev_fail) = results.values()
     assert dev_report.added == cpu_report.added == len(tree.good) + 4
-    assert dev_fail == cpu_fail and len(dev_fail) == len(tree.bad)
+    assert dev_fail == cpu_fail and len(dev_fail) == len(tree.failures)
     assert set(dev_vecs) == set(cpu_vecs)
     # Every plain JPEG went to the device decoder (CMYK, truncated, PNG... did not).
     plain_jpegs = [p for p in tree.good if p.suffix.lower() in (".jpg", ".jpeg")]

@@ -355,3 +355,58 @@ def test_hostile_tree(tmp_path: Path) -> None:
     assert load_image(tree.roles["exif_date"]).taken_at == datetime(2019, 7, 4, 12, 30)
     for path, label in tree.bad.items():
         assert label in reason_of(path), path
+
+
+def test_a_12000x3000_panorama_is_drafted_and_thumbnailed_in_proportion(tmp_path: Path) -> None:
+    """RELIABILITY 6: decoded by DCT scaling to the smallest size whose short side still
+    covers the model's input (1/8: 1500×375; at most 4× the input's side on the short
+    side), and a thumbnail within the bound with the 4:1 aspect kept."""
+    from search.encoder import prepare_pixels
+    from search.imageio import jpeg_thumbnail
+
+    path = save(half_red((12000, 3000)), tmp_path / "pano.jpg")
+    decoded = load_image(path, min_side=224)
+    assert decoded.image.size == (1500, 375)
+    assert 224 <= min(decoded.image.size) <= 4 * 224
+    assert (decoded.width, decoded.height) == (12000, 3000)
+    assert prepare_pixels(decoded.image, 224).shape == (224, 224, 3)
+    with open(path, "rb") as fp:
+        thumb = Image.open(io.BytesIO(jpeg_thumbnail(fp, 320, max_megapixels=100)))
+    assert thumb.size == (320, 80)
+
+
+def _gif_with_huge_second_frame(path: Path) -> Path:
+    """Two 64×64 frames, the second's image descriptor then claiming 65535×65535 (as
+    Pillow's decompression_bomb_extents.gif does)."""
+    frames = [Image.new("RGB", (64, 64), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    data = bytearray(path.read_bytes())
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    descriptors = []
+    while data[pos] != 0x3B:  # trailer
+        if data[pos] == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        else:  # 0x2C image descriptor, optional local table, LZW code size, sub-blocks
+            descriptors.append(pos)
+            flags = data[pos + 9]
+            pos += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    assert len(descriptors) == 2
+    data[descriptors[1] + 5 : descriptors[1] + 9] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_gif_whose_second_frame_claims_huge_extents_uses_the_first(tmp_path: Path) -> None:
+    """RELIABILITY 5: only frame 0 is decoded; the bomb in frame 1 is never reached."""
+    path = _gif_with_huge_second_frame(tmp_path / "bomb.gif")
+    with Image.open(path) as im, pytest.raises((Image.DecompressionBombError, OSError, EOFError)):
+        im.seek(1)  # the file really holds the bomb Pillow refuses
+        im.load()
+    started = time.perf_counter()
+    decoded = load_image(path)
+    assert decoded.image.size == (64, 64) and (decoded.width, decoded.height) == (64, 64)
+    assert time.perf_counter() - started < 1
+    assert read_header(path).width == 64

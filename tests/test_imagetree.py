@@ -25,7 +25,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> HostileTree:
 
 
 def test_all_listed_files_exist(tree: HostileTree) -> None:
-    for path in [*tree.good, *tree.bad, *tree.ignored]:
+    for path in [*tree.good, *tree.bad, *tree.unsupported, *tree.ignored]:
         assert path.is_file(), path
         assert tree.root in path.parents
 
@@ -103,7 +103,17 @@ def test_bad_files_fail_as_labelled(tree: HostileTree) -> None:
 
 def test_ignored_files(tree: HostileTree) -> None:
     rels = {p.relative_to(tree.root).parts[0] for p in tree.ignored}
-    assert rels == {".git", "@eaDir", ".Trashes", "$RECYCLE.BIN", ".hidden.jpg", "readme.txt"}
+    assert rels == {
+        ".git",
+        "@eaDir",
+        ".Trashes",
+        "$RECYCLE.BIN",
+        ".hidden.jpg",
+        "System Volume Information",
+        "._IMG_1.JPG",
+        ".DS_Store",
+        "readme.txt",
+    }
     for path in tree.ignored:
         if path.suffix == ".jpg":
             with Image.open(path) as img:  # real images: only their location excludes them

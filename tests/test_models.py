@@ -504,3 +504,58 @@ def test_a_model_folder_is_fingerprinted_by_the_file_open_clip_loads(tmp_path, f
     ours = checkpoint_in_dir(tmp_path)
     theirs = _find_checkpoint_in_dir(tmp_path)
     assert (str(ours) if ours else None) == theirs
+
+
+def test_a_truncated_weights_file_is_one_line_and_the_serving_model_stays(
+    tmp_path, tiny_encoder
+) -> None:
+    """RELIABILITY 36: a saved model whose safetensors file was cut short (a copy that
+    stopped) is refused in one line wherever it is named; the library keeps searching
+    with the model it had."""
+    from imagetree import make_jpeg
+    from test_cli import TINY as TINY_ARGS
+    from test_cli import run
+
+    home = tmp_path / "home"
+    for i in range(6):
+        make_jpeg(tmp_path / "photos" / f"{i}.jpg", i)
+    run("index", tmp_path / "photos", *TINY_ARGS, home=home)
+    before = json.loads(run("search", "a photo", "--json", home=home).stdout)
+    broken = saved_model(home / "models" / "broken", tiny_encoder, model_id=None)
+    weights = broken / "open_clip_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+    for args in (["use", "broken"], ["index", "--model", "broken", "--device", "cpu"]):
+        proc = run(*args, home=home, check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+        assert "Traceback" not in proc.stderr and "broken" in lines[0], lines
+    after = json.loads(run("search", "a photo", "--json", home=home).stdout)
+    assert after["model_id"] == before["model_id"]
+    assert [h["id"] for h in after["results"]] == [h["id"] for h in before["results"]]
+
+
+def test_no_unsafe_deserialisation_in_the_code() -> None:
+    """RELIABILITY 36, the code scan: every torch.load passes weights_only=True, and
+    nothing calls pickle's loaders (a weights file is user-writable input)."""
+    import ast
+
+    repo = Path(__file__).resolve().parent.parent
+    found = []
+    for path in sorted(repo.glob("*/**/*.py")):
+        if path.parts[len(repo.parts)] not in ("search", "indexer", "webui", "bench"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = node.func.value
+            name = f"{owner.id if isinstance(owner, ast.Name) else '?'}.{node.func.attr}"
+            safe = any(
+                k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value
+                for k in node.keywords
+            )
+            if (name == "torch.load" and not safe) or name in ("pickle.load", "pickle.loads"):
+                found.append(f"{path.relative_to(repo)}:{node.lineno}: {name}")
+    assert found == []
+    # The scan sees the loads it must: the checkpoint and weights readers.
+    assert "torch.load(" in (repo / "indexer" / "training" / "checkpoint.py").read_text()

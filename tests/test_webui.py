@@ -882,3 +882,48 @@ def test_a_full_disk_under_a_write_is_507_and_reads_go_on(client, token, photos,
     assert r.get_json()["error"].startswith(f"disk full while writing the catalog at {catalog}")
     assert client.get("/api/search", query_string={"q": "a dog"}).status_code == 200
     assert client.get(f"/images/{ids['b/p8.jpg']}").status_code == 200
+
+
+def test_hostile_file_names_are_indexed_and_served(tmp_path):
+    """RELIABILITY 17: names with a newline, a carriage return, a tab, NFD accents, CJK,
+    `%`, quotes and markup are indexed and served (the original with a header-safe
+    Content-Disposition, not a 500); a name that is not UTF-8 is listed, not fatal."""
+    import html
+    import unicodedata
+
+    names = [
+        "line\nbreak.jpg",
+        "semi;colon\r.jpg",
+        "tab\there.jpg",
+        unicodedata.normalize("NFD", "café.jpg"),
+        "鳥.jpg",
+        "100%_done.jpg",
+        XSS_NAME,
+    ]
+    folder = tmp_path / "photos"
+    for i, name in enumerate(names):
+        make_jpeg(folder / name, i)
+    raw = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")
+    shutil.copyfile(folder / names[0], raw)
+    with Library(tiny_settings(tmp_path / "home")) as lib:
+        report = sync(lib, [str(folder)], progress=False)
+        assert (report.added, report.failed) == (len(names), 1)
+        client = create_app(library=lib).test_client()
+        by_name = {
+            os.path.basename(m.path): i
+            for i, m in lib.catalog.images(lib.catalog.filter_ids()).items()
+        }
+        assert set(by_name) == set(names)
+        for name, image_id in by_name.items():
+            r = client.get(f"/files/{image_id}", buffered=True)
+            assert r.status_code == 200, name
+            assert r.data == (folder / name).read_bytes()
+            disposition = r.headers["Content-Disposition"]
+            assert not re.search(r"[\x00-\x1f\x7f]", disposition), disposition
+            assert client.get(f"/thumbs/{image_id}").status_code == 200
+            page = client.get(f"/images/{image_id}")
+            assert page.status_code == 200
+            assert name in html.unescape(page.get_data(as_text=True))
+        assert "<img src=x onerror" not in client.get(f"/images/{by_name[XSS_NAME]}").get_data(
+            as_text=True
+        )

@@ -10,7 +10,9 @@ path the kernel holds for the opened file (/proc/self/fd on Linux) must be insid
 from __future__ import annotations
 
 import io
+import logging
 import os
+import re
 import stat
 from pathlib import Path
 from typing import BinaryIO
@@ -18,13 +20,14 @@ from typing import BinaryIO
 from flask import Blueprint, abort, current_app, send_file
 
 from search.diskfiles import atomic_write
-from search.errors import ImageDecodeError, NotFound
+from search.errors import ImageDecodeError, NotFound, storage_failure
 from search.imageio import jpeg_thumbnail
 from search.library import Library
 from search.records import ImageMeta
 from webui.api import library
 
 bp = Blueprint("files", __name__)
+log = logging.getLogger(__name__)
 
 THUMB_SIDE = 320
 # Bump when the thumbnail recipe (search.imageio.jpeg_thumbnail) changes, so cached files
@@ -68,7 +71,16 @@ class Thumbnails:
         except FileNotFoundError:
             pass
         data = jpeg_thumbnail(fp, THUMB_SIDE, max_megapixels=self.max_megapixels)
-        atomic_write(path, data)
+        try:
+            atomic_write(path, data)
+        except OSError as exc:
+            line = storage_failure(exc, str(self.folder))
+            if line is None:
+                raise
+            # The cache is what failed, not the request: the thumbnail is served, made
+            # again next time, and cached once the disk has room.
+            log.warning("thumbnail not cached: %s", line)
+            return data
         for stale in path.parent.glob(f"{image_id}-*.jpg"):
             if stale != path:
                 stale.unlink(missing_ok=True)
@@ -103,6 +115,13 @@ def open_indexed(lib: Library, image_id: int) -> tuple[ImageMeta, BinaryIO, os.s
     return meta, os.fdopen(fd, "rb"), st
 
 
+def download_name(path: str) -> str:
+    """The file's name for Content-Disposition: control characters (a newline, a tab, a
+    carriage return are legal in Linux names) become "_", as a header may not hold them
+    (RELIABILITY 17); werkzeug quotes the rest and adds the UTF-8 form."""
+    return re.sub(r"[\x00-\x1f\x7f]", "_", os.path.basename(path))
+
+
 def _opened_path(fd: int) -> str | None:
     """Where an open file really is, from the kernel; None where /proc cannot say."""
     try:
@@ -119,7 +138,7 @@ def original(image_id: int):
     response = send_file(
         fp,
         mimetype=mimetype,
-        download_name=os.path.basename(meta.path),
+        download_name=download_name(meta.path),
         conditional=True,
         etag=f"{image_id}-{st.st_size}-{st.st_mtime_ns}",
         last_modified=st.st_mtime,

@@ -5,6 +5,8 @@ interruption or a full disk never leaves a half-written model in use."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -34,7 +36,17 @@ def save_tensors(model, path: Path) -> None:
     # weights keep the permissions any written file gets.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        # safetensors' writer names the OS error only in its text ("(os error 28)"):
+        # an OSError with the file's name, as every other write here raises.
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        if found is None:
+            raise
+        number = int(found.group(1))
+        raise OSError(number, os.strerror(number), str(tmp)) from exc
     tmp.replace(path)
 
 
@@ -53,8 +65,10 @@ def save_model(model, models_dir: Path, name: str, meta: dict, preprocess: dict)
         meta = {"model_id": f"{name}/sha256:{file_digest(tmp / WEIGHT_FILES[0])}", **meta}
         draw_curves(meta["metrics"], tmp / CURVES)
         (tmp / SIDECAR).write_text(json.dumps(meta, indent=2, default=str))
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # say where it failed
+            raise OSError(exc.errno, exc.strerror, str(final)) from exc
         raise
     old = models_dir / f".{name}.old"
     if final.exists():

@@ -105,23 +105,31 @@ class Checkpoints:
 
     def write(self, tag: str, model, optimizer, best: Weights, state: dict) -> None:
         """Weights, optimizer state and best weights into folder `tag`, then the state
-        naming it."""
+        naming it. A write that fails (a full disk) leaves no part of itself: the state
+        named before, if any, stays whole."""
         import torch
         from safetensors.torch import save_file
 
+        named = self.read()
         target = self.folder / tag
-        shutil.rmtree(target, ignore_errors=True)
-        save_tensors(model, target / WEIGHTS)
-        with replacing(target / BEST) as tmp:
-            save_file({k: v.contiguous().cpu() for k, v in best.tensors.items()}, tmp)
-        with replacing(target / OPTIMIZER) as tmp:
-            # Serialised in memory, written by Python: torch's own file writer reports a
-            # full disk as a bare RuntimeError ("iostream error"), Python as ENOSPC.
-            buffer = io.BytesIO()
-            torch.save(optimizer.state_dict(), buffer)
-            tmp.write_bytes(buffer.getbuffer())
-        state = {**self.fingerprint, **state, "current": tag}
-        atomic_write(self.folder / STATE, json.dumps(state, indent=1, default=str).encode())
+        try:
+            shutil.rmtree(target, ignore_errors=True)
+            save_tensors(model, target / WEIGHTS)
+            with replacing(target / BEST) as tmp:
+                save_file({k: v.contiguous().cpu() for k, v in best.tensors.items()}, tmp)
+            with replacing(target / OPTIMIZER) as tmp:
+                # Serialised in memory, written by Python: torch's own file writer reports
+                # a full disk as a bare RuntimeError ("iostream error"), Python as ENOSPC.
+                buffer = io.BytesIO()
+                torch.save(optimizer.state_dict(), buffer)
+                tmp.write_bytes(buffer.getbuffer())
+            state = {**self.fingerprint, **state, "current": tag}
+            atomic_write(self.folder / STATE, json.dumps(state, indent=1, default=str).encode())
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            if named is None:
+                self.remove()
+            raise
         for entry in self.folder.iterdir():
             if entry.name not in (STATE, tag):
                 shutil.rmtree(entry, ignore_errors=True)

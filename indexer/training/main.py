@@ -29,7 +29,7 @@ from indexer.training.guard import DivergenceGuard
 from indexer.training.loop import Batches, train_one_epoch
 from search.catalog import utcnow
 from search.encoder import ClipEncoder
-from search.errors import ConfigError, StorageError
+from search.errors import ConfigError, StorageError, storage_failure
 from search.modelspec import SIDECAR, ModelSource
 from search.progress import Progress
 
@@ -279,10 +279,15 @@ def train(
     try:
         out = save_model(model, models_dir, name, meta, open_clip.get_model_preprocess_cfg(model))
     except OSError as exc:
-        _keep(checkpoints, last_good, model, optimizer, best, device)
+        kept = _keep(checkpoints, last_good, model, optimizer, best, device)
+        then = (
+            "the last epoch is kept: the same command finishes from it"
+            if kept
+            else "no checkpoint fitted either: the same command trains again"
+        )
+        line = storage_failure(exc, "", advice=f"free space (or fix the disk) and re-run; {then}")
         raise StorageError(
-            f"cannot save the model into {models_dir}: {exc.strerror}; the last epoch's "
-            "checkpoint is kept, re-run the same command to finish"
+            line or f"cannot save the model into {models_dir}: {exc.strerror}; {then}"
         ) from exc
     checkpoints.remove()
     return TrainResult(
@@ -301,15 +306,20 @@ def train(
     )
 
 
-def _keep(checkpoints, last_good, model, optimizer, best, device) -> None:
+def _keep(checkpoints, last_good, model, optimizer, best, device) -> bool:
     """Write the last good epoch to disk on the way out (an interruption, a failed save),
-    so the same command resumes from it; best effort, as the disk may be what failed."""
+    so the same command resumes from it; best effort, as the disk may be what failed.
+    True when a checkpoint to resume from is on disk."""
     state = last_good.restore(model, optimizer)
-    if state["epoch"] == 0:
+    tag = f"epoch-{state['epoch']}"
+    on_disk = checkpoints.read()
+    if state["epoch"] > 0 and (on_disk is None or on_disk["current"] != tag):
+        with contextlib.suppress(OSError):
+            checkpoints.write(tag, model, optimizer, best, state)
+    if checkpoints.read() is None:
         checkpoints.remove()  # nothing to resume from: leave nothing behind
-        return
-    with contextlib.suppress(OSError):
-        checkpoints.write(f"epoch-{state['epoch']}", model, optimizer, best, state)
+        return False
+    return True
 
 
 def _thin(steps: list[dict], limit: int) -> list[dict]:
