@@ -71,28 +71,28 @@ def wrap(owner, name, label):
         finally:
             mark(label + " end")
     setattr(owner, name, timed)
-import search.library, search.onnxmodel.choose, search.onnxmodel.encoder
+import search.library, search.models.onnx.choose, search.models.onnx.encoder
 init = search.library.Library.__init__
 def library_init(self, *args, **kwargs):
     mark("library open start")
     init(self, *args, **kwargs)
     mark("library open end")
-    import search.indexstore, search.query
-    wrap(search.query.Searcher, "search", "search")
-    wrap(search.indexstore.IndexStore, "get", "index load")
-    wrap(search.indexstore.IndexStore, "rebuild", "index build")
+    import search.index.store, search.query.searcher
+    wrap(search.query.searcher.Searcher, "search", "search")
+    wrap(search.index.store.IndexStore, "get", "index load")
+    wrap(search.index.store.IndexStore, "rebuild", "index build")
 search.library.Library.__init__ = library_init
 wrap(search.library.Library, "load_encoder", "model wait")
-wrap(search.onnxmodel.choose.Preload, "_run", "model open (thread)")
-wrap(search.onnxmodel.encoder.OnnxEncoder, "encode_texts", "text encoding")
-wrap(search.onnxmodel.encoder.OnnxEncoder, "load", "model open")
-wrap(search.onnxmodel.encoder.OnnxEncoder, "encode_pixels", "image batch")
+wrap(search.models.onnx.choose.Preload, "_run", "model open (thread)")
+wrap(search.models.onnx.encoder.OnnxEncoder, "encode_texts", "text encoding")
+wrap(search.models.onnx.encoder.OnnxEncoder, "load", "model open")
+wrap(search.models.onnx.encoder.OnnxEncoder, "encode_pixels", "image batch")
 if sys.argv[1:2] == ["index"] or "index" in sys.argv:
-    import indexer.sync
-    wrap(indexer.sync, "sync", "sync")
-    wrap(indexer.sync, "export_after_run", "export check")
-    wrap(indexer.sync, "_embed", "embedding")
-    wrap(indexer.sync, "start_prefetch", "prefetch start")
+    import indexer.sync.run
+    wrap(indexer.sync.run, "sync", "sync")
+    wrap(indexer.sync.run, "export_after_run", "export check")
+    wrap(indexer.sync.run, "_embed", "embedding")
+    wrap(indexer.sync.run, "start_prefetch", "prefetch start")
 sys.argv = ["imgsearch", *sys.argv[1:]]
 from search.cli import run
 run()
@@ -149,7 +149,7 @@ class Bench:
         self.home = work / "cli-home"
         self.model = ["--model", ARCH, "--pretrained", self.weights]
         self.env = child_env()
-        from search.onnxmodel import openvino
+        from search.models.onnx import openvino
 
         self.bf16 = "yes" if openvino.installed() and openvino.native_bf16() else "no"
         self.rclip_env = child_env(RCLIP_DATADIR=str(self.datadir))
@@ -475,7 +475,7 @@ def report(
 Which engine for which run (`IMGSEARCH_ENGINE=onnx|openvino|torch imgsearch index`, empty
 catalog, export cached, median of 2 alternating rounds): whole command (s), and the line
 through both sizes. ONNX Runtime (fp32) and torch cross at about {cross:.0f} images, so without
-OpenVINO `index` takes the export up to `search.onnxmodel.choose.SMALL_JOB` images; with it
+OpenVINO `index` takes the export up to `search.models.onnx.choose.SMALL_JOB` images; with it
 (bf16 on this CPU: {bench.bf16}) the export runs every size.
 
 | engine | {n1} photos (s) | {n2} photos (s) | fixed (s) | per image (ms) |

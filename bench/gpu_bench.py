@@ -62,7 +62,7 @@ def model_rate(encoder, batch: int, repeats: int) -> float:
 
 
 def decode_rate(photos: list[Path], encoder, batch: int) -> float:
-    from indexer.devicedecode import DeviceJpegDecoder, JpegBytes
+    from indexer.sync.devicedecode import DeviceJpegDecoder, JpegBytes
 
     decoder = DeviceJpegDecoder(encoder.device, encoder.image_size)
     jpegs = [JpegBytes(p.read_bytes(), 1) for p in photos]
@@ -81,7 +81,7 @@ def faiss_gpu_p50(n: int, dim: int = 512) -> float | None:
     """p50 ms of one exact top-10 query over n vectors on the GPU; None without faiss-gpu."""
     import faiss
 
-    from search.vectorindex import VectorIndex
+    from search.index.vectors import VectorIndex
 
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
         return None
@@ -107,8 +107,8 @@ def main() -> None:
     on_gpu = args.device.startswith("cuda")
     small = not on_gpu  # a check of the script, not a measurement
 
-    from search.encoder import load_encoder
-    from search.modelspec import resolve
+    from search.models.encoder import load_encoder
+    from search.models.spec import resolve
 
     weights = export(args.work / "models")
     photos = make_photos(args.work / "photos", args.n)

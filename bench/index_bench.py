@@ -109,10 +109,10 @@ def where_time_goes(photos: list[Path], weights: Path, datadir: Path, cache: Pat
     import onnxruntime as ort
     import torch
 
-    from search.encoder import load_encoder
     from search.imageio import load_image
-    from search.modelspec import resolve
-    from search.onnxmodel import openvino, store
+    from search.models.encoder import load_encoder
+    from search.models.onnx import openvino, store
+    from search.models.spec import resolve
 
     sample = photos[: min(16, len(photos))]
 
@@ -157,7 +157,7 @@ def where_time_goes(photos: list[Path], weights: Path, datadir: Path, cache: Pat
     export = store.find(cache, source.model_id)
     exported = {}
     if export is not None:
-        from search.onnxmodel.encoder import OnnxEncoder
+        from search.models.onnx.encoder import OnnxEncoder
 
         exported["model only, imgsearch export on ONNX Runtime fp32"] = model_rate(
             OnnxEncoder(export)
@@ -243,7 +243,7 @@ random weights in both tools, a first full index of the photos from an empty cat
 with the model's export), {args.rounds} alternating rounds, whole-command wall time (process
 start, model loading and exit included); imgsearch's engine: {", ".join(sorted(engines))}.
 A model's first use in a new library (torch embeds, then the model is exported and checked
-once, search.onnxmodel): {first_use:.1f} s, {first_report["engine"]}.
+once, search.models.onnx): {first_use:.1f} s, {first_report["engine"]}.
 Runs: {runs}; of each imgsearch run, {inside_s} inside `sync` (the rest is Python
 start-up, argument parsing and exit).
 Reproduce: `.venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/index_bench.py --n {args.n}`.

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from report import machine, write_section  # noqa: E402
 from vectors import DATASETS  # noqa: E402
 
-from search.ann import IndexPolicy, build_index, recall_at_10  # noqa: E402
-from search.vectorindex import VectorIndex  # noqa: E402
+from search.index.ann import IndexPolicy, build_index, recall_at_10  # noqa: E402
+from search.index.vectors import VectorIndex  # noqa: E402
 
 TEXTS = ["a dog asleep on a red sofa", "sunset over the harbour", "kids at the beach in 2019"]
 
@@ -61,8 +61,8 @@ def cpu50(ms: np.ndarray) -> float:
 
 
 def text_latency(runs: int) -> tuple[np.ndarray, str]:
-    from search.encoder import load_encoder
-    from search.modelspec import resolve
+    from search.models.encoder import load_encoder
+    from search.models.spec import resolve
 
     with tempfile.TemporaryDirectory(prefix="imgsearch-qbench-") as tmp:
         work = Path(tmp)  # random weights: nothing is downloaded or kept
@@ -153,7 +153,7 @@ def render(results: dict, args) -> str:
         "",
         "Index time: one query, top 10, through `VectorIndex.search`. Recall@10: the "
         f"approximate top 10 against exact search for {args.recall_queries} fresh queries; "
-        "in brackets what `search.ann` measured while tuning (1,000 library vectors held out "
+        "in brackets what `search.index.ann` measured while tuning (1,000 library vectors held out "
         "of the index until then) and records in the manifest. Build time includes tuning. "
         "CPU: the process's CPU time per query, p50 (a single-threaded search's latency "
         "on an idle core).",

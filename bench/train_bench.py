@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import machine, write_section  # noqa: E402
 
-from indexer.pairs import Pair, decode_pairs  # noqa: E402
 from indexer.synthetic import generate  # noqa: E402
 from indexer.training import TrainConfig, evaluate, train  # noqa: E402
-from search.encoder import load_encoder  # noqa: E402
-from search.modelspec import resolve  # noqa: E402
+from indexer.training.pairs import Pair, decode_pairs  # noqa: E402
+from search.models.encoder import load_encoder  # noqa: E402
+from search.models.spec import resolve  # noqa: E402
 
 
 def pair_set(samples, encoder):

@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from families import FAMILIES  # noqa: E402
 from report import machine, write_section  # noqa: E402
 
-from indexer.pairs import Pair, PairSet, decode_pairs  # noqa: E402
-from search.encoder import ClipEncoder, build_model, load_encoder  # noqa: E402
-from search.modelspec import ModelSource, resolve  # noqa: E402
+from indexer.training.pairs import Pair, PairSet, decode_pairs  # noqa: E402
+from search.models.encoder import ClipEncoder, build_model, load_encoder  # noqa: E402
+from search.models.spec import ModelSource, resolve  # noqa: E402
 
 # The "imgsearch-tiny-like config: 64 px, 4+4 layers, width 192".
 MODEL_CFG = {

@@ -26,10 +26,10 @@ import numpy as np  # noqa: E402
 from report import machine, write_section  # noqa: E402
 from vectors import DIM, clip_like  # noqa: E402
 
-from search.catalog import Catalog  # noqa: E402
-from search.indexstore import IndexStore  # noqa: E402
-from search.records import ImageData  # noqa: E402
-from search.vectorindex import VectorIndex  # noqa: E402
+from search.catalog.records import ImageData  # noqa: E402
+from search.catalog.store import Catalog  # noqa: E402
+from search.index.store import IndexStore  # noqa: E402
+from search.index.vectors import VectorIndex  # noqa: E402
 
 MODEL = "bench/random:0"
 BATCH = 20_000

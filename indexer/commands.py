@@ -88,7 +88,7 @@ def index_command(
     quiet: bool,
     model_flags: dict[str, str | None],
 ) -> int:
-    from indexer.sync import sync
+    from indexer.sync.run import sync
     from search.library import Library
 
     settings = settings_from(

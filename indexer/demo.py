@@ -40,14 +40,14 @@ DEMO_MODEL = "demo-tiny"
 def demo_command(
     options: GlobalOptions, out: Path, n: int, held_out: int, epochs: int, seed: int, serve: bool
 ) -> int:
-    from indexer.pairs import decode_pairs, read_pairs_file
-    from indexer.sync import sync
+    from indexer.sync.run import sync
     from indexer.synthetic import generate, write_pairs
     from indexer.training import TrainConfig, evaluate, train
-    from search.encoder import load_encoder
+    from indexer.training.pairs import decode_pairs, read_pairs_file
     from search.library import Library
+    from search.models.encoder import load_encoder
     from search.progress import Progress
-    from search.query import SearchRequest
+    from search.query.searcher import SearchRequest
 
     out = out.absolute()
     train_samples = generate(out / "train", n, seed=seed, progress=True)

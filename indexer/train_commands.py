@@ -13,7 +13,7 @@ from search.errors import ConfigError
 
 
 def load_pair_set(lib, pairs_arg: str | None, from_catalog: bool, encoder):
-    from indexer.pairs import catalog_pairs, decode_pairs, read_pairs_file
+    from indexer.training.pairs import catalog_pairs, decode_pairs, read_pairs_file
 
     if from_catalog == bool(pairs_arg):
         raise ConfigError("give a PAIRS file or --from-catalog (one of them)")
@@ -87,10 +87,10 @@ def train_command(
     as_json: bool,
     model_flags: dict[str, str | None],
 ) -> int:
-    from indexer.sync import sync
+    from indexer.sync.run import sync
     from indexer.training import TrainConfig, train
-    from search.encoder import load_encoder
     from search.library import Library
+    from search.models.encoder import load_encoder
     from search.progress import Progress
 
     for flag, value in (
@@ -198,8 +198,8 @@ def _print_train_report(r: dict) -> None:
 def eval_command(
     options: GlobalOptions, pairs: str, as_json: bool, model_flags: dict[str, str | None]
 ) -> int:
-    from indexer.retrieval import ranks_text_to_image, recall_report
     from indexer.training import embed_pairs
+    from indexer.training.retrieval import ranks_text_to_image, recall_report
     from search.library import Library
 
     settings = settings_from(options, **model_flags)

@@ -1,4 +1,4 @@
-"""Alembic environment. Runs from code at start-up (search.catalog.migrate) or from the
+"""Alembic environment. Runs from code at start-up (search.catalog.store.migrate) or from the
 alembic CLI; either way against the catalog's own connection."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from search.schema import Base
+from search.catalog.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

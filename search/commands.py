@@ -59,7 +59,7 @@ def search_command(
 ) -> int:
     from search.errors import QueryError
     from search.library import Library
-    from search.query import SearchRequest, folder_prefix, parse_date
+    from search.query.searcher import SearchRequest, folder_prefix, parse_date
 
     if image and not Path(image).is_file():
         raise QueryError(f"--image {image}: no such file")
@@ -143,7 +143,7 @@ def failures_command(options: GlobalOptions, as_json: bool) -> int:
 @click.pass_obj
 def models_command(options: GlobalOptions, as_json: bool) -> int:
     from search.library import Library
-    from search.models import list_models
+    from search.models.listing import list_models
 
     with Library(settings_from(options)) as lib:
         listing = list_models(lib)
@@ -184,7 +184,7 @@ def models_command(options: GlobalOptions, as_json: bool) -> int:
 @click.pass_obj
 def use_command(options: GlobalOptions, model: str, pretrained: str | None) -> int:
     from search.library import Library
-    from search.modelspec import check_weights, weights_file
+    from search.models.spec import check_weights, weights_file
 
     with Library(settings_from(options)) as lib:
         source = lib.resolve({"model": model, "pretrained": pretrained})

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search.errors import ModelError, NotFound
-from search.modelspec import ModelSource, quick_model_id, resolve
+from search.models.spec import ModelSource, quick_model_id, resolve
 from search.settings import Settings
 
 if TYPE_CHECKING:
-    from search.catalog import Catalog
-    from search.catalogread import CatalogReader
-    from search.encoder import Encoder
-    from search.onnxmodel.choose import Preload
+    from search.catalog.reader import CatalogReader
+    from search.catalog.store import Catalog
+    from search.models.encoder import Encoder
+    from search.models.onnx.choose import Preload
 
 # Catalog settings: the model the next index run embeds with (a spec, set by `use`), and
 # the model whose complete index searches use (a model id, set when an index run completes).
@@ -78,13 +78,13 @@ class Library:
         """`catalog`: already open (for_one_query's reader); default: open the Catalog."""
         self.settings = settings
         self._preload = preload
-        from search.ann import IndexPolicy
-        from search.indexstore import IndexStore
-        from search.lock import IndexLock
-        from search.query import Searcher
+        from search.index.ann import IndexPolicy
+        from search.index.lock import IndexLock
+        from search.index.store import IndexStore
+        from search.query.searcher import Searcher
 
         if catalog is None:
-            from search.catalog import Catalog  # SQLAlchemy (see for_one_query)
+            from search.catalog.store import Catalog  # SQLAlchemy (see for_one_query)
 
             catalog = Catalog.open(settings.catalog_path)
         self.catalog = catalog
@@ -106,9 +106,9 @@ class Library:
         """A library opened to answer a query at once (the `search` command): the serving
         model's text tower opens in a thread from this moment, beside the catalog and the
         index (a cold query then costs the larger of the two, not their sum), and the
-        catalog is read without SQLAlchemy while it is current (search.catalogread)."""
-        from search.catalogread import CatalogReader
-        from search.onnxmodel.choose import Preload
+        catalog is read without SQLAlchemy while it is current (search.catalog.reader)."""
+        from search.catalog.reader import CatalogReader
+        from search.models.onnx.choose import Preload
 
         preload = Preload(settings)
         try:
@@ -206,31 +206,31 @@ class Library:
         try:
             stored = self.catalog.model(model_id).spec
         except NotFound:
-            from search.onnxmodel import store
+            from search.models.onnx import store
 
             export = store.find(self.settings.cache_dir, model_id)
             stored = export.source.get("spec") if export is not None else None
         return model_id if stored == spec else None
 
     def load_source(self, source: ModelSource) -> Encoder:
-        from search.encoder import load_encoder
+        from search.models.encoder import load_encoder
 
         return load_encoder(source, self.settings.device, self.settings.precision)
 
     def load_encoder(self, model_id: str) -> Encoder:
         """The encoder that made a stored model's vectors, refusing look-alikes: its ONNX
-        export where there is one (search.onnxmodel; no torch), else torch."""
+        export where there is one (search.models.onnx; no torch), else torch."""
         if self._preload is not None:
             early, self._preload = self._preload.take(model_id), None
             if early is not None:
                 early.fallback = lambda: self.load_torch_encoder(model_id)
                 return early
         spec = self.catalog.model(model_id).spec
-        from search.onnxmodel.choose import usable_export
+        from search.models.onnx.choose import usable_export
 
         export = usable_export(self.settings, model_id, spec, text=True)
         if export is not None:
-            from search.onnxmodel.encoder import OnnxEncoder
+            from search.models.onnx.encoder import OnnxEncoder
 
             encoder = OnnxEncoder(export)
             encoder.fallback = lambda: self.load_torch_encoder(model_id)

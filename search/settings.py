@@ -15,7 +15,7 @@ from search.errors import ConfigError
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 ENGINES = ("auto", "torch", "onnx", "openvino")
-# Inference precisions (--precision); auto picks one per device (search.encoder).
+# Inference precisions (--precision); auto picks one per device (search.models.encoder).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -32,9 +32,9 @@ class Settings:
     model: str | None = None
     pretrained: str | None = None
     device: str = "auto"
-    # auto: bf16 on CPUs with native bf16, autocast on CUDA, else fp32 (see search.encoder).
+    # auto: bf16 on CPUs with native bf16, autocast on CUDA, else fp32 (see search.models.encoder).
     precision: str = "auto"
-    # What runs the model (search.onnxmodel): "auto" exports each model to ONNX once (at
+    # What runs the model (search.models.onnx): "auto" exports each model to ONNX once (at
     # the end of an index run) and runs queries on ONNX Runtime, no torch; index runs on
     # the export too, its image tower on OpenVINO in bf16 where the CPU has bf16 and the
     # extra is installed, else on ONNX Runtime for small runs only. "torch" never exports
@@ -49,13 +49,13 @@ class Settings:
     # "cpu" with Pillow, "auto" on the GPU when the model runs on one.
     decode: str = "auto"
     max_megapixels: float = 100.0
-    # Libraries of this many images or more get an approximate index (search.ann), tuned
+    # Libraries of this many images or more get an approximate index (search.index.ann), tuned
     # to this recall@10 against exact search.
     ann_threshold: int = 50_000
     target_recall: float = 0.95
     exclude: tuple[str, ...] = ()
     # Hidden files and folders (a leading dot) are skipped unless asked for; the folders
-    # of NAS boxes and OSes (indexer.scan.SYSTEM_DIRS) always are.
+    # of NAS boxes and OSes (indexer.sync.scan.SYSTEM_DIRS) always are.
     include_hidden: bool = False
     host: str = "127.0.0.1"
     port: int = 8765

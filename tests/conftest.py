@@ -31,8 +31,8 @@ def library(settings):
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory):
     """One loaded tiny encoder for tests that only need to embed (loading costs seconds)."""
-    from search.encoder import load_encoder
-    from search.modelspec import resolve
+    from search.models.encoder import load_encoder
+    from search.models.spec import resolve
 
     home = tmp_path_factory.mktemp("enc")
     source = resolve(

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from indexer.pairs import Pair, decode_pairs
 from indexer.synthetic import generate
 from indexer.training import TrainConfig, train
-from search.encoder import load_encoder
-from search.modelspec import SIDECAR, resolve
+from indexer.training.pairs import Pair, decode_pairs
+from search.models.encoder import load_encoder
+from search.models.spec import SIDECAR, resolve
 
 
 def train_saved_model(home: Path, name: str, work: Path, n: int = 40, epochs: int = 2) -> dict:

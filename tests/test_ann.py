@@ -1,4 +1,4 @@
-"""Approximate indexes (search.ann): chosen by library size and memory, tuned to a recall
+"""Approximate indexes (search.index.ann): chosen by library size and memory, tuned to a recall
 target against exact search, filtered like exact search, and recorded in the manifest."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import faiss
 import numpy as np
 import pytest
 
-from search.ann import IndexPolicy, build_index, choose_factory, ladder, tune
-from search.catalog import Catalog
-from search.indexstore import IndexStore
-from search.records import ImageData, Manifest
-from search.vectorindex import VectorIndex
+from search.catalog.records import ImageData, Manifest
+from search.catalog.store import Catalog
+from search.index.ann import IndexPolicy, build_index, choose_factory, ladder, tune
+from search.index.store import IndexStore
+from search.index.vectors import VectorIndex
 
 DIM = 64
 N = 20_000
@@ -224,7 +224,7 @@ def test_a_small_change_updates_the_index_instead_of_building_it(
     """Removed, re-embedded and new images reach an approximate index without a build:
     removed ids never come back, a re-embedded image is found by its new vector only, and
     search still agrees with exact search over the catalog, also after a reload."""
-    import search.indexstore
+    import search.index.store
 
     catalog = Catalog.open(tmp_path / "catalog.db")
     try:
@@ -248,7 +248,7 @@ def test_a_small_change_updates_the_index_instead_of_building_it(
         def no_build(*args):
             raise AssertionError("built anew although little changed")
 
-        monkeypatch.setattr(search.indexstore, "build_index", no_build)
+        monkeypatch.setattr(search.index.store, "build_index", no_build)
         second = store.rebuild(MODEL)
         monkeypatch.undo()
         assert (second.generation, second.count, second.params["updates"]) == (2, 6150, 1)
@@ -297,7 +297,7 @@ def test_threads_finding_the_index_stale_build_it_once(tmp_path, monkeypatch) ->
     import threading
     import time
 
-    import search.indexstore
+    import search.index.store
 
     catalog = Catalog.open(tmp_path / "catalog.db")
     try:
@@ -306,14 +306,14 @@ def test_threads_finding_the_index_stale_build_it_once(tmp_path, monkeypatch) ->
         catalog.write_batch(MODEL, [image(root, i) for i in range(50)], clustered(50, dim=32))
         store = IndexStore(catalog, tmp_path / "index")
         builds = []
-        real = search.indexstore.build_index
+        real = search.index.store.build_index
 
         def slow_build(*args):
             builds.append(1)
             time.sleep(0.3)
             return real(*args)
 
-        monkeypatch.setattr(search.indexstore, "build_index", slow_build)
+        monkeypatch.setattr(search.index.store, "build_index", slow_build)
         readers = [threading.Thread(target=store.get, args=(MODEL,)) for _ in range(4)]
         for t in readers:
             t.start()
@@ -356,7 +356,7 @@ def test_exact_index_searches_on_the_gpu_copy_when_faiss_sees_a_gpu(monkeypatch)
     """faiss-gpu's wiring, with its three entry points faked (no GPU here): unfiltered
     searches of a large exact index go to the copy, with the same answers; filtered ones,
     small indexes and graphs stay on the CPU."""
-    import search.vectorindex as vi
+    import search.index.vectors as vi
 
     copies = []
 

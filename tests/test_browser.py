@@ -22,7 +22,7 @@ from savedmodel import train_saved_model
 from test_webui_live import fetch, running
 from tinylib import tiny_settings
 
-from indexer.sync import sync
+from indexer.sync.run import sync
 from search.library import Library
 from webui import create_app
 

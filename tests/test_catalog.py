@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from sqlalchemy import inspect
 
-from search.catalog import MIGRATIONS_DIR, Catalog
+from search.catalog.records import FailureData, ImageData
+from search.catalog.schema import Base
+from search.catalog.store import MIGRATIONS_DIR, Catalog
 from search.errors import CatalogError, NotFound
-from search.records import FailureData, ImageData
-from search.schema import Base
 
 MODEL = "test-model/random:abc"
 OTHER = "other-model/random:def"
@@ -189,7 +189,7 @@ def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> N
         import alembic.command, alembic.config, alembic.runtime.migration, alembic.script
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
-        from search.catalog import Catalog
+        from search.catalog.store import Catalog
 
         @event.listens_for(Engine, "before_cursor_execute")
         def first_write(conn, cursor, statement, *args):
@@ -237,8 +237,8 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
     from alembic import command
     from alembic.config import Config
 
-    from search.catalog import make_engine
-    from search.records import Manifest
+    from search.catalog.records import Manifest
+    from search.catalog.store import make_engine
 
     path = tmp_path / "catalog.db"
     engine = make_engine(path)
@@ -651,7 +651,7 @@ def test_models_and_revision_bumps(cat) -> None:
 
 
 def test_manifest_roundtrip(cat) -> None:
-    from search.records import Manifest
+    from search.catalog.records import Manifest
 
     cat.ensure_model(MODEL, {}, DIM)
     assert cat.manifest(MODEL) is None

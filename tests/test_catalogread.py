@@ -1,4 +1,4 @@
-"""search.catalogread answers as search.catalog does, on one catalog, without SQLAlchemy;
+"""search.catalog.reader answers as search.catalog.store does, on one catalog, without SQLAlchemy;
 and a library opened for one query reads through it and falls back where it must."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.catalog import SCHEMA_HEAD, Catalog
-from search.catalogread import SCHEMA, CatalogReader
+from search.catalog.reader import SCHEMA, CatalogReader
+from search.catalog.records import FailureData, ImageData, Manifest
+from search.catalog.store import SCHEMA_HEAD, Catalog
 from search.errors import NotFound
 from search.library import SERVING_MODEL
-from search.records import FailureData, ImageData, Manifest
 
 MODEL = "m/random:abc"
 REPO = Path(__file__).resolve().parent.parent
@@ -140,9 +140,9 @@ def test_a_one_query_library_searches_as_the_full_one_stale_index_included(tmp_p
     from imagetree import make_jpeg
     from tinylib import tiny_settings
 
-    from indexer.sync import sync
+    from indexer.sync.run import sync
     from search.library import Library
-    from search.query import SearchRequest
+    from search.query.searcher import SearchRequest
 
     settings = tiny_settings(tmp_path / "home")
     for i in range(6):

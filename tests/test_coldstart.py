@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from search.catalog import SCHEMA_HEAD, Catalog
-from search.catalogread import serving_model
+from search.catalog.reader import serving_model
+from search.catalog.store import SCHEMA_HEAD, Catalog
 from search.library import SERVING_MODEL
-from search.modelspec import quick_model_id, resolve
+from search.models.spec import quick_model_id, resolve
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def test_schema_head_is_the_newest_migration():
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from search.catalog import MIGRATIONS_DIR
+    from search.catalog.store import MIGRATIONS_DIR
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -32,7 +32,7 @@ def test_schema_head_is_the_newest_migration():
 def test_opening_a_current_catalog_does_not_import_alembic(tmp_path):
     Catalog.open(tmp_path / "catalog.db").close()  # created (and migrated) here
     code = (
-        "import sys; from pathlib import Path; from search.catalog import Catalog; "
+        "import sys; from pathlib import Path; from search.catalog.store import Catalog; "
         f"Catalog.open(Path({str(tmp_path / 'catalog.db')!r})).close(); "
         "print('alembic' in sys.modules)"
     )
@@ -63,8 +63,8 @@ def test_serving_model_is_read_without_sqlalchemy(tmp_path):
         ("ViT-B-32", "random"),
         ("ViT-B-32-256", "none"),
         ("RN50", "none"),
-        ("search/model_configs/imgsearch-tiny.json", None),
-        ("search/model_configs/imgsearch-tiny.json", "none"),
+        ("search/models/configs/imgsearch-tiny.json", None),
+        ("search/models/configs/imgsearch-tiny.json", "none"),
     ],
 )
 def test_quick_model_id_of_random_init_matches_resolve(tmp_path, model, pretrained):
@@ -84,7 +84,7 @@ def test_quick_model_id_of_a_config_file_with_weights(tmp_path, tiny_encoder):
         json.dumps(
             {
                 "model_cfg": json.loads(
-                    (REPO / "search/model_configs/imgsearch-tiny.json").read_text()
+                    (REPO / "search/models/configs/imgsearch-tiny.json").read_text()
                 )
             }
         )
@@ -125,10 +125,10 @@ def describe_schema(path: Path) -> dict:
 
 
 def test_a_new_catalog_is_created_without_alembic_as_the_migrations_make_it(tmp_path):
-    from search.catalog import _migrate_with_alembic, make_engine
+    from search.catalog.store import _migrate_with_alembic, make_engine
 
     code = (
-        "import sys; from pathlib import Path; from search.catalog import Catalog; "
+        "import sys; from pathlib import Path; from search.catalog.store import Catalog; "
         f"Catalog.open(Path({str(tmp_path / 'new.db')!r})).close(); "
         "print('alembic' in sys.modules)"
     )

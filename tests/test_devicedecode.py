@@ -13,11 +13,11 @@ import torch
 from imagetree import make_hostile_tree, make_jpeg, random_image
 from PIL import Image
 
-from indexer.devicedecode import DeviceJpegDecoder, JpegBytes, read_jpeg, resize_crop, upright
-from indexer.sync import sync
-from search.encoder import prepare_pixels
+from indexer.sync.devicedecode import DeviceJpegDecoder, JpegBytes, read_jpeg, resize_crop, upright
+from indexer.sync.run import sync
 from search.imageio import _UPRIGHT, read_header
 from search.library import Library
+from search.models.encoder import prepare_pixels
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from photos import camera_photo  # noqa: E402
@@ -84,11 +84,11 @@ def test_device_decode_limits_pixels_held_at_once(monkeypatch):
 def test_indexing_with_device_decode_matches_the_cpu_path(settings, tmp_path, monkeypatch):
     """The hostile tree through the whole pipeline both ways: the same images indexed, the
     same failures with the same reasons, and each image's vector within cosine 0.9995."""
-    import indexer.devicedecode as devicedecode
-    import indexer.sync
+    import indexer.sync.devicedecode as devicedecode
+    import indexer.sync.run
 
     # Decoding ahead while the model loads takes the CPU path; here every file must not.
-    monkeypatch.setattr(indexer.sync, "start_prefetch", lambda *args, **kwargs: None)
+    monkeypatch.setattr(indexer.sync.run, "start_prefetch", lambda *args, **kwargs: None)
     on_device = []
     real = devicedecode._decode_jpeg
     monkeypatch.setattr(
@@ -125,18 +125,18 @@ def test_indexing_with_device_decode_matches_the_cpu_path(settings, tmp_path, mo
 def test_undecoded_jpegs_in_flight_are_bounded_to_a_batch(settings, tmp_path, monkeypatch, how):
     """Device decoding holds whole files in flight, so it looks ahead one batch (and a
     few), where the CPU path holds two batches of small model inputs."""
-    import indexer.sync
+    import indexer.sync.run
 
     for i in range(3):
         make_jpeg(tmp_path / "photos" / f"{i}.jpg", i)
     seen = {}
-    real = indexer.sync.run_pipeline
+    real = indexer.sync.run.run_pipeline
 
     def spy(items, **kwargs):
         seen.update(kwargs)
         return real(items, **kwargs)
 
-    monkeypatch.setattr(indexer.sync, "run_pipeline", spy)
+    monkeypatch.setattr(indexer.sync.run, "run_pipeline", spy)
     s = settings.with_(decode=how)
     with Library(s) as lib:
         sync(lib, [str(tmp_path / "photos")], progress=False)

@@ -13,9 +13,9 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from search.encoder import load_encoder
 from search.imageio import load_image
-from search.modelspec import resolve
+from search.models.encoder import load_encoder
+from search.models.spec import resolve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from photos import camera_photo  # noqa: E402

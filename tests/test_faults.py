@@ -31,9 +31,9 @@ from imagetree import make_jpeg
 from test_cli import IMGSEARCH, clean_env
 from tinylib import tiny_settings
 
-from indexer.sync import sync
+from indexer.sync.run import sync
+from search.index.lock import IndexLock
 from search.library import Library
-from search.lock import IndexLock
 
 TINY = ["--model", "imgsearch-tiny", "--pretrained", "none", "--device", "cpu"]
 KILLS = 30

@@ -361,8 +361,8 @@ def test_a_12000x3000_panorama_is_drafted_and_thumbnailed_in_proportion(tmp_path
     """RELIABILITY 6: decoded by DCT scaling to the smallest size whose short side still
     covers the model's input (1/8: 1500×375; at most 4× the input's side on the short
     side), and a thumbnail within the bound with the 4:1 aspect kept."""
-    from search.encoder import prepare_pixels
     from search.imageio import jpeg_thumbnail
+    from search.models.encoder import prepare_pixels
 
     path = save(half_red((12000, 3000)), tmp_path / "pano.jpg")
     decoded = load_image(path, min_side=224)

@@ -14,11 +14,11 @@ import pytest
 from imagetree import make_hostile_tree, make_jpeg
 from PIL import Image
 
-from indexer.scan import content_hash
-from indexer.sync import sync
-from search.catalog import Catalog
+from indexer.sync.run import sync
+from indexer.sync.scan import content_hash
+from search.catalog.store import Catalog
 from search.library import Library
-from search.query import SearchRequest
+from search.query.searcher import SearchRequest
 
 
 def _never_load(lib, spec):
@@ -309,7 +309,7 @@ def test_a_touched_file_is_hashed_not_reembedded_and_old_files_are_not_read(
 ):
     """RELIABILITY 19: `touch` keeps the vector; a re-run reads no bytes of files whose
     size and time are as catalogued (modified long before they were read)."""
-    import indexer.plan
+    import indexer.sync.plan
 
     files = _folder(tmp_path / "photos", 4)
     old = int(time.time()) - 3600
@@ -319,9 +319,9 @@ def test_a_touched_file_is_hashed_not_reembedded_and_old_files_are_not_read(
     image_id = _paths(library)[str(files[0])]
     vector = library.catalog.vector_of(image_id, library.serving_model)
     hashed = []
-    real_hash = indexer.plan.content_hash
+    real_hash = indexer.sync.plan.content_hash
     monkeypatch.setattr(
-        indexer.plan, "content_hash", lambda p, s: hashed.append(p) or real_hash(p, s)
+        indexer.sync.plan, "content_hash", lambda p, s: hashed.append(p) or real_hash(p, s)
     )
 
     again = sync(library, [], progress=False, encoder_factory=_never_load)
@@ -369,11 +369,11 @@ def test_a_file_growing_while_it_is_read_is_not_stored_and_is_picked_up_next_run
     library, tmp_path, monkeypatch
 ):
     """RELIABILITY 20: a writer thread appends to the file while the decoder reads it."""
-    import indexer.pipeline
+    import indexer.sync.pipeline
 
     files = _folder(tmp_path / "photos", 5)
     growing = files[2]
-    real_load = indexer.pipeline.load_image
+    real_load = indexer.sync.pipeline.load_image
 
     def load_while_written(f, **kw):
         if f.name == str(growing):
@@ -388,7 +388,7 @@ def test_a_file_growing_while_it_is_read_is_not_stored_and_is_picked_up_next_run
         return real_load(f, **kw)
 
     with monkeypatch.context() as m:
-        m.setattr(indexer.pipeline, "load_image", load_while_written)
+        m.setattr(indexer.sync.pipeline, "load_image", load_while_written)
         report = sync(library, [str(tmp_path / "photos")], progress=False)
     assert (report.added, report.failed) == (4, 1)
     (failure,) = library.catalog.failures()

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.catalog import Catalog
+from search.catalog.records import ImageData
+from search.catalog.store import Catalog
 from search.diskfiles import atomic_write
 from search.errors import ImgsearchError
-from search.indexstore import IndexStore
-from search.lock import IndexLock
-from search.records import ImageData
-from search.vectorindex import VectorIndex
+from search.index.lock import IndexLock
+from search.index.store import IndexStore
+from search.index.vectors import VectorIndex
 
 DIM = 16
 MODEL = "test-model/random:0123"
@@ -467,7 +467,7 @@ def test_lock_is_seen_across_processes(tmp_path) -> None:
         import sys
         sys.path.insert(0, {str(repo)!r})
         from pathlib import Path
-        from search.lock import IndexLock
+        from search.index.lock import IndexLock
         lock = IndexLock(Path({str(tmp_path)!r}))
         lock.acquire()
         print("locked", flush=True)
@@ -500,10 +500,10 @@ def test_reader_follows_a_generation_swap_instead_of_rebuilding(tmp_path) -> Non
     the reader must look again, not rebuild (and race the writer) while the lock is held."""
     from datetime import datetime
 
-    from search.catalog import Catalog
-    from search.indexstore import IndexStore
-    from search.lock import IndexLock
-    from search.records import ImageData
+    from search.catalog.records import ImageData
+    from search.catalog.store import Catalog
+    from search.index.lock import IndexLock
+    from search.index.store import IndexStore
 
     cat = Catalog.open(tmp_path / "catalog.db")
     root = cat.add_root(str(tmp_path))

@@ -61,7 +61,7 @@ def test_search_and_webui_keep_the_dependency_rule() -> None:
 def test_the_check_reports_a_wrong_import(tmp_path: Path) -> None:
     files = {
         "search/__init__.py": "",
-        "search/query.py": "def f():\n    from indexer import sync\n",
+        "search/query/searcher.py": "def f():\n    from indexer import sync\n",
         "search/cli.py": "import webui.files\n",
         "webui/__init__.py": "from . import pages\n",
         "webui/pages.py": "from search.commands import search_command\nfrom ..indexer import x\n",
@@ -74,8 +74,8 @@ def test_the_check_reports_a_wrong_import(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text)
     assert layering_violations(tmp_path) == [
         "search/cli.py: imports webui.files",
-        "search/query.py: imports indexer",
-        "search/query.py: imports indexer.sync",
+        "search/query/searcher.py: imports indexer",
+        "search/query/searcher.py: imports indexer.sync",
         "webui/api.py: imports search.cli",
         "webui/models.py: imports webui.commands",
         "webui/pages.py: imports indexer",

@@ -14,8 +14,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from test_cli import run
 
-from search.encoder import build_model, load_encoder
-from search.modelspec import resolve
+from search.models.encoder import build_model, load_encoder
+from search.models.spec import resolve
 
 QUERY = "a red square on a blue field"
 ENV = {"IMGSEARCH_ENGINE": "torch"}  # no export: the promise is the same on every engine

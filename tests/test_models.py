@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.encoder import load_encoder, prepare_pixels
 from search.errors import ModelError
-from search.modelspec import BUNDLED_CONFIGS, register_bundled_configs, resolve
+from search.models.encoder import load_encoder, prepare_pixels
+from search.models.spec import BUNDLED_CONFIGS, register_bundled_configs, resolve
 from search.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
 TINY = "imgsearch-tiny"
@@ -406,7 +406,7 @@ def test_encoder_uses_pretrained_tag_preprocess_overrides(tmp_path, tiny_encoder
     """A tag's mean/std override the model's: the source's preprocess dict reaches the encoder."""
     from dataclasses import replace
 
-    from search.encoder import ClipEncoder
+    from search.models.encoder import ClipEncoder
 
     source = replace(
         tiny_encoder.source,
@@ -423,7 +423,7 @@ def test_encoder_uses_pretrained_tag_preprocess_overrides(tmp_path, tiny_encoder
 
 
 def test_weights_are_hashed_once_per_file_version(tmp_path, monkeypatch):
-    import search.modelspec as modelspec
+    import search.models.spec as modelspec
 
     path = tmp_path / "w.bin"
     path.write_bytes(b"a" * 5000)
@@ -455,7 +455,7 @@ def test_models_built_in_two_threads_at_once_are_each_right(tmp_path, tiny_encod
 
     from safetensors.torch import save_file
 
-    from search.encoder import build_model
+    from search.models.encoder import build_model
 
     state = {k: v.detach().clone().contiguous() for k, v in tiny_encoder.model.state_dict().items()}
     file = tmp_path / "w.safetensors"
@@ -497,7 +497,7 @@ def test_models_built_in_two_threads_at_once_are_each_right(tmp_path, tiny_encod
 def test_a_model_folder_is_fingerprinted_by_the_file_open_clip_loads(tmp_path, files):
     from open_clip.factory import _find_checkpoint_in_dir
 
-    from search.modelspec import checkpoint_in_dir
+    from search.models.spec import checkpoint_in_dir
 
     for name in files:
         (tmp_path / name).write_bytes(name.encode())

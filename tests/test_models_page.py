@@ -17,9 +17,9 @@ from PIL import Image
 from savedmodel import train_saved_model
 from tinylib import tiny_settings
 
-from indexer.sync import sync
+from indexer.sync.run import sync
 from search.library import Library
-from search.modelspec import CURVES, SIDECAR
+from search.models.spec import CURVES, SIDECAR
 from search.settings import Settings
 from webui import create_app
 from webui.jobs import MIN_CAPTIONED_IMAGES, JobRunner, Stage, child_env

@@ -1,4 +1,4 @@
-"""The ONNX path (search.onnxmodel): exported once per model at the end of an index run,
+"""The ONNX path (search.models.onnx): exported once per model at the end of an index run,
 checked against torch, used by queries and small index runs without importing torch,
 and never by another model."""
 
@@ -16,10 +16,13 @@ from imagetree import make_jpeg
 from safetensors.torch import save_file
 from tinylib import tiny_settings
 
-from indexer.sync import sync
-from search.encoder import load_encoder
+from indexer.sync.run import sync
 from search.library import Library
-from search.modelspec import (
+from search.models.encoder import load_encoder
+from search.models.onnx import store
+from search.models.onnx.choose import usable_export
+from search.models.onnx.encoder import OnnxEncoder
+from search.models.spec import (
     BUNDLED_CONFIGS,
     OPEN_CLIP_CONFIG,
     SIDECAR,
@@ -27,10 +30,7 @@ from search.modelspec import (
     file_digest,
     resolve,
 )
-from search.onnxmodel import store
-from search.onnxmodel.choose import usable_export
-from search.onnxmodel.encoder import OnnxEncoder
-from search.query import SearchRequest
+from search.query.searcher import SearchRequest
 
 REPO = Path(__file__).resolve().parent.parent
 TEXTS = [
@@ -116,7 +116,7 @@ sys.path.insert(0, "tests")
 from tinylib import tiny_settings
 from pathlib import Path
 from search.library import Library
-from search.query import SearchRequest
+from search.query.searcher import SearchRequest
 s = tiny_settings(Path({str(settings.home)!r}), engine="auto")
 with Library.for_one_query(s) as lib:
     hits = lib.searcher.search(SearchRequest(text="a red square", add=("2:a dog",), k=6)).hits
@@ -142,7 +142,7 @@ import json, sys
 sys.path.insert(0, "tests")
 from tinylib import tiny_settings
 from pathlib import Path
-from indexer.sync import sync
+from indexer.sync.run import sync
 from search.library import Library
 s = tiny_settings(Path({str(settings.home)!r}), engine="auto")
 with Library(s) as lib:
@@ -169,8 +169,8 @@ print(json.dumps({{"engine": r.engine, "embedded": r.embedded, "torch": "torch" 
 def test_a_large_run_uses_torch_unless_openvino_runs_the_export_in_bf16(
     indexed, tmp_path, monkeypatch
 ):
-    import search.onnxmodel.choose as choose
-    from search.onnxmodel import openvino
+    import search.models.onnx.choose as choose
+    from search.models.onnx import openvino
 
     settings, _ = copy_library(indexed, tmp_path)
     monkeypatch.setattr(choose, "SMALL_JOB", 2)
@@ -184,7 +184,7 @@ def test_a_large_run_uses_torch_unless_openvino_runs_the_export_in_bf16(
 
 
 def _fresh_openvino_state(settings, export) -> None:
-    from search.onnxmodel import openvino
+    from search.models.onnx import openvino
 
     shutil.rmtree(settings.cache_dir / "openvino", ignore_errors=True)
     (export.folder / openvino.VERDICTS).unlink(missing_ok=True)
@@ -195,7 +195,7 @@ def test_openvino_bf16_agrees_with_torch_and_is_checked_once_per_machine(
 ):
     from PIL import Image
 
-    from search.onnxmodel import openvino
+    from search.models.onnx import openvino
 
     settings, folder = copy_library(indexed, tmp_path)
     export = store.find(settings.cache_dir, indexed[2].model_id)
@@ -228,7 +228,7 @@ def test_openvino_bf16_agrees_with_torch_and_is_checked_once_per_machine(
 def test_openvino_that_disagrees_is_refused_once_and_onnx_runtime_embeds(
     indexed, tmp_path, monkeypatch
 ):
-    from search.onnxmodel import openvino
+    from search.models.onnx import openvino
 
     settings, _ = copy_library(indexed, tmp_path)
     export = store.find(settings.cache_dir, indexed[2].model_id)
@@ -322,7 +322,7 @@ def test_a_retrained_model_under_the_same_name_never_uses_the_old_export(tmp_pat
 
 
 def test_an_export_that_disagrees_with_torch_is_refused_and_not_retried(tmp_path, monkeypatch):
-    import search.onnxmodel.export as export
+    import search.models.onnx.export as export
 
     monkeypatch.setattr(export, "MIN_COSINE", 1.5)  # nothing can pass
     settings = tiny_settings(tmp_path / "home", engine="auto")
@@ -355,7 +355,7 @@ def test_export_folders_are_distinct_per_model_id(tmp_path):
 
 
 def test_a_failing_export_never_fails_the_index_run(tmp_path, monkeypatch, caplog):
-    import search.onnxmodel.export as export
+    import search.models.onnx.export as export
 
     def boom(*args, **kwargs):
         raise OSError("read-only file system")

@@ -1,4 +1,4 @@
-"""Decoding while the model loads (indexer.prefetch): used when the guess is right, dropped
+"""Decoding while the model loads (indexer.sync.prefetch): used when the guess is right, dropped
 when it is wrong, never a write before the model resolves, never a model loaded for nothing."""
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from imagetree import make_jpeg
 
-import indexer.prefetch
-import indexer.sync
-from indexer.pipeline import WorkItem, make_decoder
-from indexer.prefetch import ModelLoader, Prefetch
-from indexer.scan import scan_root
-from indexer.sync import sync
-from search.encoder import prepare_pixels
+import indexer.sync.prefetch
+import indexer.sync.run
+from indexer.sync.pipeline import WorkItem, make_decoder
+from indexer.sync.prefetch import ModelLoader, Prefetch
+from indexer.sync.run import sync
+from indexer.sync.scan import scan_root
 from search.errors import ModelError
 from search.library import Library
-from search.modelspec import PrepareGuess, preprocess_guess
-from search.query import SearchRequest
+from search.models.encoder import prepare_pixels
+from search.models.spec import PrepareGuess, preprocess_guess
+from search.query.searcher import SearchRequest
 
 
 def _vectors(lib: Library, model_id: str) -> dict[str, np.ndarray]:
@@ -54,11 +54,13 @@ def test_prefetched_files_embed_as_the_pipeline_would(
     for i in range(20):
         make_jpeg(photos / f"{i:02d}.jpg", i, (160, 120))
     with Library(settings.with_(home=tmp_path / "plain")) as lib, monkeypatch.context() as m:
-        m.setattr(indexer.sync, "start_prefetch", lambda *args, **kwargs: None)
+        m.setattr(indexer.sync.run, "start_prefetch", lambda *args, **kwargs: None)
         report = sync(lib, [str(photos)], progress=False)
         plain = _vectors(lib, report.model_id)
     if not guess_right:  # a pretrained tag with its own input size, say
-        monkeypatch.setattr(indexer.prefetch, "preprocess_guess", lambda *args: PrepareGuess(32))
+        monkeypatch.setattr(
+            indexer.sync.prefetch, "preprocess_guess", lambda *args: PrepareGuess(32)
+        )
     taken = spy
     real_load = Library.load_source
 
@@ -149,7 +151,7 @@ def test_an_interrupt_does_not_wait_for_the_model_to_resolve(settings, tmp_path,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Library, "resolve", slow_resolve)
-    monkeypatch.setattr(indexer.sync, "scan_roots", interrupted)
+    monkeypatch.setattr(indexer.sync.run, "scan_roots", interrupted)
     with Library(settings) as lib:
         started = time.perf_counter()
         with pytest.raises(KeyboardInterrupt):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from imagetree import make_jpeg
 
-from indexer.sync import sync
+from indexer.sync.run import sync
 from search.errors import QueryError
-from search.query import SearchRequest, folder_prefix, parse_weighted
+from search.query.searcher import SearchRequest, folder_prefix, parse_weighted
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from test_cli import TINY, run
 
 from indexer.synthetic import generate, write_pairs
 from search.library import Library
-from search.query import SearchRequest
+from search.query.searcher import SearchRequest
 from search.settings import Settings
 
 

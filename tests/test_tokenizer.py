@@ -1,4 +1,4 @@
-"""search.tokenizer (no torch) gives open_clip's token ids, string for string."""
+"""search.models.tokenizer (no torch) gives open_clip's token ids, string for string."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from search.tokenizer import ClipTokenizer, default_vocab
+from search.models.tokenizer import ClipTokenizer, default_vocab
 
 SAMPLES = [
     "",
@@ -76,7 +76,7 @@ def test_long_text_is_truncated_with_end_token(open_clip_tokenizer):
 
 def test_vocab_found_without_importing_torch():
     code = (
-        "import sys; from search.tokenizer import ClipTokenizer, default_vocab; "
+        "import sys; from search.models.tokenizer import ClipTokenizer, default_vocab; "
         "t = ClipTokenizer(); t(['a dog in the snow']); "
         "print('torch' in sys.modules, 'open_clip' in sys.modules)"
     )

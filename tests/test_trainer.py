@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.pairs import Pair, decode_pairs, read_pairs_file
 from indexer.synthetic import generate, write_pairs
 from indexer.training import TrainConfig, evaluate, split, train
-from search.encoder import build_model, load_encoder
+from indexer.training.pairs import Pair, decode_pairs, read_pairs_file
 from search.errors import ConfigError
-from search.modelspec import resolve
+from search.models.encoder import build_model, load_encoder
+from search.models.spec import resolve
 
 FAST = dict(batch_size=16, lr=2e-3, val_fraction=0.2, device="cpu", seed=1)
 

@@ -11,7 +11,7 @@ import pytest
 from imagetree import make_jpeg
 from tinylib import tiny_settings
 
-from indexer.sync import sync
+from indexer.sync.run import sync
 from search.library import Library
 from webui import create_app
 

@@ -17,9 +17,9 @@ from imagetree import huge_png_bytes, make_jpeg, make_png
 from PIL import Image
 from tinylib import tiny_settings
 
-from indexer.sync import sync
+from indexer.sync.run import sync
 from search.library import Library
-from search.query import SearchRequest
+from search.query.searcher import SearchRequest
 from webui import MAX_UPLOAD_BYTES, create_app
 from webui.files import THUMB_SIDE
 from webui.security import CONTENT_SECURITY_POLICY

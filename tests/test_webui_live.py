@@ -20,7 +20,7 @@ from imagetree import make_jpeg
 from tinylib import tiny_settings
 from waitress.wasyncore import close_all
 
-from indexer.sync import sync
+from indexer.sync.run import sync
 from search.library import Library
 from webui import create_app
 from webui.commands import make_server

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, jsonify, request, url_for
 
+from search.catalog.records import CaptionInfo, ImageMeta
 from search.library import Library
-from search.records import CaptionInfo, ImageMeta
 from webui.search_params import SearchParams, hit_json, uploaded_image
 from webui.security import csrf_token
 

@@ -19,11 +19,11 @@ from typing import BinaryIO
 
 from flask import Blueprint, abort, current_app, send_file
 
+from search.catalog.records import ImageMeta
 from search.diskfiles import atomic_write
 from search.errors import ImageDecodeError, NotFound, storage_failure
 from search.imageio import jpeg_thumbnail
 from search.library import Library
-from search.records import ImageMeta
 from webui.api import library
 
 bp = Blueprint("files", __name__)

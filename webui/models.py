@@ -25,7 +25,7 @@ from flask import (
 from werkzeug.exceptions import HTTPException
 
 from search.library import Library
-from search.models import ModelEntry, ModelListing, list_models
+from search.models.listing import ModelEntry, ModelListing, list_models
 from search.settings import Settings
 from webui.api import library
 from webui.jobs import MIN_CAPTIONED_IMAGES, JobBusy, JobRunner, Stage

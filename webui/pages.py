@@ -14,7 +14,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 
 from search.errors import ImageDecodeError, QueryError
 from search.imageio import jpeg_thumbnail
-from search.query import SearchResult
+from search.query.searcher import SearchResult
 from webui.api import caption_text, library
 from webui.search_params import MAX_OFFSET, SearchParams, uploaded_image
 

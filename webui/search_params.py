@@ -15,7 +15,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 from search.errors import QueryError
-from search.query import Hit, SearchRequest, folder_prefix, parse_date
+from search.query.searcher import Hit, SearchRequest, folder_prefix, parse_date
 
 MAX_K = 200
 MAX_OFFSET = 10_000

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from search.library import Library
-from search.query import SearchRequest
+from search.query.searcher import SearchRequest
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
-from search.modelspec import (
+from search.models.spec import (
     CURVES,
     OPEN_CLIP_CONFIG,
     SIDECAR,

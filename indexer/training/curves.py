@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from search.diskfiles import replacing
-from search.modelspec import CURVES
+from search.models.spec import CURVES
 
 __all__ = ["CURVES", "draw_curves"]
 

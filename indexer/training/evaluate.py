@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from indexer.pairs import PairSet
-from indexer.retrieval import ranks_image_to_text, ranks_text_to_image, recall_report
-from search.encoder import ClipEncoder
+from indexer.training.pairs import PairSet
+from indexer.training.retrieval import ranks_image_to_text, ranks_text_to_image, recall_report
+from search.models.encoder import ClipEncoder
 
 
 def embed_pairs(encoder: ClipEncoder, pairs: PairSet, batch: int = 256):

@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from indexer.pairs import PairSet
 from indexer.training.guard import DivergenceGuard
-from search.encoder import ClipEncoder
+from indexer.training.pairs import PairSet
+from search.models.encoder import ClipEncoder
 from search.progress import Progress
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.pairs import PairSet
 from indexer.training.artifacts import model_config, save_model
 from indexer.training.checkpoint import Checkpoints, Snapshot, Weights
 from indexer.training.config import (
@@ -27,10 +26,11 @@ from indexer.training.config import (
 from indexer.training.evaluate import evaluate, score
 from indexer.training.guard import DivergenceGuard
 from indexer.training.loop import Batches, train_one_epoch
-from search.catalog import utcnow
-from search.encoder import ClipEncoder
+from indexer.training.pairs import PairSet
+from search.catalog.store import utcnow
 from search.errors import ConfigError, StorageError, storage_failure
-from search.modelspec import SIDECAR, ModelSource
+from search.models.encoder import ClipEncoder
+from search.models.spec import SIDECAR, ModelSource
 from search.progress import Progress
 
 CHECKPOINT = "checkpoint"

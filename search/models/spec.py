@@ -22,7 +22,7 @@ from search.diskfiles import atomic_write, file_sha256
 from search.errors import ModelError
 from search.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
-BUNDLED_CONFIGS = Path(__file__).resolve().parent / "model_configs"
+BUNDLED_CONFIGS = Path(__file__).resolve().parent / "configs"
 NO_WEIGHTS = ("none", "random", "")
 # What `train` writes into models/NAME/ besides the weights; also what a hub repo holds.
 OPEN_CLIP_CONFIG = "open_clip_config.json"

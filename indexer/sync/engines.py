@@ -1,8 +1,8 @@
 """Which engine embeds an index run, and the model's ONNX export after a torch run.
 
 A run on a model with an export runs it without torch when it is small
-(search.onnxmodel.choose.SMALL_JOB images at most: ONNX Runtime) or when OpenVINO runs the
-image tower in bf16 here (any size: search.onnxmodel.openvino), so the first image is
+(search.models.onnx.choose.SMALL_JOB images at most: ONNX Runtime) or when OpenVINO runs the
+image tower in bf16 here (any size: search.models.onnx.openvino), so the first image is
 embedded about a second after the start instead of after 3–5 s of importing torch and
 building the model. A larger run without OpenVINO, or a model without an export, runs
 torch, faster per image than ONNX Runtime once loaded (bf16 where the CPU has it); and at
@@ -16,11 +16,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from indexer.prefetch import ModelLoader
-from search.encoder import ClipEncoder, Encoder
+from indexer.sync.prefetch import ModelLoader
 from search.library import Library
-from search.onnxmodel import store
-from search.onnxmodel.choose import (
+from search.models.encoder import ClipEncoder, Encoder
+from search.models.onnx import store
+from search.models.onnx.choose import (
     export_allowed,
     index_engine,
     openvino_cache,
@@ -64,7 +64,7 @@ def onnx_loader(lib: Library, spec: dict, model_id: str | None, jobs: int) -> Mo
     source = replace(export.model_source(), spec=spec)
 
     def load(_source) -> Encoder:
-        from search.onnxmodel.encoder import OnnxEncoder
+        from search.models.onnx.encoder import OnnxEncoder
 
         cache = openvino_cache(settings, export) if small else openvino
         # Prepacking the weights (ONNX Runtime) costs 0.5 s of CPU as the session opens
@@ -92,7 +92,7 @@ def export_after_run(lib: Library, model_id: str, loader: ModelLoader, progress:
         source = loader.source() if loader.started else lib.resolve(spec)
         if source.model_id != model_id:
             return False
-        from search.onnxmodel.export import export_model
+        from search.models.onnx.export import export_model
 
         shown = Progress(show=progress, status_file=settings.progress_file)
         with shown.bar(3, desc="preparing fast search (once per model)", unit="step") as bar:

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 typed models of the catalog. ORM objects never leave search.catalog."""
+"""SQLAlchemy 2 typed models of the catalog. ORM objects never leave search.catalog.store."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 Inner product over L2-normalised vectors, i.e. cosine similarity. One class per kind of
 index (ExactIndex, HnswIndex, IvfIndex), chosen once from the FAISS object when an index is
-built or loaded (`VectorIndex.wrap`). search.ann builds and tunes the approximate kinds: their
+built or loaded (`VectorIndex.wrap`). search.index.ann builds and tunes the approximate kinds: their
 search parameter (`knob`) is set on the FAISS object, so every search, and a saved file, uses
-the tuned value. search.indexstore updates them in place when a sync changed a small part of
+the tuned value. search.index.store updates them in place when a sync changed a small part of
 a large library. This module imports FAISS: import it where an index is used.
 """
 
@@ -36,7 +36,7 @@ class VectorIndex:
     otherwise; each kind gives a search its FAISS parameters (`_params(allowed or None)`)."""
 
     kind: str
-    knob: str | None = None  # the search parameter search.ann tunes; None: nothing to tune
+    knob: str | None = None  # the search parameter search.index.ann tunes; None: nothing to tune
     blanked = 0  # removed vectors that still take a place (HnswIndex)
 
     def __init__(self, index) -> None:
@@ -54,7 +54,7 @@ class VectorIndex:
 
     @staticmethod
     def build(ids: np.ndarray, vectors: np.ndarray) -> VectorIndex:
-        """An exact index; search.ann.build_index picks between this and approximate ones."""
+        """An exact index; search.index.ann.build_index picks between this and approximate ones."""
         dim = vectors.shape[1] if vectors.ndim == 2 and vectors.size else 1
         index = ExactIndex(faiss.IndexIDMap2(faiss.IndexFlatIP(dim)))
         index.add(ids, vectors)

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from search.errors import ModelError
-from search.modelspec import ModelSource, register_bundled_configs
+from search.models.spec import ModelSource, register_bundled_configs
 from search.settings import PRECISIONS
 
 _PIL_RESAMPLE = {

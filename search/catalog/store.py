@@ -1,6 +1,6 @@
 """The catalog: SQLite (WAL) through SQLAlchemy, the library's source of truth.
 
-Every public method takes and returns plain data (search.records); each write method is
+Every public method takes and returns plain data (search.catalog.records); each write method is
 one transaction, so an interrupted run keeps exactly what was committed.
 """
 
@@ -16,8 +16,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.errors import CatalogError, NotFound
-from search.records import (
+from search.catalog.records import (
     CaptionInfo,
     FailureData,
     FailureInfo,
@@ -29,7 +28,7 @@ from search.records import (
     RootInfo,
     utcnow,
 )
-from search.schema import (
+from search.catalog.schema import (
     Base,
     Caption,
     Embedding,
@@ -40,8 +39,9 @@ from search.schema import (
     Root,
     Setting,
 )
+from search.errors import CatalogError, NotFound
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def make_engine(path: Path) -> Engine:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from search.errors import ModelError
-from search.modelspec import ModelSource, quick_model_id, resolve, weights_digest, weights_file
+from search.models.spec import ModelSource, quick_model_id, resolve, weights_digest, weights_file
 
 # Bumped when the layout or the export itself changes: older exports are then not used,
 # and a model refused by an older exporter is tried again.

@@ -16,10 +16,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from itertools import islice
 
-from indexer.pipeline import Decoded, Failed, WorkItem, make_decoder
-from search.encoder import Encoder, prepare_pixels
+from indexer.sync.pipeline import Decoded, Failed, WorkItem, make_decoder
 from search.library import Library
-from search.modelspec import ModelSource, PrepareGuess, preprocess_guess
+from search.models.encoder import Encoder, prepare_pixels
+from search.models.spec import ModelSource, PrepareGuess, preprocess_guess
 
 # Files decoded ahead at most: ~50 MB of 256 px pixels, more than a 5 s start decodes.
 PREFETCH_MAX = 256

@@ -2,7 +2,7 @@
 
 The catalog holds the vectors; an index file is a cache of them. A file that is missing,
 fails its checksum or disagrees with its manifest is rebuilt, never served. Which kind of
-index (exact or approximate) and its tuning are search.ann's choice, under an IndexPolicy.
+index (exact or approximate) and its tuning are search.index.ann's choice, under an IndexPolicy.
 
 An approximate index that a sync changed only a little is updated, not rebuilt: building
 HNSW over a million vectors takes minutes, adding the day's photos to it a moment. Each
@@ -20,15 +20,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.ann import EXACT, BuiltIndex, IndexPolicy, build_index, choose_factory
+from search.catalog.records import Manifest, utcnow
 from search.diskfiles import remove_dead_temps
 from search.errors import storage_failure
-from search.lock import IndexLock
-from search.records import Manifest, utcnow
+from search.index.ann import EXACT, BuiltIndex, IndexPolicy, build_index, choose_factory
+from search.index.lock import IndexLock
 
-if TYPE_CHECKING:  # SQLAlchemy: a one-query process may never need it (search.catalogread)
-    from search.catalog import Catalog
-    from search.vectorindex import VectorIndex
+if TYPE_CHECKING:  # SQLAlchemy: a one-query process may never need it (search.catalog.reader)
+    from search.catalog.store import Catalog
+    from search.index.vectors import VectorIndex
 
 # An update touching more of the index than this share (or leaving more HNSW nodes blanked)
 # builds anew instead: the graph and its tuned parameter were measured for the index as
@@ -195,7 +195,7 @@ class IndexStore:
         return self.lock is not None and self.lock.held_elsewhere()
 
     def _load(self, manifest: Manifest) -> VectorIndex | None:
-        from search.vectorindex import VectorIndex
+        from search.index.vectors import VectorIndex
 
         path = self.index_dir / manifest.filename
         try:

@@ -4,7 +4,7 @@ Each stage is a plain callable so tests can swap any of them (clip-retrieval's s
 Decoding runs ahead of the model in a thread pool (Pillow releases the GIL while it
 decodes and resizes); every batch is written in one transaction, so an interrupted run
 keeps every batch before the interruption. On a GPU the threads may leave JPEGs undecoded
-for the collate stage to decode on the device in one call (indexer.devicedecode).
+for the collate stage to decode on the device in one call (indexer.sync.devicedecode).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from indexer.backoff import TOO_LARGE, Backoff
-from indexer.scan import file_hash, storable_path
+from indexer.sync.backoff import TOO_LARGE, Backoff
+from indexer.sync.scan import file_hash, storable_path
+from search.catalog.records import FailureData, ImageData, utcnow
 from search.errors import ImageDecodeError
 from search.imageio import UNSUPPORTED_FORMATS, ImageHeader, load_image, read_header
-from search.records import FailureData, ImageData, utcnow
 
 # RELIABILITY 20: a file still being written (a copy in progress, an editor saving) is
 # not stored half-read; its failure keeps the scan's size and time, so the next run, which
@@ -197,7 +197,7 @@ def run_pipeline(
 ) -> PipelineCounts:
     """`collate` turns a batch's decoded images into the encoder's input; it may find
     more failures (files the device could not decode and the CPU fallback refused).
-    Out of memory in `encode` halves the batch (indexer.backoff).
+    Out of memory in `encode` halves the batch (indexer.sync.backoff).
     `lookahead` files are in flight at most (default: two batches)."""
     counts = PipelineCounts()
     lookahead = max(2 * batch_size, 4 * workers) if lookahead is None else lookahead

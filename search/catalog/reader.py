@@ -4,7 +4,7 @@ A cold `imgsearch search` spent about a third of a second importing SQLAlchemy, 
 it spends opening the model and encoding the query. So a process that answers one query
 (search.library.Library.for_one_query) reads a current SQLite catalog with these plain
 statements; anything else it is asked — a stale index to rebuild, a write — goes to the
-full Catalog, opened then. Each method returns what search.catalog.Catalog's method of the
+full Catalog, opened then. Each method returns what search.catalog.store.Catalog's method of the
 same name returns; tests/test_catalogread.py holds the two equal on one catalog.
 """
 
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from search.catalog.records import ImageMeta, Manifest, ModelInfo
 from search.errors import NotFound
 from search.library import SERVING_MODEL
-from search.records import ImageMeta, Manifest, ModelInfo
 
-# The newest migration, as search.catalog.SCHEMA_HEAD (which imports SQLAlchemy); a test
+# The newest migration, as search.catalog.store.SCHEMA_HEAD (which imports SQLAlchemy); a test
 # holds the two equal.
 SCHEMA = "0003"
 _IMAGE = "id, root_id, path, size, mtime_ns, width, height, taken_at, date"
@@ -74,7 +74,7 @@ class CatalogReader:
         if name.startswith("_"):
             raise AttributeError(name)
         if self._full is None:
-            from search.catalog import Catalog
+            from search.catalog.store import Catalog
 
             self._full = Catalog.open(self.path)
         return getattr(self._full, name)
@@ -165,7 +165,7 @@ def serving_model(path: Path) -> tuple[str, dict] | None:
     """(model id, spec) of the model searches use, or None: not known this way (no
     catalog yet, nothing indexed, a schema this does not read, a broken file); the
     catalog proper then answers, and reports what is wrong. Read before anything else
-    by a cold query, which starts opening that model at once (search.onnxmodel.choose)."""
+    by a cold query, which starts opening that model at once (search.models.onnx.choose)."""
     reader = CatalogReader.open(path)
     if reader is None:
         return None

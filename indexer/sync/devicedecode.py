@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from indexer.pipeline import Decoded, Failed, WorkItem
-from search.encoder import Encoder
+from indexer.sync.pipeline import Decoded, Failed, WorkItem
 from search.imageio import ImageHeader
+from search.models.encoder import Encoder
 
 # Pillow's stored modes that nvJPEG turns into the same RGB as Pillow: YCbCr ("RGB") and
 # greyscale. CMYK/YCCK (Adobe-inverted) go to the CPU.

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from search.ann import physical_memory
-from search.catalog import Catalog
+from search.catalog.store import Catalog
 from search.errors import ConfigError, ImageDecodeError
 from search.imageio import load_image
+from search.index.ann import physical_memory
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.modelspec import CURVES, OPEN_CLIP_CONFIG, SIDECAR, quick_model_id
+from search.models.spec import CURVES, OPEN_CLIP_CONFIG, SIDECAR, quick_model_id
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from indexer.pipeline import Decoded, Failed
-from indexer.plan import Plan
-from search.catalog import Catalog
-from search.modelspec import ModelSource
+from indexer.sync.pipeline import Decoded, Failed
+from indexer.sync.plan import Plan
+from search.catalog.store import Catalog
+from search.models.spec import ModelSource
 
 
 class CatalogWriter:

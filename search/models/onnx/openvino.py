@@ -4,7 +4,7 @@ ONNX Runtime runs the export in fp32 on x86 CPUs (it has no bf16 matrix kernels 
 OpenVINO runs the same ONNX file in bf16 on AMX / AVX512-BF16 at about a fifth of the CPU
 time per image (ViT-B-32-256, 2 cores: ~22 ms against ~107 ms, bench/cli_bench.py), and
 imports in 0.2 s where torch takes seconds. On such a CPU it is the fastest way to index
-at any run size (search.onnxmodel.choose). An optional extra: `imgsearch[openvino]`.
+at any run size (search.models.onnx.choose). An optional extra: `imgsearch[openvino]`.
 
 bf16 rounds the same model differently, so before its first use on a machine the compiled
 tower is checked against the fp32 export (itself checked against torch when exported) on
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from search.diskfiles import atomic_write
-from search.onnxmodel.check import MIN_COSINE, check_pixels, worst_cosine
-from search.onnxmodel.store import Export
+from search.models.onnx.check import MIN_COSINE, check_pixels, worst_cosine
+from search.models.onnx.store import Export
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _verdicts(folder: Path) -> dict:
 
 
 def _measure(export: Export, cache_dir: Path) -> bool:
-    from search.onnxmodel.encoder import OnnxEncoder
+    from search.models.onnx.encoder import OnnxEncoder
 
     pixels = check_pixels(export.image.size)
     fp32 = OnnxEncoder(export, prepack=False).encode_pixels(pixels)

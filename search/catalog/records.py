@@ -1,4 +1,4 @@
-"""Plain data passed across module seams (ORM objects stay inside search.catalog)."""
+"""Plain data passed across module seams (ORM objects stay inside search.catalog.store)."""
 
 from __future__ import annotations
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from search.encoder import Encoder
 from search.errors import NotFound, QueryError
 from search.imageio import IMAGE_EXTENSIONS, load_image
+from search.models.encoder import Encoder
 
 if TYPE_CHECKING:  # they bring SQLAlchemy, which a cold query imports beside the model
-    from search.catalog import Catalog
-    from search.indexstore import IndexStore
+    from search.catalog.store import Catalog
+    from search.index.store import IndexStore
 
 _WEIGHT = re.compile(r"^([+-]?\d+(?:\.\d*)?|[+-]?\.\d+):(.+)$", re.S)
 

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from indexer.pipeline import WorkItem
-from indexer.scan import FoundFile, content_hash, storable_path
-from search.catalog import Catalog, is_inside
-from search.records import FileRecord, RootInfo, utcnow
+from indexer.sync.pipeline import WorkItem
+from indexer.sync.scan import FoundFile, content_hash, storable_path
+from search.catalog.records import FileRecord, RootInfo, utcnow
+from search.catalog.store import Catalog, is_inside
 
 # The coarsest file time step in use (FAT's two seconds), in nanoseconds.
 RACY_NS = 2_000_000_000

@@ -5,7 +5,7 @@ milliseconds. So once per model (at the end of an `index` run that loaded it wit
 the text and image towers are exported to ONNX, checked against torch (cosine ≥ 0.999 on
 a set of texts and images, else refused), and kept under ``cache/onnx/`` in the library,
 keyed by model id (architecture + weights fingerprint). Later commands run them with
-ONNX Runtime and tokenize with search.tokenizer.
+ONNX Runtime and tokenize with search.models.tokenizer.
 
 - ``store``: where exports live, their manifest, and whether one still belongs to a model.
 - ``export``: torch → ONNX, verification (imports torch; runs once per model).

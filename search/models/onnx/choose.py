@@ -12,8 +12,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from search.onnxmodel import store
-from search.onnxmodel.store import Export
+from search.models.onnx import store
+from search.models.onnx.store import Export
 from search.settings import Settings
 
 # Without OpenVINO, an index run embedding at most this many images uses the export on
@@ -21,7 +21,7 @@ from search.settings import Settings
 # bench/cli_bench.py) a whole `index` costs about 0.35 s + 76 ms per image on ONNX Runtime
 # (fp32) and 3.4 s + 29 ms per image on torch (bf16, AMX): torch's start-up pays for
 # itself from ~64 images (~46 when the cores are shared with other work). With OpenVINO
-# in bf16 the export is faster than torch at every size (search.onnxmodel.openvino).
+# in bf16 the export is faster than torch at every size (search.models.onnx.openvino).
 SMALL_JOB = 50
 
 
@@ -34,7 +34,7 @@ def openvino_cache(settings: Settings, export: Export) -> Path | None:
     (engine auto or openvino, precision auto or bf16, and openvino.usable); else None."""
     if settings.engine not in ("auto", "openvino") or settings.precision not in ("auto", "bf16"):
         return None
-    from search.onnxmodel import openvino
+    from search.models.onnx import openvino
 
     return settings.cache_dir if openvino.usable(export, settings.cache_dir) else None
 
@@ -54,7 +54,7 @@ def usable_export(
 
 def index_engine(settings: Settings, jobs: int) -> str:
     """The engine ("onnx" or "torch") for an index run that embeds about `jobs` images,
-    before asking OpenVINO (indexer.engines does, for a larger run)."""
+    before asking OpenVINO (indexer.sync.engines does, for a larger run)."""
     if not export_allowed(settings):
         return "torch"
     forced = settings.engine in ("onnx", "openvino")
@@ -71,7 +71,7 @@ class Preload:
         self._thread.start()
 
     def _run(self) -> None:
-        from search.catalogread import serving_model
+        from search.catalog.reader import serving_model
 
         try:
             found = serving_model(self._settings.catalog_path)
@@ -79,7 +79,7 @@ class Preload:
                 return
             export = usable_export(self._settings, *found, text=True)
             if export is not None:
-                from search.onnxmodel.encoder import OnnxEncoder
+                from search.models.onnx.encoder import OnnxEncoder
 
                 self._result = OnnxEncoder(export, prepack=False).load(text=True)
         except Exception:  # noqa: BLE001 - only a head start: the normal path reports errors

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from search.encoder import ClipEncoder, load_encoder
-from search.modelspec import ModelSource, weights_digest, weights_file
-from search.onnxmodel import store
-from search.onnxmodel.check import MIN_COSINE, check_pixels, worst_cosine
-from search.onnxmodel.encoder import OnnxEncoder, runtime_version
-from search.onnxmodel.store import Export, ImageTower, TextTower
-from search.tokenizer import ClipTokenizer
+from search.models.encoder import ClipEncoder, load_encoder
+from search.models.onnx import store
+from search.models.onnx.check import MIN_COSINE, check_pixels, worst_cosine
+from search.models.onnx.encoder import OnnxEncoder, runtime_version
+from search.models.onnx.store import Export, ImageTower, TextTower
+from search.models.spec import ModelSource, weights_digest, weights_file
+from search.models.tokenizer import ClipTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def _discard(folder: Path, name: str) -> None:
 
 
 def _tokenizer_mismatch(tokenizer) -> str | None:
-    """Why search.tokenizer would not give this tokenizer's ids (None: it would)."""
+    """Why search.models.tokenizer would not give this tokenizer's ids (None: it would)."""
     from open_clip.tokenizer import SimpleTokenizer
 
     if type(tokenizer) is not SimpleTokenizer:

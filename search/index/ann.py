@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # FAISS: indexer.pairs imports this module for physical_memory alone
-    from search.vectorindex import VectorIndex
+if TYPE_CHECKING:  # FAISS: indexer.training.pairs imports this module for physical_memory alone
+    from search.index.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy) -> Bu
     """
     import faiss
 
-    from search.vectorindex import VectorIndex
+    from search.index.vectors import VectorIndex
 
     factory = choose_factory(len(ids), vectors.shape[1] if vectors.ndim == 2 else 1, policy)
     if factory == EXACT:

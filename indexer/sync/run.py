@@ -1,8 +1,8 @@
 """Incremental sync of the roots with the catalog, then the index for the active model.
 
 One pass, each step feeding the next: plan (walk the roots, read each root's records
-once, write nothing: indexer.plan) → decode the plan's first files while the model
-resolves and loads (indexer.prefetch) → embed (indexer.pipeline) → write (the run's
+once, write nothing: indexer.sync.plan) → decode the plan's first files while the model
+resolves and loads (indexer.sync.prefetch) → embed (indexer.sync.pipeline) → write (the run's
 CatalogWriter: the folder changes once the model is known to load, then one transaction
 per batch) → the FAISS index, rebuilt last. The serving model only switches once every
 reachable image has a vector.
@@ -16,16 +16,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
-from indexer.devicedecode import DeviceCollate, device_decoder, read_jpeg
-from indexer.engines import ONNX_BATCH, export_after_run, onnx_loader, torch_loader
-from indexer.pipeline import WorkItem, make_decoder, run_pipeline, stack_pixels
-from indexer.plan import missing_vectors, plan_run, run_roots
-from indexer.prefetch import Prefetch, prefetched_first, start_prefetch
-from indexer.scan import FoundFile, scan_root
-from indexer.writer import CatalogWriter
-from search.encoder import Encoder
+from indexer.sync.devicedecode import DeviceCollate, device_decoder, read_jpeg
+from indexer.sync.engines import ONNX_BATCH, export_after_run, onnx_loader, torch_loader
+from indexer.sync.pipeline import WorkItem, make_decoder, run_pipeline, stack_pixels
+from indexer.sync.plan import missing_vectors, plan_run, run_roots
+from indexer.sync.prefetch import Prefetch, prefetched_first, start_prefetch
+from indexer.sync.scan import FoundFile, scan_root
+from indexer.sync.writer import CatalogWriter
 from search.errors import ConfigError
 from search.library import Library
+from search.models.encoder import Encoder
 from search.progress import Progress
 from search.settings import Settings
 
@@ -70,7 +70,7 @@ def sync(
     with lib.lock:
         spec = lib.active_spec()
         # The model resolves (importing torch) and later loads in a thread, while this one
-        # plans the run and starts decoding what it will embed (indexer.prefetch). A model
+        # plans the run and starts decoding what it will embed (indexer.sync.prefetch). A model
         # the catalog already holds for this spec is known without torch: then it is
         # resolved only once there is something to embed.
         model_id = lib.known_model_id(spec)
@@ -84,7 +84,7 @@ def sync(
             scans = scan_roots([r.path for r in roots], lib.settings)
             plan = plan_run(lib.catalog, roots, new_roots, scans)
             ahead = plan.work + (missing_vectors(lib.catalog, plan, model_id) if model_id else [])
-            # A small run on a model with an ONNX export runs on it (indexer.engines).
+            # A small run on a model with an ONNX export runs on it (indexer.sync.engines).
             fast = onnx_loader(lib, spec, model_id, len(ahead)) if encoder_factory is None else None
             if fast is not None:
                 loader = fast

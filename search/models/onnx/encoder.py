@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from search.encoder import prepare_pixels
-from search.onnxmodel.store import Export, ImageTower, TextTower
-from search.tokenizer import ClipTokenizer
+from search.models.encoder import prepare_pixels
+from search.models.onnx.store import Export, ImageTower, TextTower
+from search.models.tokenizer import ClipTokenizer
 
 
 def runtime_version() -> str:
@@ -62,7 +62,7 @@ class OnnxEncoder:
         """`prepack`: lay the weights out once as the sessions open (see open_session),
         for a process that runs the model many times; a `search` that answers one query
         or an index run of a few dozen images is faster without. `openvino_cache`: run
-        the image tower on OpenVINO in bf16 (search.onnxmodel.openvino; the caller has
+        the image tower on OpenVINO in bf16 (search.models.onnx.openvino; the caller has
         checked that it may), its compiled graphs cached there."""
         self.export = export
         self._prepack = prepack
@@ -131,7 +131,7 @@ class OnnxEncoder:
                     raise RuntimeError("this export has no image tower")
                 path = self._folder / self._image_tower.file
                 if self._openvino_cache is not None:
-                    from search.onnxmodel.openvino import ImageSession
+                    from search.models.onnx.openvino import ImageSession
 
                     self._image = ImageSession(path, self._openvino_cache)
                 else:

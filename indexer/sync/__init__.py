@@ -1,0 +1,1 @@
+"""An index run: walk, plan, decode, embed, write, then the index."""

@@ -1,0 +1,1 @@
+"""The catalog: SQLite tables (schema), records, the store and the cold-path reader."""

@@ -1,0 +1,1 @@
+"""Queries: requests, filters and ranking against the serving model's index."""
