@@ -30,6 +30,7 @@ from search.catalog.records import ImageData  # noqa: E402
 from search.catalog.store import Catalog  # noqa: E402
 from search.index.store import IndexStore  # noqa: E402
 from search.index.vectors import VectorIndex  # noqa: E402
+from search.models.spec import ModelSpec  # noqa: E402
 
 MODEL = "bench/random:0"
 BATCH = 20_000
@@ -59,7 +60,7 @@ def main() -> None:
     library, fresh, queries = np.split(vecs, [n, n + changed_n + added_n])
 
     catalog = Catalog.open(args.work / "catalog.db")
-    catalog.ensure_model(MODEL, {"model": "bench", "pretrained": "none"}, DIM)
+    catalog.ensure_model(MODEL, ModelSpec("bench", "none"), DIM)
     root = catalog.add_root("/photos").id
     ids: list[int] = []
     t0 = time.perf_counter()

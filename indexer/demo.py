@@ -46,6 +46,7 @@ def demo_command(
     from indexer.training.pairs import decode_pairs, read_pairs_file
     from search.library import Library
     from search.models.encoder import load_encoder
+    from search.models.spec import ModelSpec
     from search.progress import Progress
     from search.query.searcher import SearchRequest
 
@@ -86,7 +87,7 @@ def demo_command(
     print(f"trained {DEMO_MODEL} from scratch: best epoch {result.best_epoch}/{epochs}")
 
     with Library(base.with_(model=DEMO_MODEL, pretrained=None)) as lib:
-        lib.set_active({"model": DEMO_MODEL, "pretrained": None})
+        lib.set_active(ModelSpec(DEMO_MODEL))
         report = sync(lib, [str(out / "held-out")])
         # The trained model itself (torch): the search below may run on its ONNX export,
         # whose vectors match it (cosine >= 0.999), but evaluation reads the model.

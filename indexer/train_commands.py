@@ -91,6 +91,7 @@ def train_command(
     from indexer.training import TrainConfig, train
     from search.library import Library
     from search.models.encoder import load_encoder
+    from search.models.spec import ModelSpec
     from search.progress import Progress
 
     for flag, value in (
@@ -151,7 +152,7 @@ def train_command(
     if use:
         # A fresh view whose --model is the new one: train's --model named the start point.
         with Library(settings.with_(model=result.name, pretrained=None)) as lib:
-            lib.set_active({"model": result.name, "pretrained": None})
+            lib.set_active(ModelSpec(result.name))
             if lib.catalog.roots():
                 report["index"] = sync(lib, [], progress=not as_json).as_dict()
     if as_json:

@@ -147,11 +147,11 @@ def models_command(options: GlobalOptions, as_json: bool) -> int:
 
     with Library(settings_from(options)) as lib:
         listing = list_models(lib)
-    active = listing.active
+    active = listing.active.as_dict()
     rows = [
         {
             "model_id": m.model_id,
-            "spec": m.spec,
+            "spec": m.spec.as_dict(),
             "vectors": m.vectors,
             "active": m.active,
             "serving": m.serving,
@@ -184,10 +184,10 @@ def models_command(options: GlobalOptions, as_json: bool) -> int:
 @click.pass_obj
 def use_command(options: GlobalOptions, model: str, pretrained: str | None) -> int:
     from search.library import Library
-    from search.models.spec import check_weights, weights_file
+    from search.models.spec import ModelSpec, check_weights, weights_file
 
     with Library(settings_from(options)) as lib:
-        source = lib.resolve({"model": model, "pretrained": pretrained})
+        source = lib.resolve(ModelSpec(model, pretrained))
         weights = weights_file(source.spec, lib.settings.models_dir)
         if weights is not None:
             check_weights(weights)

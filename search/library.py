@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search.errors import ModelError, NotFound
-from search.models.spec import ModelSource, quick_model_id, resolve
+from search.models.spec import ModelSource, ModelSpec, quick_model_id, resolve
 from search.settings import Settings
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class LibraryStatus:
     roots: list[RootStatus]
     images: int
     failures: int
-    active_model: dict
+    active_model: ModelSpec
     serving_model: str | None
     index: IndexStatus | None
     indexing: bool  # another process holds the index lock
@@ -137,26 +137,26 @@ class Library:
     def set_serving(self, model_id: str) -> None:
         self.catalog.set_setting(SERVING_MODEL, model_id)
 
-    def active_spec(self) -> dict:
+    def active_spec(self) -> ModelSpec:
         """The model to index with: --model if given, else the one chosen by `use`."""
         if self.settings.model:
-            return {"model": self.settings.model, "pretrained": self.settings.pretrained}
+            return ModelSpec(self.settings.model, self.settings.pretrained)
         recorded = self._recorded_active()
-        return {"model": None, "pretrained": None} if recorded is None else recorded
+        return ModelSpec() if recorded is None else recorded
 
-    def recorded_active_spec(self) -> dict:
+    def recorded_active_spec(self) -> ModelSpec:
         """The active model as the library records it (what `use` chose, or the model of
         the last complete index), whatever --model or IMGSEARCH_MODEL this process was
         started with: what an `index` run without those embeds with."""
         recorded = self._recorded_active()
         return self.active_spec() if recorded is None else recorded
 
-    def _recorded_active(self) -> dict | None:
+    def _recorded_active(self) -> ModelSpec | None:
         stored = self.catalog.get_setting(ACTIVE_MODEL)
-        return json.loads(stored) if stored else None
+        return ModelSpec.from_dict(json.loads(stored)) if stored else None
 
-    def set_active(self, spec: dict) -> None:
-        self.catalog.set_setting(ACTIVE_MODEL, json.dumps(spec, sort_keys=True))
+    def set_active(self, spec: ModelSpec) -> None:
+        self.catalog.set_setting(ACTIVE_MODEL, json.dumps(spec.as_dict(), sort_keys=True))
 
     def status(self) -> LibraryStatus:
         serving = self.serving_model
@@ -187,15 +187,15 @@ class Library:
             indexing=self.lock.held_elsewhere(),
         )
 
-    def resolve(self, spec: dict) -> ModelSource:
+    def resolve(self, spec: ModelSpec) -> ModelSource:
         return resolve(
-            spec.get("model"),
-            spec.get("pretrained"),
+            spec.model,
+            spec.pretrained,
             models_dir=self.settings.models_dir,
             cache_dir=self.settings.cache_dir,
         )
 
-    def known_model_id(self, spec: dict) -> str | None:
+    def known_model_id(self, spec: ModelSpec) -> str | None:
         """The id `spec` resolves to when it is cheap to tell and the catalog (or the
         model's ONNX export) already holds that model for this very spec: a sync with
         nothing to embed then never imports torch (a no-op `index` took ~3 s, nearly all
@@ -210,6 +210,7 @@ class Library:
 
             export = store.find(self.settings.cache_dir, model_id)
             stored = export.source.get("spec") if export is not None else None
+            stored = ModelSpec.from_dict(stored) if isinstance(stored, dict) else None
         return model_id if stored == spec else None
 
     def load_source(self, source: ModelSource) -> Encoder:

@@ -15,6 +15,7 @@ from search.catalog.store import Catalog
 from search.index.ann import IndexPolicy, build_index, choose_factory, ladder, tune
 from search.index.store import IndexStore
 from search.index.vectors import VectorIndex
+from search.models.spec import ModelSpec
 
 DIM = 64
 N = 20_000
@@ -184,7 +185,7 @@ def image(root_id: int, i: int) -> ImageData:
 def test_store_picks_exact_below_the_threshold_and_approximate_above(tmp_path) -> None:
     catalog = Catalog.open(tmp_path / "catalog.db")
     try:
-        catalog.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, 32)
+        catalog.ensure_model(MODEL, ModelSpec("m", "none"), 32)
         root = catalog.add_root("/photos").id
         vecs = clustered(3000, seed=3, dim=32)
         catalog.write_batch(MODEL, [image(root, i) for i in range(1500)], vecs[:1500])
@@ -228,7 +229,7 @@ def test_a_small_change_updates_the_index_instead_of_building_it(
 
     catalog = Catalog.open(tmp_path / "catalog.db")
     try:
-        catalog.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, 32)
+        catalog.ensure_model(MODEL, ModelSpec("m", "none"), 32)
         root = catalog.add_root("/photos").id
         vecs = clustered(7000, seed=5, dim=32)
         ids = catalog.write_batch(MODEL, [image(root, i) for i in range(6000)], vecs[:6000])
@@ -301,7 +302,7 @@ def test_threads_finding_the_index_stale_build_it_once(tmp_path, monkeypatch) ->
 
     catalog = Catalog.open(tmp_path / "catalog.db")
     try:
-        catalog.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, 32)
+        catalog.ensure_model(MODEL, ModelSpec("m", "none"), 32)
         root = catalog.add_root("/photos").id
         catalog.write_batch(MODEL, [image(root, i) for i in range(50)], clustered(50, dim=32))
         store = IndexStore(catalog, tmp_path / "index")
@@ -327,7 +328,7 @@ def test_threads_finding_the_index_stale_build_it_once(tmp_path, monkeypatch) ->
 
 def test_status_shows_the_index_kind_params_and_recall(library) -> None:
     cat = library.catalog
-    cat.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, DIM)
+    cat.ensure_model(MODEL, ModelSpec("m", "none"), DIM)
     library.set_serving(MODEL)
     params = {"factory": "IDMap2,HNSW32", "efConstruction": 40, "efSearch": 48}
     cat.set_manifest(

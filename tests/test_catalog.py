@@ -18,6 +18,7 @@ from search.catalog.records import FailureData, ImageData
 from search.catalog.schema import Base
 from search.catalog.store import MIGRATIONS_DIR, Catalog
 from search.errors import CatalogError, NotFound
+from search.models.spec import ModelSpec
 
 MODEL = "test-model/random:abc"
 OTHER = "other-model/random:def"
@@ -57,7 +58,7 @@ def unit_vectors(n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
 def prepared(cat: Catalog, *models: str) -> int:
     """A root with the given models registered; returns the root id."""
     for m in models or (MODEL,):
-        cat.ensure_model(m, {"model": m, "pretrained": None}, DIM)
+        cat.ensure_model(m, ModelSpec(m, None), DIM)
     return cat.add_root("/photos").id
 
 
@@ -505,7 +506,7 @@ def test_add_root_is_idempotent_and_a_root_inside_a_root_is_covered(cat) -> None
 
 
 def test_a_new_parent_root_absorbs_child_roots_and_their_images(cat) -> None:
-    cat.ensure_model(MODEL, {}, DIM)
+    cat.ensure_model(MODEL, ModelSpec(), DIM)
     a = cat.add_root("/data/photos/a").id
     b = cat.add_root("/data/photos/b").id
     other = cat.add_root("/data/photosX").id
@@ -610,13 +611,13 @@ def test_vectors_sorted_by_id_equal_to_what_was_written_and_per_model(cat) -> No
 
 
 def test_models_and_revision_bumps(cat) -> None:
-    cat.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, DIM)
-    cat.ensure_model(MODEL, {"model": "ignored"}, 999)  # already there: unchanged
+    cat.ensure_model(MODEL, ModelSpec("m", "none"), DIM)
+    cat.ensure_model(MODEL, ModelSpec("ignored"), 999)  # already there: unchanged
     root = cat.add_root("/photos").id
     [info] = cat.models()
     assert (info.model_id, info.spec, info.dim, info.vectors) == (
         MODEL,
-        {"model": "m", "pretrained": "none"},
+        ModelSpec("m", "none"),
         DIM,
         0,
     )
@@ -632,7 +633,7 @@ def test_models_and_revision_bumps(cat) -> None:
     assert r1 > r0
     assert cat.model(MODEL).vectors == 2
 
-    cat.ensure_model(OTHER, {"model": "o"}, DIM)
+    cat.ensure_model(OTHER, ModelSpec("o"), DIM)
     o0 = rev(OTHER)
     cat.add_vectors(OTHER, ids, unit_vectors(2, seed=4))
     assert rev(OTHER) > o0
@@ -653,7 +654,7 @@ def test_models_and_revision_bumps(cat) -> None:
 def test_manifest_roundtrip(cat) -> None:
     from search.catalog.records import Manifest
 
-    cat.ensure_model(MODEL, {}, DIM)
+    cat.ensure_model(MODEL, ModelSpec(), DIM)
     assert cat.manifest(MODEL) is None
     m1 = Manifest(MODEL, 1, "f.1.faiss", "flat-ip", 3, "ab" * 32, 4, BASE_DATE)
     cat.set_manifest(m1)

@@ -16,6 +16,7 @@ from search.catalog.records import FailureData, ImageData, Manifest
 from search.catalog.store import SCHEMA_HEAD, Catalog
 from search.errors import NotFound
 from search.library import SERVING_MODEL
+from search.models.spec import ModelSpec
 
 MODEL = "m/random:abc"
 REPO = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ def both(tmp_path):
     path = tmp_path / "catalog.db"
     cat = Catalog.open(path)
     root = cat.add_root("/photos").id
-    cat.ensure_model(MODEL, {"model": "imgsearch-tiny", "pretrained": "none"}, 4)
+    cat.ensure_model(MODEL, ModelSpec("imgsearch-tiny", "none"), 4)
     images = [image(root, f"/photos/{d}/{i}%_x.jpg", i, i % 2 == 0) for i, d in enumerate("aabbc")]
     vectors = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     cat.write_batch(MODEL, images, vectors, [FailureData(root, "/photos/bad.jpg", 1, 2, "broken")])

@@ -13,7 +13,7 @@ import pytest
 from search.catalog.reader import serving_model
 from search.catalog.store import SCHEMA_HEAD, Catalog
 from search.library import SERVING_MODEL
-from search.models.spec import quick_model_id, resolve
+from search.models.spec import ModelSpec, quick_model_id, resolve
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def test_serving_model_is_read_without_sqlalchemy(tmp_path):
     assert serving_model(path) is None  # no catalog yet
     cat = Catalog.open(path)
     assert serving_model(path) is None  # nothing indexed yet
-    spec = {"model": "imgsearch-tiny", "pretrained": "none"}
+    spec = ModelSpec("imgsearch-tiny", "none")
     cat.ensure_model("m1", spec, 64)
     cat.set_setting(SERVING_MODEL, "m1")
     cat.close()
@@ -69,7 +69,7 @@ def test_serving_model_is_read_without_sqlalchemy(tmp_path):
 )
 def test_quick_model_id_of_random_init_matches_resolve(tmp_path, model, pretrained):
     model = str(REPO / model) if model.endswith(".json") else model
-    spec = {"model": model, "pretrained": pretrained}
+    spec = ModelSpec(model, pretrained)
     quick = quick_model_id(spec, tmp_path, tmp_path)
     assert quick == resolve(model, pretrained, models_dir=tmp_path, cache_dir=tmp_path).model_id
 
@@ -89,7 +89,7 @@ def test_quick_model_id_of_a_config_file_with_weights(tmp_path, tiny_encoder):
             }
         )
     )
-    spec = {"model": str(config), "pretrained": str(weights)}
+    spec = ModelSpec(str(config), str(weights))
     expected = resolve(str(config), str(weights), models_dir=tmp_path, cache_dir=tmp_path)
     assert quick_model_id(spec, tmp_path, tmp_path) == expected.model_id
 

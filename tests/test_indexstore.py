@@ -22,6 +22,7 @@ from search.errors import ImgsearchError
 from search.index.lock import IndexLock
 from search.index.store import IndexStore
 from search.index.vectors import VectorIndex
+from search.models.spec import ModelSpec
 
 DIM = 16
 MODEL = "test-model/random:0123"
@@ -180,7 +181,7 @@ class Fixture:
         self.home = home
         self.index_dir = home / "index"
         self.catalog = Catalog.open(home / "catalog.db")
-        self.catalog.ensure_model(MODEL, {"model": "m", "pretrained": "none"}, DIM)
+        self.catalog.ensure_model(MODEL, ModelSpec("m", "none"), DIM)
         self.root = self.catalog.add_root("/photos").id
         self.n = 0
 
@@ -380,7 +381,7 @@ def test_while_locked_a_damaged_snapshot_is_still_never_served(fx) -> None:
 
 
 def test_store_for_a_model_without_vectors_serves_an_empty_index(fx) -> None:
-    fx.catalog.ensure_model("empty-model", {}, DIM)
+    fx.catalog.ensure_model("empty-model", ModelSpec(), DIM)
     manifest, index = fx.store().get("empty-model")
     assert manifest.count == 0 and len(index) == 0
     assert len(index.search(unit_vectors(1)[0], 5)[1]) == 0
@@ -392,7 +393,7 @@ def test_store_for_a_model_without_vectors_serves_an_empty_index(fx) -> None:
 def test_models_get_separate_index_files(fx) -> None:
     ids = fx.add(6)
     other = "other/model:with odd/chars"
-    fx.catalog.ensure_model(other, {}, 8)
+    fx.catalog.ensure_model(other, ModelSpec(), 8)
     fx.catalog.add_vectors(other, ids[:3], unit_vectors(3, seed=11, dim=8))
     store = fx.store()
     m_a, ia = store.get(MODEL)
@@ -507,7 +508,7 @@ def test_reader_follows_a_generation_swap_instead_of_rebuilding(tmp_path) -> Non
 
     cat = Catalog.open(tmp_path / "catalog.db")
     root = cat.add_root(str(tmp_path))
-    cat.ensure_model("m", {"model": "m"}, 4)
+    cat.ensure_model("m", ModelSpec("m"), 4)
     vecs = np.eye(4, dtype=np.float32)
     now = datetime(2020, 1, 1)
     cat.write_batch(

@@ -15,7 +15,7 @@ from PIL import Image
 
 from search.errors import ModelError
 from search.models.encoder import load_encoder, prepare_pixels
-from search.models.spec import BUNDLED_CONFIGS, register_bundled_configs, resolve
+from search.models.spec import BUNDLED_CONFIGS, ModelSpec, register_bundled_configs, resolve
 from search.settings import DEFAULT_MODEL, DEFAULT_PRETRAINED
 
 TINY = "imgsearch-tiny"
@@ -111,7 +111,7 @@ def test_default_weights_in_the_cache_resolve_without_network(tmp_path, monkeypa
     assert source.weights is not None
     assert source.weights.read_bytes() == b"placeholder weights"
     assert source.model_id == f"{DEFAULT_MODEL}/{DEFAULT_PRETRAINED}"
-    assert source.spec == {"model": DEFAULT_MODEL, "pretrained": DEFAULT_PRETRAINED}
+    assert source.spec == ModelSpec(DEFAULT_MODEL, DEFAULT_PRETRAINED)
     assert source.preprocess["resize_mode"] == "shortest"
 
 
@@ -176,7 +176,7 @@ def test_custom_config_json_loads_with_its_own_dim(tmp_path) -> None:
 
     source = resolve(str(path), None, **dirs(tmp_path))
     assert source.model_id.startswith("custom-")
-    assert source.spec == {"model": str(path.resolve()), "pretrained": None}
+    assert source.spec == ModelSpec(str(path.resolve()))
     enc = load_encoder(source, "cpu")
     assert enc.dim == 32
     assert enc.encode_texts(TEXTS).shape == (3, 32)
@@ -303,10 +303,10 @@ def test_saved_model_directory_by_path_and_by_name(tmp_path, tiny_encoder) -> No
     by_name = resolve("mine", None, **dirs(tmp_path))
     by_path = resolve(str(folder), None, **dirs(tmp_path / "elsewhere"))
     assert by_name.model_id == by_path.model_id == "mine@abc"
-    assert by_name.spec == {"model": "mine", "pretrained": None}
-    assert by_path.spec == {"model": str(folder.resolve()), "pretrained": None}
+    assert by_name.spec == ModelSpec("mine")
+    assert by_path.spec == ModelSpec(str(folder.resolve()))
     # The spec stored with the vectors resolves to the same source again.
-    assert resolve(**by_name.spec, **dirs(tmp_path)).model_id == "mine@abc"
+    assert resolve(**by_name.spec.as_dict(), **dirs(tmp_path)).model_id == "mine@abc"
 
     enc = load_encoder(by_name, "cpu")
     assert enc.model_id == "mine@abc" and enc.dim == tiny_encoder.dim

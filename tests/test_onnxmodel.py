@@ -27,6 +27,7 @@ from search.models.spec import (
     OPEN_CLIP_CONFIG,
     SIDECAR,
     WEIGHT_FILES,
+    ModelSpec,
     file_digest,
     resolve,
 )
@@ -259,7 +260,7 @@ def test_other_weights_under_the_same_file_never_use_the_export(tmp_path, tiny_e
     with Library(settings) as lib:
         first = sync(lib, [str(folder)], progress=False)
     assert first.exported
-    spec = {"model": "imgsearch-tiny", "pretrained": str(weights)}
+    spec = ModelSpec("imgsearch-tiny", str(weights))
     old = store.find(settings.cache_dir, first.model_id)
     assert store.belongs(old, spec, models_dir=settings.models_dir, cache_dir=settings.cache_dir)
 
@@ -300,7 +301,7 @@ def test_a_retrained_model_under_the_same_name_never_uses_the_old_export(tmp_pat
         first = sync(lib, [str(folder)], progress=False)
     assert first.exported
     old = store.find(settings.cache_dir, first.model_id)
-    spec = {"model": "family", "pretrained": None}
+    spec = ModelSpec("family")
 
     # Retrained: new weights and, as `train` writes it, a new id in the sidecar.
     save_model(settings.models_dir / "family", {k: v * 0.5 for k, v in state.items()})
@@ -346,7 +347,7 @@ def test_engine_torch_never_exports_nor_uses_an_export(indexed, tmp_path):
     with Library(settings.with_(engine="torch")) as lib:
         model_id = lib.searcher.serving_model()
         assert type(lib.searcher.encoder(model_id)).__name__ == "ClipEncoder"
-    assert usable_export(settings.with_(device="cuda"), model_id, {}, text=True) is None
+    assert usable_export(settings.with_(device="cuda"), model_id, ModelSpec(), text=True) is None
 
 
 def test_export_folders_are_distinct_per_model_id(tmp_path):

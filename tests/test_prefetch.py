@@ -20,7 +20,7 @@ from indexer.sync.scan import scan_root
 from search.errors import ModelError
 from search.library import Library
 from search.models.encoder import prepare_pixels
-from search.models.spec import PrepareGuess, preprocess_guess
+from search.models.spec import ModelSpec, PrepareGuess, preprocess_guess
 from search.query.searcher import SearchRequest
 
 
@@ -79,11 +79,11 @@ def test_prefetched_files_embed_as_the_pipeline_would(
 
 
 def test_guess_reads_the_models_config_without_torch(settings):
-    guess = preprocess_guess({"model": "imgsearch-tiny"}, settings.models_dir)
+    guess = preprocess_guess(ModelSpec("imgsearch-tiny"), settings.models_dir)
     assert guess == PrepareGuess(64)
-    assert preprocess_guess({"model": "ViT-B-32"}, settings.models_dir) == PrepareGuess(224)
-    assert preprocess_guess({"model": "no-such-model"}, settings.models_dir) is None
-    assert preprocess_guess({"model": "hf-hub:org/repo"}, settings.models_dir) is None
+    assert preprocess_guess(ModelSpec("ViT-B-32"), settings.models_dir) == PrepareGuess(224)
+    assert preprocess_guess(ModelSpec("no-such-model"), settings.models_dir) is None
+    assert preprocess_guess(ModelSpec("hf-hub:org/repo"), settings.models_dir) is None
 
 
 def test_a_model_that_fails_to_resolve_writes_nothing(settings, tmp_path):

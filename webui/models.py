@@ -68,7 +68,7 @@ def model_json(entry: ModelEntry) -> dict:
     return {
         "name": entry.name,
         "model_id": entry.model_id,
-        "spec": entry.spec,
+        "spec": entry.spec.as_dict(),
         "base": _dict(sidecar.get("base")).get("model_id"),
         "pairs": sidecar.get("pairs") if isinstance(sidecar.get("pairs"), dict) else None,
         "metrics": {
@@ -101,7 +101,7 @@ def training_state(lib: Library) -> dict:
 def models_json() -> dict:
     found = listing()
     return {
-        "active": found.active,
+        "active": found.active.as_dict(),
         "serving": found.serving,
         "models": [model_json(e) for e in found.entries],
         "job": jobs().current(),
@@ -119,8 +119,8 @@ def start_use(key: str) -> dict:
     _not_busy()
     if lib.lock.held_elsewhere():
         abort(409, "an index run is in progress: try again when it has finished")
-    model = entry.spec.get("model") or ""
-    pretrained = entry.spec.get("pretrained")
+    model = entry.spec.model or ""
+    pretrained = entry.spec.pretrained
     use = ["use", *([f"--pretrained={pretrained}"] if pretrained else []), "--", model]
     shown = entry.name or entry.model_id or model
     stages = [
@@ -146,9 +146,7 @@ def start_training(out: object, epochs: object) -> dict:
     # A new name is neither a saved model's nor one the catalog's models go by
     # ("imgsearch-tiny"): a saved folder of that name would be loaded in the model's place.
     found = listing()
-    name = _new_name(
-        out, {s.name for s in found.saved} | {e.spec.get("model") for e in found.entries}
-    )
+    name = _new_name(out, {s.name for s in found.saved} | {e.spec.model for e in found.entries})
     args = ["train", "--from-catalog", "--json", f"--out={name}"]
     if epochs not in (None, ""):
         args.append(f"--epochs={_epochs(epochs)}")

@@ -26,6 +26,7 @@ from search.models.onnx.choose import (
     openvino_cache,
     usable_export,
 )
+from search.models.spec import ModelSpec
 from search.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ ONNX_BATCH = 8
 
 
 def torch_loader(
-    lib: Library, spec: dict, encoder_factory: EncoderFactory | None, *, start: bool
+    lib: Library, spec: ModelSpec, encoder_factory: EncoderFactory | None, *, start: bool
 ) -> ModelLoader:
     return ModelLoader(
         lambda: lib.resolve(spec),
@@ -47,7 +48,9 @@ def torch_loader(
     )
 
 
-def onnx_loader(lib: Library, spec: dict, model_id: str | None, jobs: int) -> ModelLoader | None:
+def onnx_loader(
+    lib: Library, spec: ModelSpec, model_id: str | None, jobs: int
+) -> ModelLoader | None:
     """A loader for the model's export when this run wants one: a small run (`jobs`
     images to embed, from the plan), or any run whose image tower OpenVINO runs in bf16
     here; None: use torch (also when the model's id is not known without torch)."""

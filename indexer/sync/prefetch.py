@@ -19,7 +19,7 @@ from itertools import islice
 from indexer.sync.pipeline import Decoded, Failed, WorkItem, make_decoder
 from search.library import Library
 from search.models.encoder import Encoder, prepare_pixels
-from search.models.spec import ModelSource, PrepareGuess, preprocess_guess
+from search.models.spec import ModelSource, ModelSpec, PrepareGuess, preprocess_guess
 
 # Files decoded ahead at most: ~50 MB of 256 px pixels, more than a 5 s start decodes.
 PREFETCH_MAX = 256
@@ -142,7 +142,7 @@ class Prefetch:
 
 
 def start_prefetch(
-    lib: Library, spec: dict, items: list[WorkItem], *, light_model: bool = False
+    lib: Library, spec: ModelSpec, items: list[WorkItem], *, light_model: bool = False
 ) -> Prefetch | None:
     """Start decoding the first of `items` (the plan's work) for the input the model's
     config file names; None when there is nothing to decode or no config to read.

@@ -264,7 +264,7 @@ def train(
         "seconds": round(time.perf_counter() - t_start, 1),
     }
     meta = {
-        "base": {"model_id": source.model_id, "spec": source.spec},
+        "base": {"model_id": source.model_id, "spec": source.spec.as_dict()},
         "architecture": model_config(source),
         "data_digest": pairs.digest(),
         "pairs": {

@@ -21,6 +21,7 @@ import numpy as np
 from search.catalog.records import ImageMeta, Manifest, ModelInfo
 from search.errors import NotFound
 from search.library import SERVING_MODEL
+from search.models.spec import ModelSpec
 
 # The newest migration, as search.catalog.store.SCHEMA_HEAD (which imports SQLAlchemy); a test
 # holds the two equal.
@@ -91,7 +92,7 @@ class CatalogReader:
         if row is None:
             raise NotFound(f"unknown model {model_id}")
         (count,) = self._one("SELECT count(*) FROM embeddings WHERE model_id = ?", model_id)
-        return ModelInfo(model_id, json.loads(row[0]), row[1], row[2], count)
+        return ModelInfo(model_id, ModelSpec.from_dict(json.loads(row[0])), row[1], row[2], count)
 
     def model_revision(self, model_id: str) -> int:
         row = self._one("SELECT revision FROM models WHERE model_id = ?", model_id)
@@ -161,7 +162,7 @@ def _meta(row) -> ImageMeta:
     return ImageMeta(*row[:7], _when(row[7]), _when(row[8]))
 
 
-def serving_model(path: Path) -> tuple[str, dict] | None:
+def serving_model(path: Path) -> tuple[str, ModelSpec] | None:
     """(model id, spec) of the model searches use, or None: not known this way (no
     catalog yet, nothing indexed, a schema this does not read, a broken file); the
     catalog proper then answers, and reports what is wrong. Read before anything else
@@ -175,7 +176,7 @@ def serving_model(path: Path) -> tuple[str, dict] | None:
             return None
         row = reader._one("SELECT spec FROM models WHERE model_id = ?", model_id)
         spec = None if row is None else json.loads(row[0])
-        return (model_id, spec) if isinstance(spec, dict) else None
+        return (model_id, ModelSpec.from_dict(spec)) if isinstance(spec, dict) else None
     except (sqlite3.Error, ValueError, TypeError):
         return None
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from search.models.spec import ModelSpec
+
 
 def utcnow() -> datetime:
     """Naive UTC, as the catalog stores times."""
@@ -85,7 +87,7 @@ class FailureInfo:
 @dataclass(frozen=True)
 class ModelInfo:
     model_id: str
-    spec: dict
+    spec: ModelSpec
     dim: int
     revision: int
     vectors: int

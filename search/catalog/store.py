@@ -40,6 +40,7 @@ from search.catalog.schema import (
     Setting,
 )
 from search.errors import CatalogError, NotFound
+from search.models.spec import ModelSpec
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -239,13 +240,13 @@ class Catalog:
             return [FileRecord(*row) for row in s.execute(stmt)]
 
     # -- writes ---------------------------------------------------------------------------
-    def ensure_model(self, model_id: str, spec: dict, dim: int) -> None:
+    def ensure_model(self, model_id: str, spec: ModelSpec, dim: int) -> None:
         with self._tx() as s:
             if s.get(Model, model_id) is None:
                 s.add(
                     Model(
                         model_id=model_id,
-                        spec=json.dumps(spec, sort_keys=True),
+                        spec=json.dumps(spec.as_dict(), sort_keys=True),
                         dim=dim,
                         revision=0,
                         created_at=utcnow(),
@@ -459,7 +460,7 @@ class Catalog:
         )
         with self._session() as s:
             return [
-                ModelInfo(m.model_id, json.loads(m.spec), m.dim, m.revision, n)
+                ModelInfo(m.model_id, ModelSpec.from_dict(json.loads(m.spec)), m.dim, m.revision, n)
                 for m, n in s.execute(stmt)
             ]
 
@@ -471,7 +472,8 @@ class Catalog:
             count = s.scalar(
                 select(func.count()).select_from(Embedding).where(Embedding.model_id == model_id)
             )
-            return ModelInfo(m.model_id, json.loads(m.spec), m.dim, m.revision, count or 0)
+            spec = ModelSpec.from_dict(json.loads(m.spec))
+            return ModelInfo(m.model_id, spec, m.dim, m.revision, count or 0)
 
     def model_revision(self, model_id: str) -> int:
         """Cheap: read on every search to see whether the loaded index is current."""

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.models.spec import CURVES, OPEN_CLIP_CONFIG, SIDECAR, quick_model_id
+from search.models.spec import CURVES, OPEN_CLIP_CONFIG, SIDECAR, ModelSpec, quick_model_id
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,8 @@ class SavedModel:
     sidecar: dict = field(default_factory=dict)  # {} when absent or unreadable
 
     @property
-    def spec(self) -> dict:
-        return {"model": self.name, "pretrained": None}
+    def spec(self) -> ModelSpec:
+        return ModelSpec(self.name)
 
     @property
     def curves(self) -> Path | None:
@@ -37,7 +37,7 @@ class SavedModel:
 @dataclass(frozen=True)
 class ModelEntry:
     model_id: str | None
-    spec: dict  # what `use` takes to make it active again
+    spec: ModelSpec  # what `use` takes to make it active again
     vectors: int
     active: bool
     serving: bool
@@ -51,7 +51,7 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class ModelListing:
-    active: dict
+    active: ModelSpec
     serving: str | None
     entries: list[ModelEntry]
 
@@ -73,12 +73,12 @@ def saved_models(models_dir: Path, cache_dir: Path) -> list[SavedModel]:
     for folder in sorted(models_dir.iterdir()):
         if folder.name.startswith(".") or not (folder / OPEN_CLIP_CONFIG).is_file():
             continue
-        model_id = quick_model_id({"model": folder.name}, models_dir, cache_dir)
+        model_id = quick_model_id(ModelSpec(folder.name), models_dir, cache_dir)
         found.append(SavedModel(folder.name, folder, model_id, _read_sidecar(folder)))
     return found
 
 
-def list_models(lib, active: dict | None = None) -> ModelListing:
+def list_models(lib, active: ModelSpec | None = None) -> ModelListing:
     """Every model of `lib` (a search.library.Library): the catalog's first, then saved
     ones not indexed yet. `active` defaults to the library's active spec."""
     active = lib.active_spec() if active is None else active

@@ -14,7 +14,8 @@ import importlib.util
 import json
 import os
 import socket
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -33,13 +34,36 @@ WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """A model as a person names it (DESIGN.md "Models"): `model`, an open_clip
+    architecture, an hf-hub: id, a saved model's name or folder, or a config .json
+    (None: the default); `pretrained`, a tag, a weights file or "none" (None: the model's
+    own). Stored as JSON in the catalog and the library's settings."""
+
+    model: str | None = None
+    pretrained: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The model asked for, or the default one."""
+        return self.model or DEFAULT_MODEL
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"model": self.model, "pretrained": self.pretrained}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ModelSpec:
+        return cls(data.get("model"), data.get("pretrained"))
+
+
+@dataclass(frozen=True)
 class ModelSource:
     """Everything needed to build a model, plus its identity."""
 
     name: str  # open_clip model name: an architecture, or "local-dir:PATH"
     weights: Path | None  # full checkpoint to load (None: local-dir or random init)
     model_id: str  # architecture + weights fingerprint; vectors are stored under it
-    spec: dict  # {"model": ..., "pretrained": ...}: resolves to this source again
+    spec: ModelSpec  # resolves to this source again
     preprocess: dict = field(default_factory=dict)  # overrides from the pretrained tag
     seed: int | None = None  # random init is seeded so every load gives the same model
 
@@ -81,12 +105,12 @@ def resolve(
     model = model or DEFAULT_MODEL
     if model == DEFAULT_MODEL and pretrained is None:
         pretrained = DEFAULT_PRETRAINED
-    spec = {"model": model, "pretrained": pretrained}
+    spec = ModelSpec(model, pretrained)
 
     if model.startswith("hf-hub:"):
         return _from_hub(model[len("hf-hub:") :], spec, cache_dir)
     if (folder := _model_dir(model, models_dir)) is not None:
-        return _from_dir(folder[0], {"model": folder[1], "pretrained": None}, cache_dir)
+        return _from_dir(folder[0], ModelSpec(folder[1]), cache_dir)
     path = Path(model).expanduser()
     if path.suffix == ".json":
         if not path.is_file():
@@ -105,14 +129,13 @@ def _model_dir(model: str, models_dir: Path) -> tuple[Path, str] | None:
     return (path.resolve(), str(path.resolve())) if path.is_dir() else None
 
 
-def quick_model_id(spec: dict, models_dir: Path, cache_dir: Path) -> str | None:
+def quick_model_id(spec: ModelSpec, models_dir: Path, cache_dir: Path) -> str | None:
     """The model id `spec` resolves to, where that can be told without importing open_clip
     (and torch): a saved model folder, an architecture or config file with a weights file,
     a pretrained tag or random init; None for the rest (hub ids, a default tag). The
     architecture name is not checked, so callers trust the answer only when the catalog
     (or the model's ONNX export) already holds that model for the same spec."""
-    model = spec.get("model") or DEFAULT_MODEL
-    pretrained = spec.get("pretrained")
+    model, pretrained = spec.name, spec.pretrained
     if model == DEFAULT_MODEL and pretrained is None:
         pretrained = DEFAULT_PRETRAINED
     if model.startswith("hf-hub:"):
@@ -139,15 +162,14 @@ def quick_model_id(spec: dict, models_dir: Path, cache_dir: Path) -> str | None:
         return None
 
 
-def weights_file(spec: dict, models_dir: Path) -> Path | None:
+def weights_file(spec: ModelSpec, models_dir: Path) -> Path | None:
     """The weights file a spec loads, when it names one on disk (a saved model's checkpoint
     or --pretrained FILE); None for tags, hub ids and random init. Nothing is imported."""
-    model = spec.get("model") or DEFAULT_MODEL
+    model, pretrained = spec.name, spec.pretrained
     if model.startswith("hf-hub:"):
         return None
     if (folder := _model_dir(model, models_dir)) is not None:
         return checkpoint_in_dir(folder[0])
-    pretrained = spec.get("pretrained")
     if pretrained and pretrained.lower() not in NO_WEIGHTS:
         file = Path(pretrained).expanduser()
         return file.resolve() if file.is_file() else None
@@ -215,12 +237,12 @@ class PrepareGuess:
     resample: str = "bicubic"
 
 
-def preprocess_guess(spec: dict, models_dir: Path) -> PrepareGuess | None:
+def preprocess_guess(spec: ModelSpec, models_dir: Path) -> PrepareGuess | None:
     """The input size, resize mode and resampling of the model `spec` names, read from its
     config file without importing open_clip (and torch, seconds): so decoding can start
     while the model loads. Only a guess — a pretrained tag may override the resampling, and
     open_clip's lookup has more cases — so callers check it against the loaded model."""
-    model = spec.get("model") or DEFAULT_MODEL
+    model = spec.name
     if model.startswith("hf-hub:"):
         return None
     folder = _model_dir(model, models_dir)
@@ -253,7 +275,7 @@ def register_bundled_configs() -> None:
 
 
 def _from_architecture(
-    arch: str, pretrained: str | None, spec: dict, cache_dir: Path
+    arch: str, pretrained: str | None, spec: ModelSpec, cache_dir: Path
 ) -> ModelSource:
     import open_clip
 
@@ -266,7 +288,7 @@ def _from_architecture(
     if pretrained is None:
         tags = open_clip.list_pretrained_tags_by_model(arch)
         pretrained = tags[0] if tags else "none"
-        spec = {**spec, "pretrained": pretrained}
+        spec = replace(spec, pretrained=pretrained)
     if pretrained.lower() in NO_WEIGHTS:
         digest = _config_digest(open_clip.get_model_config(arch))
         return ModelSource(arch, None, f"{arch}/random:{digest}", spec, seed=int(digest, 16))
@@ -289,7 +311,7 @@ def _from_architecture(
 
 
 def _from_config_file(
-    path: Path, pretrained: str | None, spec: dict, cache_dir: Path
+    path: Path, pretrained: str | None, spec: ModelSpec, cache_dir: Path
 ) -> ModelSource:
     import open_clip
 
@@ -307,7 +329,7 @@ def _from_config_file(
         copy.parent.mkdir(parents=True, exist_ok=True)
         copy.write_text(json.dumps(cfg))
         open_clip.add_model_config(copy)
-    spec = {"model": str(path), "pretrained": pretrained}
+    spec = ModelSpec(str(path), pretrained)
     if pretrained is None or pretrained.lower() in NO_WEIGHTS:
         return ModelSource(arch, None, f"{arch}/random:{digest}", spec, seed=int(digest, 16))
     file = Path(pretrained).expanduser()
@@ -343,7 +365,7 @@ def checkpoint_in_dir(path: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _from_dir(path: Path, spec: dict, cache_dir: Path) -> ModelSource:
+def _from_dir(path: Path, spec: ModelSpec, cache_dir: Path) -> ModelSource:
     if not (path / OPEN_CLIP_CONFIG).is_file():
         raise ModelError(f"{path} is not a saved model (no {OPEN_CLIP_CONFIG})")
     weights = checkpoint_in_dir(path)
@@ -360,7 +382,7 @@ def _from_dir(path: Path, spec: dict, cache_dir: Path) -> ModelSource:
     return ModelSource(f"local-dir:{path}", None, model_id, spec)
 
 
-def _from_hub(repo: str, spec: dict, cache_dir: Path) -> ModelSource:
+def _from_hub(repo: str, spec: ModelSpec, cache_dir: Path) -> ModelSource:
     from huggingface_hub import hf_hub_download
 
     def get(filename: str, local_only: bool) -> Path:

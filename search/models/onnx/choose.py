@@ -14,6 +14,7 @@ from pathlib import Path
 
 from search.models.onnx import store
 from search.models.onnx.store import Export
+from search.models.spec import ModelSpec
 from search.settings import Settings
 
 # Without OpenVINO, an index run embedding at most this many images uses the export on
@@ -40,7 +41,12 @@ def openvino_cache(settings: Settings, export: Export) -> Path | None:
 
 
 def usable_export(
-    settings: Settings, model_id: str, spec: dict, *, text: bool = False, image: bool = False
+    settings: Settings,
+    model_id: str,
+    spec: ModelSpec,
+    *,
+    text: bool = False,
+    image: bool = False,
 ) -> Export | None:
     """The export to run `model_id` with, or None (then torch)."""
     if not export_allowed(settings):

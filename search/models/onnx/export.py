@@ -79,7 +79,7 @@ def export_model(
                 "name": source.name,
                 "weights": str(source.weights) if source.weights else None,
                 "model_id": source.model_id,
-                "spec": source.spec,
+                "spec": source.spec.as_dict(),
                 "preprocess": source.preprocess,
                 "seed": source.seed,
             },

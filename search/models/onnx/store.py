@@ -21,7 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from search.errors import ModelError
-from search.models.spec import ModelSource, quick_model_id, resolve, weights_digest, weights_file
+from search.models.spec import (
+    ModelSource,
+    ModelSpec,
+    quick_model_id,
+    resolve,
+    weights_digest,
+    weights_file,
+)
 
 # Bumped when the layout or the export itself changes: older exports are then not used,
 # and a model refused by an older exporter is tried again.
@@ -117,15 +124,15 @@ def refusal(cache_dir: Path, model_id: str) -> str | None:
     return str(doc.get("reason")) if ok else None
 
 
-def belongs(export: Export, spec: dict, *, models_dir: Path, cache_dir: Path) -> bool:
+def belongs(export: Export, spec: ModelSpec, *, models_dir: Path, cache_dir: Path) -> bool:
     """Whether `spec` still loads the very model `export` was made from, told without
     torch: the spec's model id (from files and config, or the hub cache), then the digest
     of the weights file it names."""
     model_id = quick_model_id(spec, models_dir, cache_dir)
-    if model_id is None and str(spec.get("model") or "").startswith("hf-hub:"):
+    if model_id is None and spec.name.startswith("hf-hub:"):
         try:  # the hub's local cache only; no torch
             model_id = resolve(
-                spec["model"], spec.get("pretrained"), models_dir=models_dir, cache_dir=cache_dir
+                spec.model, spec.pretrained, models_dir=models_dir, cache_dir=cache_dir
             ).model_id
         except ModelError:
             return False
