@@ -5,7 +5,6 @@ The one place that wires the parts together; the CLI and the web app both start 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -153,10 +152,10 @@ class Library:
 
     def _recorded_active(self) -> ModelSpec | None:
         stored = self.catalog.get_setting(ACTIVE_MODEL)
-        return ModelSpec.from_dict(json.loads(stored)) if stored else None
+        return ModelSpec.loads(stored) if stored else None
 
     def set_active(self, spec: ModelSpec) -> None:
-        self.catalog.set_setting(ACTIVE_MODEL, json.dumps(spec.as_dict(), sort_keys=True))
+        self.catalog.set_setting(ACTIVE_MODEL, spec.dumps())
 
     def status(self) -> LibraryStatus:
         serving = self.serving_model

@@ -92,7 +92,7 @@ class CatalogReader:
         if row is None:
             raise NotFound(f"unknown model {model_id}")
         (count,) = self._one("SELECT count(*) FROM embeddings WHERE model_id = ?", model_id)
-        return ModelInfo(model_id, ModelSpec.from_dict(json.loads(row[0])), row[1], row[2], count)
+        return ModelInfo(model_id, ModelSpec.loads(row[0]), row[1], row[2], count)
 
     def model_revision(self, model_id: str) -> int:
         row = self._one("SELECT revision FROM models WHERE model_id = ?", model_id)

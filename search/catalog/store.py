@@ -246,7 +246,7 @@ class Catalog:
                 s.add(
                     Model(
                         model_id=model_id,
-                        spec=json.dumps(spec.as_dict(), sort_keys=True),
+                        spec=spec.dumps(),
                         dim=dim,
                         revision=0,
                         created_at=utcnow(),
@@ -460,7 +460,7 @@ class Catalog:
         )
         with self._session() as s:
             return [
-                ModelInfo(m.model_id, ModelSpec.from_dict(json.loads(m.spec)), m.dim, m.revision, n)
+                ModelInfo(m.model_id, ModelSpec.loads(m.spec), m.dim, m.revision, n)
                 for m, n in s.execute(stmt)
             ]
 
@@ -472,7 +472,7 @@ class Catalog:
             count = s.scalar(
                 select(func.count()).select_from(Embedding).where(Embedding.model_id == model_id)
             )
-            spec = ModelSpec.from_dict(json.loads(m.spec))
+            spec = ModelSpec.loads(m.spec)
             return ModelInfo(m.model_id, spec, m.dim, m.revision, count or 0)
 
     def model_revision(self, model_id: str) -> int:

@@ -55,6 +55,15 @@ class ModelSpec:
     def from_dict(cls, data: Mapping) -> ModelSpec:
         return cls(data.get("model"), data.get("pretrained"))
 
+    def dumps(self) -> str:
+        """The form the catalog and the library's settings store (keys sorted, so equal
+        specs store equal text)."""
+        return json.dumps(self.as_dict(), sort_keys=True)
+
+    @classmethod
+    def loads(cls, text: str) -> ModelSpec:
+        return cls.from_dict(json.loads(text))
+
 
 @dataclass(frozen=True)
 class ModelSource:
