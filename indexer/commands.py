@@ -16,31 +16,27 @@ def model_options(command: Callable) -> Callable:
     """--model, --pretrained, --device and --precision for a command that loads a model;
     its callback gets them as one ``model_flags`` dict of settings (None: not given)."""
 
+    @click.option(
+        "--model",
+        metavar="MODEL",
+        help="architecture, saved model, directory, hf-hub:id or .json",
+    )
+    @click.option(
+        "--pretrained",
+        metavar="TAG|FILE|none",
+        help="weights: a tag, a FILE, or 'none' for random init",
+    )
+    @click.option("--device", metavar="DEVICE", help="auto (default), cpu or cuda")
+    @click.option(
+        "--precision",
+        type=click.Choice(PRECISIONS),
+        help="inference precision (default auto: bf16 where the CPU has it natively)",
+    )
     @functools.wraps(command)
     def callback(*args, model, pretrained, device, precision, **kwargs):
         flags = {"model": model, "pretrained": pretrained, "device": device, "precision": precision}
         return command(*args, model_flags=flags, **kwargs)
 
-    options = [
-        click.option(
-            "--model",
-            metavar="MODEL",
-            help="architecture, saved model, directory, hf-hub:id or .json",
-        ),
-        click.option(
-            "--pretrained",
-            metavar="TAG|FILE|none",
-            help="weights: a tag, a FILE, or 'none' for random init",
-        ),
-        click.option("--device", metavar="DEVICE", help="auto (default), cpu or cuda"),
-        click.option(
-            "--precision",
-            type=click.Choice(PRECISIONS),
-            help="inference precision (default auto: bf16 where the CPU has it natively)",
-        ),
-    ]
-    for option in reversed(options):
-        callback = option(callback)
     return callback
 
 

@@ -216,8 +216,8 @@ def eval_command(
     report = {
         **recall_report(ranks_text_to_image(txt, img, data.image_index)),
         "model_id": source.model_id,
+        "skipped": len(data.skipped),
     }
-    report["skipped"] = len(data.skipped)
     if as_json:
         print_json(report)
     else:

@@ -13,6 +13,7 @@ its Settings with ``settings_from(options, flag=value, ...)``, a flag not given 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import os
@@ -106,23 +107,20 @@ class EntryPointGroup(click.Group):
     """A group whose commands are the `imgsearch.commands` entry points, each loaded the
     first time it is asked for."""
 
-    _entry_points: dict[str, str] | None = None
-
+    @functools.cached_property
     def entry_points(self) -> dict[str, str]:
-        if self._entry_points is None:
-            self._entry_points = read_entry_points(ENTRY_POINT_GROUP)
-        return self._entry_points
+        return read_entry_points(ENTRY_POINT_GROUP)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         rank = {name: i for i, name in enumerate(ORDER)}
-        names = set(self.commands) | set(self.entry_points())
+        names = set(self.commands) | set(self.entry_points)
         return sorted(names, key=lambda n: (rank.get(n, len(ORDER)), n))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = self.commands.get(cmd_name)
         if command is not None:
             return command
-        value = self.entry_points().get(cmd_name)
+        value = self.entry_points.get(cmd_name)
         if value is None:
             return None
         command = load_entry_point(value)

@@ -73,20 +73,17 @@ def storage_failure(exc: BaseException, catalog: str, advice: str | None = None)
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno is not None:
-            kind = _DISK_ERRNOS.get(exc.errno)
-            if kind:
-                where = f" at {exc.filename}" if exc.filename else ""
-                return f"{kind} while writing{where}: {advice}"
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            where = f" at {exc.filename}" if exc.filename else ""
+            return f"{_DISK_ERRNOS[exc.errno]} while writing{where}: {advice}"
+        text = str(exc)
         if type(exc).__name__ == "OperationalError":
-            text = str(exc)
             kind = next((k for m, k in _SQLITE_DISK.items() if m in text), None)
             if kind:
                 return f"{kind} while writing the catalog at {catalog}: {advice}"
         # Native writers that report the OS error only in their text: FAISS ("write
         # error in PATH: ... (No space left on device)"), safetensors ("I/O error: No
         # space left on device (os error 28)").
-        text = str(exc)
         for number, kind in _DISK_ERRNOS.items():
             if f"({os.strerror(number)})" in text or f"(os error {number})" in text:
                 path = re.search(r"write error in (\S+?):", text)

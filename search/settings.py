@@ -25,6 +25,11 @@ def default_home() -> Path:
     return Path(user_data_dir("imgsearch", appauthor=False))
 
 
+def _in_home(name: str) -> property:
+    """A read-only Settings attribute: the path `name` in the library folder."""
+    return property(lambda self: self.home / name)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=default_home)
@@ -66,25 +71,12 @@ class Settings:
     # passes it): each costs seconds of writing, and what a kill loses is at most this.
     checkpoint_seconds: float = 60.0
 
-    @property
-    def catalog_path(self) -> Path:
-        return self.home / "catalog.db"
-
-    @property
-    def index_dir(self) -> Path:
-        return self.home / "index"
-
-    @property
-    def thumbs_dir(self) -> Path:
-        return self.home / "thumbs"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.home / "models"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.home / "cache"
+    # What the library folder holds.
+    catalog_path = _in_home("catalog.db")
+    index_dir = _in_home("index")
+    thumbs_dir = _in_home("thumbs")
+    models_dir = _in_home("models")
+    cache_dir = _in_home("cache")
 
     def model_batch(self, device: str) -> int:
         if self.batch_size > 0:

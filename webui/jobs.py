@@ -25,7 +25,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -83,32 +83,24 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass(eq=False)
 class Job:
     """One background job; its fields change only under the runner's lock."""
 
-    def __init__(
-        self,
-        number: int,
-        kind: str,
-        title: str,
-        stages: list[Stage],
-        target: str,
-        summary: Callable[[dict | None], str] | None = None,
-    ) -> None:
-        self.id = number
-        self.kind = kind  # "use" or "train"
-        self.title = title
-        self.target = target  # the model made active, or the name being trained
-        self.stages = stages
-        self.summary = summary
-        self.state = "running"  # then "done" or "failed"
-        self.stage_index = 0
-        self.exit_code: int | None = None
-        self.message: str | None = None
-        self.result: dict | None = None  # the last stage's --json report
-        self.progress: dict | None = None  # the last status read, kept once it ends
-        self.started_at = _now()
-        self.finished_at: str | None = None
+    id: int
+    kind: str  # "use" or "train"
+    title: str
+    stages: list[Stage]
+    target: str  # the model made active, or the name being trained
+    summary: Callable[[dict | None], str] | None = None
+    state: str = "running"  # then "done" or "failed"
+    stage_index: int = 0
+    exit_code: int | None = None
+    message: str | None = None
+    result: dict | None = None  # the last stage's --json report
+    progress: dict | None = None  # the last status read, kept once it ends
+    started_at: str = field(default_factory=_now)
+    finished_at: str | None = None
 
     @property
     def running(self) -> bool:
@@ -125,11 +117,7 @@ class Job:
             "stage": self.stages[self.stage_index].label,
             "stage_number": self.stage_index + 1,
             "stages": len(self.stages),
-            "desc": progress.get("desc"),
-            "done": progress.get("done"),
-            "total": progress.get("total"),
-            "unit": progress.get("unit"),
-            "rate": progress.get("rate"),
+            **{key: progress.get(key) for key in ("desc", "done", "total", "unit", "rate")},
             "postfix": progress.get("postfix") or {},
             "message": self.message,
             "exit_code": self.exit_code,
@@ -276,9 +264,7 @@ class JobRunner:
         if errors:
             return errors[-1]
         shown = [line for line in lines if not line.startswith("$ ")][-5:]
-        if shown:
-            return "\n".join(shown)
-        return f"the command failed (exit code {code}) without saying why"
+        return "\n".join(shown) or f"the command failed (exit code {code}) without saying why"
 
 
 def _tail_lines(path: Path) -> list[str]:

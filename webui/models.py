@@ -53,11 +53,6 @@ def listing() -> ModelListing:
     return list_models(lib, active=lib.recorded_active_spec())
 
 
-def model_key(entry: ModelEntry) -> str:
-    """How URLs name a model: a saved model by its name, any other by its id."""
-    return entry.name or entry.model_id or ""
-
-
 def _dict(value: object) -> dict:
     return value if isinstance(value, dict) else {}
 
@@ -85,7 +80,8 @@ def model_json(entry: ModelEntry) -> dict:
         "curves_url": url_for("models.curves", name=entry.name)
         if entry.saved and entry.saved.curves
         else None,
-        "use_url": url_for("models.api_use", name=model_key(entry)),
+        # URLs name a saved model by its name, any other by its id.
+        "use_url": url_for("models.api_use", name=entry.name or entry.model_id or ""),
     }
 
 

@@ -119,11 +119,8 @@ def search_by_image():
 def image(image_id: int):
     lib = library()
     meta = lib.catalog.image(image_id)
-    shown = (
-        url_for("files.thumbnail", image_id=image_id)
-        if meta.path.lower().endswith(_NOT_DISPLAYABLE)
-        else url_for("files.original", image_id=image_id)
-    )
+    route = "files.thumbnail" if meta.path.lower().endswith(_NOT_DISPLAYABLE) else "files.original"
+    shown = url_for(route, image_id=image_id)
     return render_template(
         "image.html", image=meta, shown_url=shown, captions=lib.catalog.captions(image_id)
     )

@@ -105,13 +105,12 @@ def check_csrf() -> None:
     own = f"{request.scheme}://{request.host}".lower()
     origin = request.headers.get("Origin")
     referer = request.headers.get("Referer")
-    if origin is not None:
-        if origin.lower() != own:  # includes "null" (sandboxed frames, file:// pages)
-            abort(403, "cross-origin request refused")
-    elif referer is not None:
+    if origin is None and referer is not None:
         parts = urlsplit(referer)
-        if f"{parts.scheme}://{parts.netloc}".lower() != own:
-            abort(403, "cross-origin request refused")
+        origin = f"{parts.scheme}://{parts.netloc}"
+    if origin is not None and origin.lower() != own:
+        # Includes "null" (sandboxed frames, file:// pages).
+        abort(403, "cross-origin request refused")
     # Neither header: not a browser (curl, a script), which cannot be tricked into
     # sending the token; the token check below still applies.
     sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD, "")

@@ -37,10 +37,9 @@ class WarmUp:
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="warm-up", daemon=True)
 
-    def start(self) -> WarmUp:
+    def start(self) -> None:
         self.state = "loading"
         self._thread.start()
-        return self
 
     def _run(self) -> None:
         started = time.perf_counter()
@@ -69,7 +68,9 @@ class WarmUp:
             self.seconds = round(time.perf_counter() - started, 3)
             self.state = state
             callbacks = list(self._callbacks)
-        self._done.set()
+            # Set under the lock: an on_done between the copy and here would otherwise
+            # append a callback nobody calls.
+            self._done.set()
         log.info("%s", self.describe())
         for callback in callbacks:
             callback(self)
@@ -81,9 +82,6 @@ class WarmUp:
                 self._callbacks.append(callback)
                 return
         callback(self)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._done.wait(timeout)
 
     def describe(self) -> str:
         if self.state == "ready":

@@ -55,25 +55,22 @@ def read_jpeg(source: str | BinaryIO, header: ImageHeader) -> JpegBytes | None:
     return JpegBytes(data, header.orientation)
 
 
+# EXIF orientation -> the view of a (C, H, W) tensor that is upright (as imageio's _UPRIGHT).
+_UPRIGHT = {
+    2: lambda x: x.flip(-1),
+    3: lambda x: x.flip(-1, -2),
+    4: lambda x: x.flip(-2),
+    5: lambda x: x.transpose(-1, -2),
+    6: lambda x: x.rot90(-1, (-2, -1)),
+    7: lambda x: x.transpose(-1, -2).flip(-1, -2),
+    8: lambda x: x.rot90(1, (-2, -1)),
+}
+
+
 def upright(x, orientation: int):
     """(C, H, W) → the upright view, as search.imageio's EXIF transposes on PIL images."""
-    import torch
-
-    if orientation == 2:
-        return x.flip(-1)
-    if orientation == 3:
-        return x.flip(-1, -2)
-    if orientation == 4:
-        return x.flip(-2)
-    if orientation == 5:
-        return x.transpose(-1, -2)
-    if orientation == 6:
-        return torch.rot90(x, -1, (-2, -1))
-    if orientation == 7:
-        return x.transpose(-1, -2).flip(-1, -2)
-    if orientation == 8:
-        return torch.rot90(x, 1, (-2, -1))
-    return x
+    turn = _UPRIGHT.get(orientation)
+    return x if turn is None else turn(x)
 
 
 def resize_crop(x, size: int, resize_mode: str = "shortest", resample: str = "bicubic"):
@@ -108,16 +105,14 @@ def resize_crop(x, size: int, resize_mode: str = "shortest", resample: str = "bi
     return out.permute(1, 2, 0)
 
 
+@dataclass
 class DeviceJpegDecoder:
     """Batches of JPEG bytes → model-ready uint8 (size, size, 3) tensors on `device`."""
 
-    def __init__(
-        self, device: str, size: int, resize_mode: str = "shortest", resample: str = "bicubic"
-    ) -> None:
-        self.device = device
-        self.size = size
-        self.resize_mode = resize_mode
-        self.resample = resample
+    device: str
+    size: int
+    resize_mode: str = "shortest"
+    resample: str = "bicubic"
 
     def __call__(self, jpegs: list[JpegBytes], megapixels: list[float]) -> list:
         """One tensor per input, or None where the device decoder refused the file."""
@@ -148,12 +143,11 @@ class DeviceJpegDecoder:
                 except RuntimeError:
                     images.append(None)
         return [
-            None if im is None else self._prepare(upright(im, j.orientation))
+            None
+            if im is None
+            else resize_crop(upright(im, j.orientation), self.size, self.resize_mode, self.resample)
             for im, j in zip(images, jpegs, strict=True)
         ]
-
-    def _prepare(self, image):
-        return resize_crop(image, self.size, self.resize_mode, self.resample)
 
 
 def _decode_jpeg(raw: list, device: str) -> list:
@@ -174,17 +168,13 @@ def _decode_jpeg(raw: list, device: str) -> list:
         return decode_jpeg(raw, mode=ImageReadMode.RGB, device=device)
 
 
+@dataclass
 class DeviceCollate:
     """The pipeline's collate stage on a GPU: decodes a batch's JPEG bytes on the device and
     sends each file the device refused through `cpu_decode` (the ordinary decoder)."""
 
-    def __init__(
-        self,
-        decoder: DeviceJpegDecoder,
-        cpu_decode: Callable[[WorkItem], Decoded | Failed],
-    ) -> None:
-        self.decoder = decoder
-        self.cpu_decode = cpu_decode
+    decoder: DeviceJpegDecoder
+    cpu_decode: Callable[[WorkItem], Decoded | Failed]
 
     def __call__(self, ok: list[Decoded]) -> tuple[list[Decoded], object, list[Failed]]:
         waiting = [i for i, d in enumerate(ok) if d.encoded is not None]

@@ -114,9 +114,8 @@ def plan_run(
             plan.unavailable.append(root.path)
             continue
         plan.seen += len(found)
-        found_paths = set()
+        found_paths = {f.path for f in found}
         for f in found:
-            found_paths.add(f.path)
             rec = records.get(f.path)
             if rec is not None:
                 if (rec.size, rec.mtime_ns) == (f.size, f.mtime_ns) and not racy(rec):
@@ -163,10 +162,7 @@ def _hash(f: FoundFile) -> str | None:
 
 def _match_moved(candidates: list[FileRecord] | None, f: FoundFile) -> FileRecord | None:
     """The catalogued file that `f` is, moved or renamed: same size and content hash."""
-    if not candidates:
-        return None
-    digest = _hash(f)
-    if digest is None:
+    if not candidates or (digest := _hash(f)) is None:
         return None
     return next((rec for rec in candidates if rec.content_hash == digest), None)
 

@@ -77,57 +77,55 @@ def _x(record: dict) -> float:
 def _epoch_boundaries(steps: list[dict]) -> list[float]:
     """Steps where a new epoch begins (between the last step of one and the first of the
     next)."""
-    edges = []
-    for before, after in zip(steps, steps[1:]):
-        if before.get("epoch") != after.get("epoch"):
-            edges.append((_x(before) + _x(after)) / 2)
-    return edges
+    return [
+        (_x(before) + _x(after)) / 2
+        for before, after in zip(steps, steps[1:])
+        if before.get("epoch") != after.get("epoch")
+    ]
+
+
+def _per_step(ax, steps: list[dict], key: str, **style) -> None:
+    """Each step's `key`, against where the step goes on the x axis."""
+    ax.plot([_x(s) for s in steps], [_finite(s.get(key)) for s in steps], **style)
+    ax.set_xlabel("steps taken (rolled-back ones included)" if "n" in steps[0] else "step")
+
+
+def _per_epoch(ax, history: list[dict], key: str, color: str, xlabel: str) -> None:
+    """Each epoch's `key`: the fallback for records without per-step numbers."""
+    ax.plot(
+        [h.get("epoch") for h in history],
+        [_finite(h.get(key)) for h in history],
+        color=color,
+        marker="o",
+    )
+    ax.set_xlabel(xlabel)
+    _whole_epochs(ax)
 
 
 def _loss_panel(ax, steps: list[dict], history: list[dict], recoveries: list) -> None:
     ax.set_title("training loss")
     if steps:
-        ax.plot(
-            [_x(s) for s in steps],
-            [_finite(s.get("loss")) for s in steps],
-            color="tab:blue",
-            linewidth=1.2,
-        )
+        _per_step(ax, steps, "loss", color="tab:blue", linewidth=1.2)
         for edge in _epoch_boundaries(steps):
             ax.axvline(edge, color="0.85", linewidth=0.8, zorder=0)
-        ax.set_xlabel(_steps_label(steps))
     elif any("loss" in h for h in history):
-        ax.plot(
-            [h.get("epoch") for h in history],
-            [_finite(h.get("loss")) for h in history],
-            color="tab:blue",
-            marker="o",
-        )
-        ax.set_xlabel("epoch (mean loss; steps not recorded)")
-        _whole_epochs(ax)
+        _per_epoch(ax, history, "loss", "tab:blue", "epoch (mean loss; steps not recorded)")
     else:
         _nothing(ax, "no loss recorded")
         return
-    labelled = False
-    for r in recoveries:
-        if not isinstance(r, dict) or "step" not in r:
-            continue
+    marked = [r for r in recoveries if isinstance(r, dict) and "step" in r]
+    for i, r in enumerate(marked):
         where = _x(r) if steps else _finite(r.get("epoch", r["step"]))
         ax.axvline(
             where,
             color="tab:red",
             linestyle="--",
             linewidth=1,
-            label=None if labelled else "recovery",
+            label=None if i else "recovery",
         )
-        labelled = True
-    if labelled:
+    if marked:
         ax.legend(loc="upper right", fontsize="small")
     ax.grid(alpha=0.3)
-
-
-def _steps_label(steps: list[dict]) -> str:
-    return "steps taken (rolled-back ones included)" if "n" in steps[0] else "step"
 
 
 def _recall_panel(ax, history: list[dict], before: dict, best_epoch: object) -> None:
@@ -169,21 +167,9 @@ def _recall_panel(ax, history: list[dict], before: dict, best_epoch: object) -> 
 def _lr_panel(ax, steps: list[dict], history: list[dict]) -> None:
     ax.set_title("learning rate")
     if any("lr" in s for s in steps):
-        ax.plot(
-            [_x(s) for s in steps],
-            [_finite(s.get("lr")) for s in steps],
-            color="tab:purple",
-        )
-        ax.set_xlabel(_steps_label(steps))
+        _per_step(ax, steps, "lr", color="tab:purple")
     elif any("lr" in h for h in history):
-        ax.plot(
-            [h.get("epoch") for h in history],
-            [_finite(h.get("lr")) for h in history],
-            color="tab:purple",
-            marker="o",
-        )
-        ax.set_xlabel("epoch")
-        _whole_epochs(ax)
+        _per_epoch(ax, history, "lr", "tab:purple", "epoch")
     else:
         _nothing(ax, "not recorded")
         return

@@ -126,12 +126,9 @@ def _step(encoder: ClipEncoder, loss_fn, data: PairSet, tokens, chunks, autocast
     for j, c in enumerate(chunks):
         with autocast():
             img, txt, scale = model(*inputs(c))[:3]
-            all_img = torch.cat(
-                [f[0] for f in cached[:j]] + [img] + [f[0] for f in cached[j + 1 :]]
-            )
-            all_txt = torch.cat(
-                [f[1] for f in cached[:j]] + [txt] + [f[1] for f in cached[j + 1 :]]
-            )
+            features = [*cached[:j], (img, txt), *cached[j + 1 :]]
+            all_img = torch.cat([f[0] for f in features])
+            all_txt = torch.cat([f[1] for f in features])
             loss = loss_fn(all_img.float(), all_txt.float(), scale)
         loss.backward()
         total += float(loss.detach())

@@ -51,10 +51,8 @@ def split(pairs: PairSet, fraction: float, seed: int) -> tuple[PairSet, PairSet 
     n_val = int(round(n_img * fraction)) if fraction > 0 else 0
     if n_val == 0 or n_val >= n_img:
         return pairs, None
-    held = set(np.random.default_rng(seed).permutation(n_img)[:n_val].tolist())
-    val_rows = np.array([i for i, img in enumerate(pairs.image_index) if int(img) in held])
-    train_rows = np.array([i for i, img in enumerate(pairs.image_index) if int(img) not in held])
-    return pairs.subset(train_rows), pairs.subset(val_rows)
+    held = np.isin(pairs.image_index, np.random.default_rng(seed).permutation(n_img)[:n_val])
+    return pairs.subset(np.flatnonzero(~held)), pairs.subset(np.flatnonzero(held))
 
 
 def peak_lr(cfg: TrainConfig, source: ModelSource) -> float:
@@ -328,13 +326,8 @@ def _thin(steps: list[dict], limit: int) -> list[dict]:
         return steps
     edges = np.linspace(0, len(steps), limit + 1).astype(int)
     return [
-        {
-            "n": steps[b - 1]["n"],
-            "step": steps[b - 1]["step"],
-            "epoch": steps[b - 1]["epoch"],
-            "loss": round(float(np.mean([s["loss"] for s in steps[a:b]])), 4),
-            "lr": steps[b - 1]["lr"],
-        }
+        # The bucket's last step, with the bucket's mean loss.
+        {**steps[b - 1], "loss": round(float(np.mean([s["loss"] for s in steps[a:b]])), 4)}
         for a, b in zip(edges[:-1], edges[1:])
         if b > a
     ]

@@ -18,13 +18,12 @@ def ranks_text_to_image(text: np.ndarray, image: np.ndarray, image_index: np.nda
 def ranks_image_to_text(text: np.ndarray, image: np.ndarray, image_index: np.ndarray) -> np.ndarray:
     """For each image, the best rank among its captions."""
     sims = image @ text.T
-    best = np.full(len(image), np.iinfo(np.int64).max)
+    best = []
     for img in range(len(image)):
         mine = np.flatnonzero(image_index == img)
         if len(mine):
-            rank = (sims[img][None, :] > sims[img, mine][:, None]).sum(axis=1)
-            best[img] = rank.min()
-    return best[best != np.iinfo(np.int64).max]
+            best.append((sims[img][None, :] > sims[img, mine][:, None]).sum(axis=1).min())
+    return np.array(best, dtype=np.int64)
 
 
 def recall_report(ranks: np.ndarray) -> dict:

@@ -211,12 +211,7 @@ class Catalog:
             return RootInfo(new.id, new.path, new.added_at)
 
     def roots(self) -> list[RootInfo]:
-        counts = select(Image.root_id, func.count().label("n")).group_by(Image.root_id).subquery()
-        stmt = (
-            select(Root, func.coalesce(counts.c.n, 0))
-            .outerjoin(counts, counts.c.root_id == Root.id)
-            .order_by(Root.id)
-        )
+        stmt = _with_count(Root, Root.id, Image.root_id).order_by(Root.id)
         with self._session() as s:
             return [RootInfo(r.id, r.path, r.added_at, n) for r, n in s.execute(stmt)]
 
@@ -267,17 +262,17 @@ class Catalog:
         """
         if len(images) != len(vectors):
             raise ValueError("one vector per image")
+        image_paths = [im.path for im in images]
+        failed_paths = [f.path for f in failures]
         now = utcnow()
         ids: list[int] = []
         with self._tx() as s:
-            paths = [im.path for im in images] + [f.path for f in failures]
-            if paths:
-                s.execute(delete(Failure).where(Failure.path.in_(paths)))
-            stmt = select(Image.path, Image.id).where(Image.path.in_([i.path for i in images]))
+            if image_paths or failed_paths:
+                s.execute(delete(Failure).where(Failure.path.in_(image_paths + failed_paths)))
+            stmt = select(Image.path, Image.id).where(Image.path.in_(image_paths))
             existing = {path: image_id for path, image_id in s.execute(stmt)}
-            changed_ids = list(existing.values())
-            if changed_ids:
-                s.execute(delete(Embedding).where(Embedding.image_id.in_(changed_ids)))
+            if existing:
+                s.execute(delete(Embedding).where(Embedding.image_id.in_(list(existing.values()))))
                 self._bump_all_revisions(s)
             for im in images:
                 values = dict(vars(im))
@@ -291,7 +286,6 @@ class Catalog:
             if ids:
                 self._insert_vectors(s, model_id, ids, vectors)
             # A failed file that used to be a good image is no longer searchable.
-            failed_paths = [f.path for f in failures]
             if failed_paths:
                 s.execute(delete(Image).where(Image.path.in_(failed_paths)))
                 self._bump_all_revisions(s)
@@ -300,14 +294,13 @@ class Catalog:
 
     def add_vectors(self, model_id: str, image_ids: Sequence[int], vectors: np.ndarray) -> None:
         """Vectors for already-catalogued images (re-embedding with another model)."""
-        vecs = np.ascontiguousarray(vectors, dtype="<f4")
         with self._tx() as s:
             s.execute(
                 delete(Embedding).where(
                     Embedding.model_id == model_id, Embedding.image_id.in_(list(image_ids))
                 )
             )
-            self._insert_vectors(s, model_id, image_ids, vecs)
+            self._insert_vectors(s, model_id, image_ids, vectors)
 
     def move_images(
         self, moves: Iterable[tuple[int, str, int, int]], *, checked_at: datetime | None = None
@@ -450,14 +443,7 @@ class Catalog:
 
     # -- models and index manifests -------------------------------------------------------
     def models(self) -> list[ModelInfo]:
-        counts = (
-            select(Embedding.model_id, func.count().label("n"))
-            .group_by(Embedding.model_id)
-            .subquery()
-        )
-        stmt = select(Model, func.coalesce(counts.c.n, 0)).outerjoin(
-            counts, counts.c.model_id == Model.model_id
-        )
+        stmt = _with_count(Model, Model.model_id, Embedding.model_id)
         with self._session() as s:
             return [
                 ModelInfo(m.model_id, ModelSpec.loads(m.spec), m.dim, m.revision, n)
@@ -519,6 +505,15 @@ class Catalog:
 def is_inside(path: str, root: str) -> bool:
     """Whether `path` is below the folder `root` (the rule add_root folds roots by)."""
     return path.startswith(root.rstrip("/") + "/")
+
+
+def _with_count(entity, key, counted):
+    """`entity`'s rows, each with the number of rows whose column `counted` holds its
+    `key` (0 where none do)."""
+    counts = select(counted, func.count().label("n")).group_by(counted).subquery()
+    return select(entity, func.coalesce(counts.c.n, 0)).outerjoin(
+        counts, counts.c[counted.key] == key
+    )
 
 
 def _meta(im: Image) -> ImageMeta:

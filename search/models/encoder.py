@@ -158,7 +158,7 @@ class ClipEncoder:
 
         with torch.inference_mode(), self.autocast():
             out = self.model.encode_image(self.to_tensor(pixels))
-        return _normalise(out)
+        return unit_rows(out.float().cpu().numpy())
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -166,16 +166,16 @@ class ClipEncoder:
         with torch.inference_mode(), self.autocast():
             tokens = self.tokenizer(list(texts)).to(self.device)
             out = self.model.encode_text(tokens)
-        return _normalise(out)
+        return unit_rows(out.float().cpu().numpy())
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.encode_pixels(np.stack([self.prepare(im) for im in images]))
 
 
-def _normalise(out) -> np.ndarray:
-    arr = out.float().cpu().numpy().astype(np.float32, copy=False)
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return arr / np.maximum(norms, 1e-12)
+def unit_rows(vectors) -> np.ndarray:
+    """float32 rows scaled to length 1 (what every Encoder returns)."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    return arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
 
 
 def build_model(source: ModelSource, device: str = "cpu"):
@@ -187,14 +187,13 @@ def build_model(source: ModelSource, device: str = "cpu"):
     pretrained = str(source.weights) if source.weights else None
     try:
         # open_clip logs a root-logger warning for deliberate random init; not news here.
-        weights_follow = source.seed is None
         # One build at a time: _skip_init and the seeded RNG are process-wide while it runs
         # (the indexer loads its model in a thread, the web UI per request thread).
         with (
             _BUILD_LOCK,
             torch.random.fork_rng(devices=[]),
             _quiet_logging(),
-            _skip_init(weights_follow),
+            _skip_init() if source.seed is None else contextlib.nullcontext(),
         ):
             if source.seed is not None:
                 torch.manual_seed(source.seed % (2**63))
@@ -224,15 +223,12 @@ _INIT_FUNCTIONS = (
 
 
 @contextlib.contextmanager
-def _skip_init(active: bool):
+def _skip_init():
     """Random initialisation of a ViT-B costs over a second on a laptop CPU, and every
     value is overwritten when a checkpoint follows (open_clip loads it strictly, so a
     missing tensor is an error, never left uninitialised)."""
     import torch
 
-    if not active:
-        yield
-        return
     saved = {name: getattr(torch.nn.init, name) for name in _INIT_FUNCTIONS}
     for name in _INIT_FUNCTIONS:
         setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)

@@ -8,11 +8,17 @@ A saved model that was indexed is one entry, matched by its model id; its sideca
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search.models.spec import CURVES, OPEN_CLIP_CONFIG, SIDECAR, ModelSpec, quick_model_id
+from search.models.spec import (
+    CURVES,
+    OPEN_CLIP_CONFIG,
+    SIDECAR,
+    ModelSpec,
+    quick_model_id,
+    read_json_object,
+)
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ def saved_models(models_dir: Path, cache_dir: Path) -> list[SavedModel]:
         if folder.name.startswith(".") or not (folder / OPEN_CLIP_CONFIG).is_file():
             continue
         model_id = quick_model_id(ModelSpec(folder.name), models_dir, cache_dir)
-        found.append(SavedModel(folder.name, folder, model_id, _read_sidecar(folder)))
+        found.append(SavedModel(folder.name, folder, model_id, read_json_object(folder / SIDECAR)))
     return found
 
 
@@ -117,11 +123,3 @@ def list_models(lib, active: ModelSpec | None = None) -> ModelListing:
                 )
             )
     return ModelListing(active, serving, entries)
-
-
-def _read_sidecar(folder: Path) -> dict:
-    try:
-        sidecar = json.loads((folder / SIDECAR).read_text())
-    except (OSError, ValueError):
-        return {}
-    return sidecar if isinstance(sidecar, dict) else {}

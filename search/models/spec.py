@@ -81,6 +81,15 @@ def file_digest(path: Path, length: int = 12) -> str:
     return file_sha256(path)[:length]
 
 
+def read_json_object(path: Path) -> dict:
+    """A JSON file's object; {} when the file is missing, unreadable or holds no object."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 DIGEST_CACHE = "weights-digests.json"
 
 
@@ -91,12 +100,7 @@ def weights_digest(path: Path, cache_dir: Path) -> str:
     # ctime too: `cp -p` or `touch -r` over the file can keep its size and mtime.
     key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
     cache = cache_dir / DIGEST_CACHE
-    try:
-        known = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        known = {}
-    if not isinstance(known, dict):
-        known = {}
+    known = read_json_object(cache)
     if isinstance(digest := known.get(key), str):
         return digest
     digest = file_digest(path)
@@ -152,21 +156,21 @@ def quick_model_id(spec: ModelSpec, models_dir: Path, cache_dir: Path) -> str | 
     try:
         if (folder := _model_dir(model, models_dir)) is not None:
             return _from_dir(folder[0], spec, cache_dir).model_id
-        arch = model
+        arch, cfg = model, None
         if model.endswith(".json"):
             cfg = _read_config(Path(model).expanduser())
             if cfg is None:
                 return None
             arch = f"custom-{_config_digest(cfg)}"
-        if pretrained is None and arch == model:
+        elif pretrained is None:
             return None  # the first pretrained tag comes from open_clip's list
         if pretrained is None or pretrained.lower() in NO_WEIGHTS:
-            cfg = _read_config(Path(model).expanduser()) if arch != model else _arch_config(arch)
-            return None if cfg is None else f"{arch}/random:{_config_digest(cfg)}"
+            cfg = _arch_config(arch) if cfg is None else cfg
+            return None if cfg is None else _random_init(arch, cfg, spec).model_id
         file = Path(pretrained).expanduser()
         if file.is_file():
-            return f"{arch}/sha256:{weights_digest(file, cache_dir)}"
-        return None if arch != model else f"{model}/{pretrained}"
+            return _from_weights_file(arch, file, spec, cache_dir).model_id
+        return None if cfg is not None else f"{model}/{pretrained}"
     except (ModelError, OSError):
         return None
 
@@ -222,12 +226,8 @@ def _arch_config(arch: str) -> dict | None:
     for folder in [BUNDLED_CONFIGS, *_open_clip_config_dirs()]:
         file = folder / f"{arch}.json"
         if file.is_file():
-            try:
-                cfg = json.loads(file.read_text())
-            except (OSError, ValueError):
-                return None
-            keys = ("embed_dim", "vision_cfg", "text_cfg")
-            return cfg if isinstance(cfg, dict) and all(k in cfg for k in keys) else None
+            cfg = read_json_object(file)
+            return cfg if all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")) else None
     return None
 
 
@@ -257,9 +257,7 @@ def preprocess_guess(spec: ModelSpec, models_dir: Path) -> PrepareGuess | None:
     folder = _model_dir(model, models_dir)
     candidates = [folder[0] / OPEN_CLIP_CONFIG] if folder else []
     candidates += [Path(model).expanduser(), BUNDLED_CONFIGS / f"{model}.json"]
-    if (found := importlib.util.find_spec("open_clip")) is not None:
-        for location in found.submodule_search_locations or ():
-            candidates.append(Path(location) / "model_configs" / f"{model}.json")
+    candidates += [configs / f"{model}.json" for configs in _open_clip_config_dirs()]
     for file in candidates:
         if file.suffix != ".json" or not file.is_file():
             continue
@@ -299,12 +297,10 @@ def _from_architecture(
         pretrained = tags[0] if tags else "none"
         spec = replace(spec, pretrained=pretrained)
     if pretrained.lower() in NO_WEIGHTS:
-        digest = _config_digest(open_clip.get_model_config(arch))
-        return ModelSource(arch, None, f"{arch}/random:{digest}", spec, seed=int(digest, 16))
+        return _random_init(arch, open_clip.get_model_config(arch), spec)
     file = Path(pretrained).expanduser()
     if file.is_file():
-        digest = weights_digest(file, cache_dir)
-        return ModelSource(arch, file.resolve(), f"{arch}/sha256:{digest}", spec)
+        return _from_weights_file(arch, file, spec, cache_dir)
     pcfg = open_clip.get_pretrained_cfg(arch, pretrained)
     if not pcfg:
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
@@ -340,10 +336,20 @@ def _from_config_file(
         open_clip.add_model_config(copy)
     spec = ModelSpec(str(path), pretrained)
     if pretrained is None or pretrained.lower() in NO_WEIGHTS:
-        return ModelSource(arch, None, f"{arch}/random:{digest}", spec, seed=int(digest, 16))
+        return _random_init(arch, cfg, spec)
     file = Path(pretrained).expanduser()
     if not file.is_file():
         raise ModelError(f"--pretrained {pretrained}: no such weights file")
+    return _from_weights_file(arch, file, spec, cache_dir)
+
+
+def _random_init(arch: str, cfg: dict, spec: ModelSpec) -> ModelSource:
+    """`arch` with no weights, seeded from its config (`cfg`)."""
+    digest = _config_digest(cfg)
+    return ModelSource(arch, None, f"{arch}/random:{digest}", spec, seed=int(digest, 16))
+
+
+def _from_weights_file(arch: str, file: Path, spec: ModelSpec, cache_dir: Path) -> ModelSource:
     digest = weights_digest(file, cache_dir)
     return ModelSource(arch, file.resolve(), f"{arch}/sha256:{digest}", spec)
 
@@ -401,16 +407,12 @@ def _from_hub(repo: str, spec: ModelSpec, cache_dir: Path) -> ModelSource:
 
     files = []
     for local_only in (True, False):
-        try:
+        with contextlib.suppress(Exception):  # not cached; go online below
             config = get(OPEN_CLIP_CONFIG, local_only)
             for name in WEIGHT_FILES:
-                try:
+                with contextlib.suppress(Exception):  # try the next weights file name
                     files = [config, get(name, local_only)]
                     break
-                except Exception:  # noqa: BLE001 - try the next weights file name
-                    continue
-        except Exception:  # noqa: BLE001 - not cached; go online below
-            pass
         if files:
             break
         _require_network("huggingface.co", f"hf-hub:{repo}", cache_dir)
@@ -431,10 +433,8 @@ def _fetch_pretrained(arch: str, tag: str, pcfg: dict, cache_dir: Path) -> Path:
         repo, filename = os.path.split(hub)
         names = [filename] if filename else list(WEIGHT_FILES)
         for name in [n[:-4] + ".safetensors" for n in names if n.endswith(".bin")] + names:
-            try:
+            with contextlib.suppress(Exception):  # not cached under this name
                 return Path(hf_hub_download(repo, name, cache_dir=cache_dir, local_files_only=True))
-            except Exception:  # noqa: BLE001 - not cached under this name
-                continue
         _require_network("huggingface.co", f"{arch} ({tag})", cache_dir)
     else:
         url = pcfg.get("url", "")

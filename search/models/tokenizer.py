@@ -37,19 +37,14 @@ def default_vocab() -> Path:
 @lru_cache
 def bytes_to_unicode() -> dict[int, str]:
     """Every byte to a printable character, so BPE never sees whitespace or controls."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(2**8):
-        if b not in bs:
-            bs.append(b)
-            cs.append(2**8 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
+    shown = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    # The rest, in byte order, take the characters after 255 (this order numbers the vocabulary).
+    hidden = [b for b in range(2**8) if b not in shown]
+    return {b: chr(b) for b in shown} | {b: chr(2**8 + n) for n, b in enumerate(hidden)}
 
 
 def _merge_lines(vocab: Path) -> list[str]:
@@ -100,34 +95,23 @@ class ClipTokenizer:
         if token in self.cache:
             return self.cache[token]
         word = (*token[:-1], token[-1] + "</w>")
-        pairs = {f"{a} {b}" for a, b in zip(word, word[1:])}
-        if not pairs:
-            return token + "</w>"
-        while True:
+        while len(word) > 1:
+            pairs = {f"{a} {b}" for a, b in zip(word, word[1:])}
             bigram = min(pairs, key=lambda pair: self.bpe_ranks.get(pair, float("inf")))
             if bigram not in self.bpe_ranks:
                 break
             first, second = bigram.split(" ")
+            # Every occurrence of the pair, left to right, becomes one piece.
             merged: list[str] = []
             i = 0
             while i < len(word):
-                try:
-                    j = word.index(first, i)
-                except ValueError:
-                    merged.extend(word[i:])
-                    break
-                merged.extend(word[i:j])
-                i = j
-                if word[i] == first and i < len(word) - 1 and word[i + 1] == second:
+                if word[i] == first and i + 1 < len(word) and word[i + 1] == second:
                     merged.append(first + second)
                     i += 2
                 else:
                     merged.append(word[i])
                     i += 1
             word = tuple(merged)
-            if len(word) == 1:
-                break
-            pairs = {f"{a} {b}" for a, b in zip(word, word[1:])}
         result = " ".join(word)
         self.cache[token] = result
         return result

@@ -14,15 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from search.models.encoder import prepare_pixels
+from search.models.encoder import prepare_pixels, unit_rows
 from search.models.onnx.store import Export, ImageTower, TextTower
 from search.models.tokenizer import ClipTokenizer
-
-
-def runtime_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
 
 
 def open_session(path: Path, *, threads: int = 0, layouts: bool = True, prepack: bool = True):
@@ -71,9 +65,6 @@ class OnnxEncoder:
             self.precision = "bf16"
         self.model_id = export.model_id
         self.dim = export.dim
-        self._folder = export.folder
-        self._text_tower = export.text
-        self._image_tower = export.image
         image = export.image
         self.image_size = image.size if image else 0
         self.resize_mode = image.resize_mode if image else "shortest"
@@ -92,11 +83,11 @@ class OnnxEncoder:
 
     @property
     def has_text(self) -> bool:
-        return self._text_tower is not None
+        return self.export.text is not None
 
     @property
     def has_image(self) -> bool:
-        return self._image_tower is not None
+        return self.export.image is not None
 
     def load(self, *, text: bool = True, image: bool = False) -> OnnxEncoder:
         """Open the sessions now (a server warming up) rather than on first use; the
@@ -112,12 +103,12 @@ class OnnxEncoder:
     def _text_session(self):
         with self._lock:
             if self._text is None:
-                tower = self._text_tower
+                tower = self.export.text
                 if tower is None:
                     raise RuntimeError("this export has no text tower")
                 self._tokenizer = ClipTokenizer(context_length=tower.context_length)
                 self._text = open_session(
-                    self._folder / tower.file,
+                    self.export.folder / tower.file,
                     threads=TEXT_THREADS,
                     layouts=False,
                     prepack=self._prepack,
@@ -127,9 +118,10 @@ class OnnxEncoder:
     def _image_session(self):
         with self._lock:
             if self._image is None:
-                if self._image_tower is None:
+                tower = self.export.image
+                if tower is None:
                     raise RuntimeError("this export has no image tower")
-                path = self._folder / self._image_tower.file
+                path = self.export.folder / tower.file
                 if self._openvino_cache is not None:
                     from search.models.onnx.openvino import ImageSession
 
@@ -156,10 +148,10 @@ class OnnxEncoder:
             return self._delegate().encode_texts(texts)
         session = self._text_session()
         tokens = self._tokenizer(list(texts))
-        if self._text_tower.trim:
+        if self.export.text.trim:
             # Causal attention: nothing after the last end token reaches an end token.
             tokens = tokens[:, : int(tokens.argmax(axis=1).max()) + 1]
-        return _unit(session.run(None, {"tokens": tokens})[0])
+        return unit_rows(session.run(None, {"tokens": tokens})[0])
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (B, H, W, 3) → normalised float32 (B, D)."""
@@ -167,12 +159,7 @@ class OnnxEncoder:
             return self._delegate().encode_pixels(pixels)
         session = self._image_session()
         pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-        return _unit(session.run(None, {"pixels": pixels})[0])
+        return unit_rows(session.run(None, {"pixels": pixels})[0])
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.encode_pixels(np.stack([self.prepare(im) for im in images]))
-
-
-def _unit(out: np.ndarray) -> np.ndarray:
-    arr = np.asarray(out, dtype=np.float32)
-    return arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)

@@ -9,11 +9,12 @@ vectors fall under cosine 0.999 to torch's is refused, and queries keep using to
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import time
+import warnings
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from search.models.encoder import ClipEncoder, load_encoder
 from search.models.onnx import store
 from search.models.onnx.check import MIN_COSINE, check_pixels, worst_cosine
-from search.models.onnx.encoder import OnnxEncoder, runtime_version
+from search.models.onnx.encoder import OnnxEncoder
 from search.models.onnx.store import Export, ImageTower, TextTower
 from search.models.spec import ModelSource, weights_digest, weights_file
 from search.models.tokenizer import ClipTokenizer
@@ -60,6 +61,8 @@ def export_model(
     reason is recorded, so later runs do not try again). `progress(1)` after each tower."""
     if (found := store.find(cache_dir, source.model_id)) is not None:
         return found
+    import onnxruntime
+
     started = time.perf_counter()
     if encoder is None or encoder.precision != "fp32" or encoder.device != "cpu":
         encoder = load_encoder(source, "cpu", "fp32")  # the export is the fp32 model
@@ -75,19 +78,12 @@ def export_model(
             model_id=source.model_id,
             folder=staging,
             dim=encoder.dim,
-            source={
-                "name": source.name,
-                "weights": str(source.weights) if source.weights else None,
-                "model_id": source.model_id,
-                "spec": source.spec.as_dict(),
-                "preprocess": source.preprocess,
-                "seed": source.seed,
-            },
+            source={**asdict(source), "weights": str(source.weights) if source.weights else None},
             weights_digest=weights_digest(file, cache_dir) if file else None,
             text=text[0] if text else None,
             image=image[0] if image else None,
             min_cosine={"text": text[1] if text else None, "image": image[1] if image else None},
-            runtime=runtime_version(),
+            runtime=onnxruntime.__version__,
         )
         if text is None and image is None:
             raise _Refused("; ".join(reasons))
@@ -134,14 +130,12 @@ def _export_text(
         together = onnx_encoder.encode_texts(CHECK_TEXTS)
         alone = np.concatenate([onnx_encoder.encode_texts([t]) for t in CHECK_TEXTS])
     except Exception as exc:  # noqa: BLE001 - any exporter failure means "use torch"
-        _discard(folder, "text.onnx")
-        reasons.append(f"text tower not exported: {type(exc).__name__}: {exc}")
+        _discard(folder, "text", f"not exported: {type(exc).__name__}: {exc}", reasons)
         return None
     torch_vecs = encoder.encode_texts(CHECK_TEXTS)
     worst = min(worst_cosine(v, torch_vecs) for v in (together, alone))
     if worst < MIN_COSINE:
-        _discard(folder, "text.onnx")
-        reasons.append(f"text tower refused: cosine to torch {worst:.5f} < {MIN_COSINE}")
+        _discard(folder, "text", f"refused: cosine to torch {worst:.5f} < {MIN_COSINE}", reasons)
         return None
     return tower, worst
 
@@ -159,21 +153,21 @@ def _export_image(
         tower = ImageTower("image.onnx", size, encoder.resize_mode, encoder.resample)
         onnx_vecs = OnnxEncoder.for_towers(folder, None, tower, encoder.dim).encode_pixels(pixels)
     except Exception as exc:  # noqa: BLE001 - any exporter failure means "use torch"
-        _discard(folder, "image.onnx")
-        reasons.append(f"image tower not exported: {type(exc).__name__}: {exc}")
+        _discard(folder, "image", f"not exported: {type(exc).__name__}: {exc}", reasons)
         return None
     torch_vecs = encoder.encode_pixels(pixels)
     worst = worst_cosine(onnx_vecs, torch_vecs)
     if worst < MIN_COSINE:
-        _discard(folder, "image.onnx")
-        reasons.append(f"image tower refused: cosine to torch {worst:.5f} < {MIN_COSINE}")
+        _discard(folder, "image", f"refused: cosine to torch {worst:.5f} < {MIN_COSINE}", reasons)
         return None
     return tower, worst
 
 
-def _discard(folder: Path, name: str) -> None:
-    for path in folder.glob(name.split(".")[0] + ".*"):
+def _discard(folder: Path, tower: str, why: str, reasons: list[str]) -> None:
+    """Delete a tower's files ("text.*", "image.*") and note why it is not exported."""
+    for path in folder.glob(f"{tower}.*"):
         path.unlink(missing_ok=True)
+    reasons.append(f"{tower} tower {why}")
 
 
 def _tokenizer_mismatch(tokenizer) -> str | None:
@@ -285,7 +279,8 @@ def _to_onnx(module, sample, path: Path, input_name: str, axes: dict) -> None:
     # computes the same thing.
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with torch.no_grad(), _quiet_warnings():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 module.eval(),
                 (sample,),
@@ -301,15 +296,6 @@ def _to_onnx(module, sample, path: Path, input_name: str, axes: dict) -> None:
             )
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-
-
-@contextlib.contextmanager
-def _quiet_warnings():
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
 
 
 def _optimise(raw: Path, out: Path) -> None:

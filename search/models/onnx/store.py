@@ -25,6 +25,7 @@ from search.models.spec import (
     ModelSource,
     ModelSpec,
     quick_model_id,
+    read_json_object,
     resolve,
     weights_digest,
     weights_file,
@@ -69,6 +70,7 @@ class Export:
     def model_source(self) -> ModelSource:
         src = dict(self.source)
         src["weights"] = Path(src["weights"]) if src.get("weights") else None
+        src["spec"] = ModelSpec.from_dict(src["spec"])  # the manifest stores its dict form
         return ModelSource(**src)
 
     def manifest(self) -> dict:
@@ -77,16 +79,11 @@ class Export:
         return {"format": FORMAT, **doc}
 
 
-def exports_dir(cache_dir: Path) -> Path:
-    return cache_dir / "onnx"
-
-
 def folder_for(cache_dir: Path, model_id: str) -> Path:
     """A readable, collision-free folder name for a model id ('/' and ':' are in ids)."""
     readable = re.sub(r"[^A-Za-z0-9._-]+", "-", model_id).strip("-.")[:80]
-    return (
-        exports_dir(cache_dir) / f"{readable}-{hashlib.sha256(model_id.encode()).hexdigest()[:10]}"
-    )
+    digest = hashlib.sha256(model_id.encode()).hexdigest()[:10]
+    return cache_dir / "onnx" / f"{readable}-{digest}"
 
 
 def find(cache_dir: Path, model_id: str) -> Export | None:
@@ -116,11 +113,8 @@ def find(cache_dir: Path, model_id: str) -> Export | None:
 
 def refusal(cache_dir: Path, model_id: str) -> str | None:
     """Why this exporter refused the model before (not worth trying every run), or None."""
-    try:
-        doc = json.loads((folder_for(cache_dir, model_id) / REFUSED).read_text())
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(doc, dict) and doc.get("format") == FORMAT and doc.get("model_id") == model_id
+    doc = read_json_object(folder_for(cache_dir, model_id) / REFUSED)
+    ok = doc.get("format") == FORMAT and doc.get("model_id") == model_id
     return str(doc.get("reason")) if ok else None
 
 
@@ -151,7 +145,7 @@ def publish(staging: Path, cache_dir: Path, model_id: str) -> Path:
     """Move a finished staging folder into place; an export already there (another
     process made it first) is kept."""
     final = folder_for(cache_dir, model_id)
-    if (final / MANIFEST).is_file() and find(cache_dir, model_id) is not None:
+    if find(cache_dir, model_id) is not None:
         shutil.rmtree(staging, ignore_errors=True)
         return final
     if final.exists():  # a refusal marker or the leftovers of an older format
