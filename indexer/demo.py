@@ -42,8 +42,8 @@ def demo_command(
 ) -> int:
     from indexer.sync.run import sync
     from indexer.synthetic import generate, write_pairs
+    from indexer.train_commands import load_pair_set
     from indexer.training import TrainConfig, evaluate, train
-    from indexer.training.pairs import decode_pairs, read_pairs_file
     from search.library import Library
     from search.models.encoder import load_encoder
     from search.models.spec import ModelSpec
@@ -54,7 +54,8 @@ def demo_command(
     train_samples = generate(out / "train", n, seed=seed, progress=True)
     held_samples = generate(out / "held-out", held_out, seed=seed + 1, progress=True)
     write_pairs(train_samples, out / "train.csv")
-    write_pairs(held_samples, out / "held-out.csv")
+    held_pairs = out / "held-out.csv"
+    write_pairs(held_samples, held_pairs)
     print(f"generated {len(train_samples)} + {len(held_samples)} captioned images in {out}")
 
     home = Path(options.home).absolute() if options.home else out / "library"
@@ -63,22 +64,11 @@ def demo_command(
         source = lib.resolve(lib.active_spec())
         # The one model of the run: it is evaluated untrained, then trained in place.
         model = load_encoder(source, base.device, "fp32")
-
-        def load(name: str, encoder):
-            pairs, skipped = read_pairs_file(out / name)
-            return decode_pairs(
-                pairs,
-                encoder.prepare,
-                encoder.image_size,
-                workers=base.decode_workers(),
-                skipped=skipped,
-            )
-
-        before = evaluate(model, load("held-out.csv", model))["text_to_image"]
+        before = evaluate(model, load_pair_set(lib, held_pairs, model))["text_to_image"]
         config = TrainConfig(epochs=epochs, seed=seed, device=base.device)
         result = train(
             model,
-            load("train.csv", model),
+            load_pair_set(lib, out / "train.csv", model),
             base.models_dir,
             DEMO_MODEL,
             config,
@@ -92,7 +82,7 @@ def demo_command(
         # The trained model itself (torch): the search below may run on its ONNX export,
         # whose vectors match it (cosine >= 0.999), but evaluation reads the model.
         trained = load_encoder(lib.resolve(lib.active_spec()), base.device, "fp32")
-        after = evaluate(trained, load("held-out.csv", trained))["text_to_image"]
+        after = evaluate(trained, load_pair_set(lib, held_pairs, trained))["text_to_image"]
         print(
             f"held-out text→image recall@1/5/10 ({after['n']} captions): "
             f"untrained {before['recall@1']:.2f}/{before['recall@5']:.2f}/"

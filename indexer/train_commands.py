@@ -12,7 +12,7 @@ from search.cli import GlobalOptions, json_option, print_json, settings_from
 from search.errors import ConfigError
 
 
-def load_pair_set(lib, pairs_arg: str | None, from_catalog: bool, encoder):
+def load_pair_set(lib, pairs_arg: str | Path | None, encoder, from_catalog: bool = False):
     from indexer.training.pairs import catalog_pairs, decode_pairs, read_pairs_file
 
     if from_catalog == bool(pairs_arg):
@@ -109,7 +109,7 @@ def train_command(
         # Built once, in fp32 whatever the inference precision: it decodes the pairs at
         # its input size, then is the model that trains.
         encoder = load_encoder(source, settings.device, "fp32")
-        data = load_pair_set(lib, pairs, from_catalog, encoder)
+        data = load_pair_set(lib, pairs, encoder, from_catalog)
         name = out or f"{source.model_id.split('/')[0]}-finetuned"
         config = TrainConfig(
             epochs=epochs,
@@ -211,7 +211,7 @@ def eval_command(
         else:
             source = lib.resolve(lib.active_spec())
         encoder = lib.load_source(source)
-        data = load_pair_set(lib, pairs, False, encoder)
+        data = load_pair_set(lib, pairs, encoder)
         txt, img = embed_pairs(encoder, data)
     report = {
         **recall_report(ranks_text_to_image(txt, img, data.image_index)),

@@ -104,8 +104,6 @@ class Settings:
         values.update({k: v for k, v in flags.items() if v is not None})
         if "home" in values:
             values["home"] = Path(values["home"]).expanduser().absolute()  # type: ignore[arg-type]
-        if "exclude" in values and isinstance(values["exclude"], list):
-            values["exclude"] = tuple(values["exclude"])
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
         return settings

@@ -15,28 +15,20 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from search.library import Library
-    from search.settings import Settings
 
 # Uploads are query images; nobody needs to send a 20 MB one, and the cap bounds memory.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
-def create_app(
-    settings: Settings | None = None, *, library: Library | None = None, warm_up: bool = True
-) -> Flask:
-    """The app for a library: pass an open ``library`` (the caller closes it) or
-    ``settings`` to open one, which lives as long as the process. ``warm_up``: load the
+def create_app(*, library: Library, warm_up: bool = True) -> Flask:
+    """The app for an open ``library`` (the caller closes it). ``warm_up``: load the
     serving model in the background now, so the first search does not wait for it."""
     # Imported here: `imgsearch --help` loads webui.commands, and must stay fast.
     from flask import Flask
 
-    from search.library import Library
-    from search.settings import Settings
     from webui import api, errors, files, models, pages, security
     from webui.warmup import WarmUp
 
-    if library is None:
-        library = Library(settings or Settings.load())
     settings = library.settings
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES

@@ -28,23 +28,15 @@ def init_app(app: Flask) -> None:
     def http_error(exc: HTTPException):
         return error_response(exc.code or 500, exc.description or exc.name)
 
-    @app.errorhandler(NotFound)
-    def not_found(exc: NotFound):
-        return error_response(404, str(exc))
-
-    @app.errorhandler(QueryError)
-    def bad_query(exc: QueryError):
-        return error_response(400, str(exc))
+    # Flask answers an error with the handler of its most specific class. 503 for the rest
+    # (a model that cannot load, a catalog that cannot open): nothing the request could
+    # change, but the message says what the user can do.
+    for error, code in ((NotFound, 404), (QueryError, 400), (ImgsearchError, 503)):
+        app.register_error_handler(error, lambda exc, code=code: error_response(code, str(exc)))
 
     @app.errorhandler(ImageDecodeError)
     def bad_image(exc: ImageDecodeError):
         return error_response(400, f"the image was refused: {exc.reason}")
-
-    @app.errorhandler(ImgsearchError)
-    def unavailable(exc: ImgsearchError):
-        # A model that cannot load or a catalog that cannot open: nothing the request
-        # could change, but the message says what the user can do.
-        return error_response(503, str(exc))
 
     @app.errorhandler(Exception)
     def storage(exc: Exception):

@@ -131,13 +131,13 @@ class JobRunner:
     """Runs jobs for one library, one at a time, each in a thread that waits on its
     subprocess."""
 
-    def __init__(self, settings: Settings, python: str = sys.executable) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.home = settings.home
         self.dir = settings.home / JOBS_DIR
         self.status_file = self.dir / STATUS_FILE
         self.log_file = self.dir / LOG_FILE
         self.env = child_env(settings, self.status_file)
-        self.command = [python, "-m", "search.cli", "--home", str(settings.home)]
+        self.command = [sys.executable, "-m", "search.cli", "--home", str(settings.home)]
         self._lock = threading.Lock()
         self._job: Job | None = None
         self._proc: subprocess.Popen | None = None

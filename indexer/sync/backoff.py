@@ -53,9 +53,8 @@ class Backoff:
         start = 0
         while start < len(items):
             end = min(start + step, len(items))
-            whole = start == 0 and end == len(items)
             try:
-                vectors = self.encode(pixels if whole else pixels[start:end])
+                vectors = self.encode(pixels[start:end])
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise

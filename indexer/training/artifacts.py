@@ -29,7 +29,8 @@ def model_config(source: ModelSource) -> dict:
     return open_clip.get_model_config(source.name)
 
 
-def save_tensors(model, path: Path) -> None:
+def save_tensors(tensors: dict, path: Path) -> None:
+    """A state dict as a safetensors file; a full disk is an OSError naming the file."""
     from safetensors.torch import save_file
 
     # Not diskfiles.replacing: its temporary files are private (0600), and a saved model's
@@ -37,7 +38,7 @@ def save_tensors(model, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp)
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         # safetensors' writer names the OS error only in its text ("(os error 28)"):
@@ -59,7 +60,7 @@ def save_model(model, models_dir: Path, name: str, meta: dict, preprocess: dict)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        save_tensors(model, tmp / WEIGHT_FILES[0])
+        save_tensors(model.state_dict(), tmp / WEIGHT_FILES[0])
         config = {"model_cfg": meta["architecture"], "preprocess_cfg": dict(preprocess)}
         (tmp / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2))
         meta = {"model_id": f"{name}/sha256:{file_digest(tmp / WEIGHT_FILES[0])}", **meta}

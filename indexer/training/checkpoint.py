@@ -22,6 +22,7 @@ from pathlib import Path
 
 from indexer.training.artifacts import save_tensors
 from search.diskfiles import atomic_write, replacing
+from search.models.spec import read_json_object
 
 STATE = "state.json"
 WEIGHTS = "model.safetensors"
@@ -93,10 +94,7 @@ class Checkpoints:
 
     def read(self) -> dict | None:
         """The saved state of a run with the same fingerprint, or None."""
-        try:
-            state = json.loads((self.folder / STATE).read_text())
-        except (OSError, ValueError):
-            return None
+        state = read_json_object(self.folder / STATE)
         if any(state.get(k) != v for k, v in self.fingerprint.items()):
             return None
         if not (self.folder / state.get("current", "") / OPTIMIZER).is_file():
@@ -108,15 +106,15 @@ class Checkpoints:
         naming it. A write that fails (a full disk) leaves no part of itself: the state
         named before, if any, stays whole."""
         import torch
-        from safetensors.torch import save_file
 
         named = self.read()
         target = self.folder / tag
         try:
             shutil.rmtree(target, ignore_errors=True)
-            save_tensors(model, target / WEIGHTS)
-            with replacing(target / BEST) as tmp:
-                save_file({k: v.contiguous().cpu() for k, v in best.tensors.items()}, tmp)
+            save_tensors(model.state_dict(), target / WEIGHTS)
+            # Through save_tensors too: safetensors' own writer reports a full disk as its
+            # own error, not the OSError the caller turns into a one-line message.
+            save_tensors(best.tensors, target / BEST)
             with replacing(target / OPTIMIZER) as tmp:
                 # Serialised in memory, written by Python: torch's own file writer reports
                 # a full disk as a bare RuntimeError ("iostream error"), Python as ENOSPC.

@@ -245,7 +245,7 @@ def train(
                 on_epoch_end(epoch + 1, record)
     except KeyboardInterrupt:
         # Keep the last good epoch, so that the same command resumes from it.
-        _keep(checkpoints, last_good, model, optimizer, best, device)
+        _keep(checkpoints, last_good, model, optimizer, best)
         raise
 
     best.give(model)
@@ -277,7 +277,7 @@ def train(
     try:
         out = save_model(model, models_dir, name, meta, open_clip.get_model_preprocess_cfg(model))
     except OSError as exc:
-        kept = _keep(checkpoints, last_good, model, optimizer, best, device)
+        kept = _keep(checkpoints, last_good, model, optimizer, best)
         then = (
             "the last epoch is kept: the same command finishes from it"
             if kept
@@ -304,7 +304,7 @@ def train(
     )
 
 
-def _keep(checkpoints, last_good, model, optimizer, best, device) -> bool:
+def _keep(checkpoints, last_good, model, optimizer, best) -> bool:
     """Write the last good epoch to disk on the way out (an interruption, a failed save),
     so the same command resumes from it; best effort, as the disk may be what failed.
     True when a checkpoint to resume from is on disk."""

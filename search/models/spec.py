@@ -226,8 +226,7 @@ def _arch_config(arch: str) -> dict | None:
     for folder in [BUNDLED_CONFIGS, *_open_clip_config_dirs()]:
         file = folder / f"{arch}.json"
         if file.is_file():
-            cfg = read_json_object(file)
-            return cfg if all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")) else None
+            return _read_config(file)
     return None
 
 

@@ -71,10 +71,10 @@ def _clean(text: str) -> str:
 class ClipTokenizer:
     """tokenize(texts) → int64 (n, context_length), zero-padded, like open_clip's."""
 
-    def __init__(self, vocab: Path | None = None, context_length: int = DEFAULT_CONTEXT_LENGTH):
+    def __init__(self, context_length: int = DEFAULT_CONTEXT_LENGTH):
         import regex
 
-        lines = _merge_lines(vocab or default_vocab())
+        lines = _merge_lines(default_vocab())
         # A merge is a line "first second"; pieces never hold a space (bytes_to_unicode
         # maps it away), so the line itself is the pair's key: no 49k tuples to build.
         units = list(bytes_to_unicode().values())
@@ -123,15 +123,14 @@ class ClipTokenizer:
             ids.extend(self.encoder[piece] for piece in self.bpe(token).split(" "))
         return ids
 
-    def __call__(self, texts: str | list[str], context_length: int | None = None) -> np.ndarray:
+    def __call__(self, texts: str | list[str]) -> np.ndarray:
         if isinstance(texts, str):
             texts = [texts]
-        length = context_length or self.context_length
-        out = np.zeros((len(texts), length), dtype=np.int64)
+        out = np.zeros((len(texts), self.context_length), dtype=np.int64)
         for row, text in enumerate(texts):
             ids = [self.sot, *self.encode(text), self.eot]
-            if len(ids) > length:
-                ids = ids[:length]
+            if len(ids) > self.context_length:
+                ids = ids[: self.context_length]
                 ids[-1] = self.eot
             out[row, : len(ids)] = ids
         return out

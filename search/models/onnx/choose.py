@@ -59,10 +59,8 @@ def usable_export(
 
 
 def index_engine(settings: Settings, jobs: int) -> str:
-    """The engine ("onnx" or "torch") for an index run that embeds about `jobs` images,
-    before asking OpenVINO (indexer.sync.engines does, for a larger run)."""
-    if not export_allowed(settings):
-        return "torch"
+    """The engine ("onnx" or "torch") for an index run of about `jobs` images, given a
+    usable export, before asking OpenVINO (indexer.sync.engines does, for a larger run)."""
     forced = settings.engine in ("onnx", "openvino")
     return "onnx" if forced or jobs <= SMALL_JOB else "torch"
 

@@ -104,8 +104,6 @@ class OnnxEncoder:
         with self._lock:
             if self._text is None:
                 tower = self.export.text
-                if tower is None:
-                    raise RuntimeError("this export has no text tower")
                 self._tokenizer = ClipTokenizer(context_length=tower.context_length)
                 self._text = open_session(
                     self.export.folder / tower.file,
@@ -119,8 +117,6 @@ class OnnxEncoder:
         with self._lock:
             if self._image is None:
                 tower = self.export.image
-                if tower is None:
-                    raise RuntimeError("this export has no image tower")
                 path = self.export.folder / tower.file
                 if self._openvino_cache is not None:
                     from search.models.onnx.openvino import ImageSession

@@ -29,6 +29,7 @@ import numpy as np
 from search.diskfiles import atomic_write
 from search.models.onnx.check import MIN_COSINE, check_pixels, worst_cosine
 from search.models.onnx.store import Export
+from search.models.spec import read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +94,11 @@ def usable(export: Export, cache_dir: Path) -> bool:
     try:
         if not native_bf16():
             return False
-        known = _verdicts(export.folder).get(machine_key())
+        known = read_json_object(export.folder / VERDICTS).get(machine_key())
         return bool(known["ok"]) if known else _measure(export, cache_dir)
     except Exception as exc:  # noqa: BLE001 - OpenVINO failing here only means "use ORT"
         log.warning("OpenVINO not used for %s: %s: %s", export.model_id, type(exc).__name__, exc)
         return False
-
-
-def _verdicts(folder: Path) -> dict:
-    try:
-        return json.loads((folder / VERDICTS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def _measure(export: Export, cache_dir: Path) -> bool:
@@ -120,7 +114,7 @@ def _measure(export: Export, cache_dir: Path) -> bool:
             "OpenVINO bf16 refused for %s: cosine %.5f < %s", export.model_id, worst, MIN_COSINE
         )
     verdicts = {
-        **_verdicts(export.folder),
+        **read_json_object(export.folder / VERDICTS),
         machine_key(): {"ok": ok, "min_cosine": round(worst, 6)},
     }
     atomic_write(export.folder / VERDICTS, json.dumps(verdicts, indent=1).encode())

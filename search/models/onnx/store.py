@@ -143,10 +143,9 @@ def belongs(export: Export, spec: ModelSpec, *, models_dir: Path, cache_dir: Pat
 
 def publish(staging: Path, cache_dir: Path, model_id: str) -> Path:
     """Move a finished staging folder into place; an export already there (another
-    process made it first) is kept."""
+    process made it first) is kept. What is left of `staging` is the caller's to remove."""
     final = folder_for(cache_dir, model_id)
     if find(cache_dir, model_id) is not None:
-        shutil.rmtree(staging, ignore_errors=True)
         return final
     if final.exists():  # a refusal marker or the leftovers of an older format
         old = final.with_name(f".old-{final.name}-{os.getpid()}")
@@ -155,7 +154,6 @@ def publish(staging: Path, cache_dir: Path, model_id: str) -> Path:
     try:
         staging.rename(final)
     except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
         if find(cache_dir, model_id) is None:
             raise
     return final
