@@ -6,6 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from search.catalog.lexical import described_elsewhere
 from search.catalog.schema import Base
 
 config = context.config
@@ -24,7 +25,13 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things in place; batch mode copies tables.
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    # include_name: the lexical index is made by its own DDL (search.catalog.lexical).
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        include_name=described_elsewhere,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

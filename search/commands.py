@@ -29,7 +29,24 @@ from search.settings import PRECISIONS
 @click.option("--path-prefix", metavar="P", help="only images whose path starts with P")
 @click.option("--after", metavar="DATE", help="taken on or after DATE (YYYY[-MM[-DD]])")
 @click.option("--before", metavar="DATE", help="taken before DATE")
-@click.option("--sort", type=click.Choice(["score", "date"]), default="score")
+@click.option(
+    "--sort",
+    type=click.Choice(["score", "date"]),
+    default="score",
+    help="date: the relevant images, newest first",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["hybrid", "semantic", "text"]),
+    default="hybrid",
+    help="hybrid (default): content and words (names, folders, captions, keywords); "
+    "semantic: content only; text: the words only",
+)
+@click.option(
+    "--relevant",
+    is_flag=True,
+    help="only the relevant images (all of them, paged by -k/--offset)",
+)
 @click.option("--max-megapixels", type=float, metavar="MP", help="refuse larger query images")
 @click.option("--device", metavar="DEVICE", help="auto, cpu or cuda")
 @click.option(
@@ -52,6 +69,8 @@ def search_command(
     after: str | None,
     before: str | None,
     sort: str,
+    mode: str,
+    relevant: bool,
     max_megapixels: float | None,
     device: str | None,
     precision: str | None,
@@ -75,12 +94,14 @@ def search_command(
         after=parse_date(after) if after else None,
         before=parse_date(before) if before else None,
         sort=sort,
+        mode=mode,
+        relevant=True if relevant else None,
     )
     settings = settings_from(
         options, device=device, precision=precision, max_megapixels=max_megapixels
     )
     # One query: the text model starts loading at once, beside the catalog read.
-    with Library.for_one_query(settings) as lib:
+    with Library.for_one_query(settings, load_model=mode != "text") as lib:
         result = lib.searcher.search(request)
     if as_json:
         print_json(result.to_json())

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from search.errors import ImageDecodeError
+from search.keywords import embedded_words
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
@@ -87,6 +88,7 @@ class DecodedImage:
     width: int  # full-resolution size, upright
     height: int
     taken_at: datetime | None
+    keywords: str = ""  # words embedded in the file (search.keywords)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class ImageHeader:
     orientation: int  # EXIF orientation, 1 (upright) when absent or invalid
     format: str  # Pillow's name: "JPEG", "PNG", ...
     mode: str  # Pillow's mode of the stored pixels: "RGB", "L", "CMYK", ...
+    keywords: str = ""  # words embedded in the file (search.keywords)
 
 
 def load_image(
@@ -136,7 +139,7 @@ def load_image(
         rgb = rgb.reduce(factor)
     if header.orientation != 1:
         rgb = rgb.transpose(_UPRIGHT[header.orientation])
-    return DecodedImage(rgb, header.width, header.height, header.taken_at)
+    return DecodedImage(rgb, header.width, header.height, header.taken_at, header.keywords)
 
 
 def jpeg_thumbnail(source: Source, side: int, *, max_megapixels: float) -> bytes:
@@ -218,7 +221,8 @@ def _read_header(im: Image.Image, max_megapixels: float, path: str | None) -> Im
         width, height = height, width
     taken = _exif_value(exif.get_ifd(_EXIF_IFD), _DATETIME_ORIGINAL) or _exif_value(exif, _DATETIME)
     taken_at = _parse_exif_datetime(taken)
-    return ImageHeader(width, height, taken_at, orientation, im.format or "", im.mode)
+    words = embedded_words(im, exif)
+    return ImageHeader(width, height, taken_at, orientation, im.format or "", im.mode, words)
 
 
 def _read_exif(im: Image.Image) -> Image.Exif:

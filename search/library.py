@@ -101,19 +101,21 @@ class Library:
         )
 
     @classmethod
-    def for_one_query(cls, settings: Settings) -> Library:
+    def for_one_query(cls, settings: Settings, *, load_model: bool = True) -> Library:
         """A library opened to answer a query at once (the `search` command): the serving
         model's text tower opens in a thread from this moment, beside the catalog and the
         index (a cold query then costs the larger of the two, not their sum), and the
-        catalog is read without SQLAlchemy while it is current (search.catalog.reader)."""
+        catalog is read without SQLAlchemy while it is current (search.catalog.reader).
+        `load_model` False: a query the words alone answer (text mode) loads no model."""
         from search.catalog.reader import CatalogReader
         from search.models.onnx.choose import Preload
 
-        preload = Preload(settings)
+        preload = Preload(settings) if load_model else None
         try:
             return cls(settings, preload=preload, catalog=CatalogReader.open(settings.catalog_path))
         except BaseException:
-            preload.close()
+            if preload is not None:
+                preload.close()
             raise
 
     def close(self) -> None:

@@ -193,6 +193,16 @@ def test_search_open_similar_upload_and_caption_in_chromium(sample):
         page.locator("#pager").scroll_into_view_if_needed()
         shot(page, "7-infinite-scroll")
 
+        # Why each hit matched, on the server's cards and on those infinite scroll adds.
+        response = page.goto(base + "/?q=2019&k=2&mode=text&relevant=1")
+        assert response.text().count("<mark>2019</mark>") == 2
+        assert "7 relevant" in page.locator(".summary").inner_text()
+        page.locator("#pager").scroll_into_view_if_needed()
+        page.wait_for_function("() => document.querySelectorAll('a.card').length === 7")
+        assert page.locator(".why mark").all_inner_texts() == ["2019"] * 7
+        assert page.locator(".why").first.inner_text() == "folder: /2019/"
+        shot(page, "7b-why-matched")
+
         page.goto(base + "/status")
         assert str(root) in page.locator("main").inner_text()
         shot(page, "8-status")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import inspect
 
+from search.catalog.lexical import described_elsewhere
 from search.catalog.records import FailureData, ImageData
 from search.catalog.schema import Base
 from search.catalog.store import MIGRATIONS_DIR, Catalog
@@ -80,11 +81,16 @@ def test_autogenerate_finds_no_difference_between_models_and_migrations(tmp_path
     cat = Catalog.open(tmp_path / "catalog.db")
     try:
         with cat.engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            context = MigrationContext.configure(conn, opts={"include_name": described_elsewhere})
+            diff = compare_metadata(context, Base.metadata)
             assert diff == []
-            # Every table of the models exists, plus Alembic's own.
+            # Every table of the models exists, plus Alembic's own and the lexical index
+            # (an FTS5 table and the shadow tables SQLite keeps for it).
             tables = set(inspect(conn).get_table_names())
-        assert tables == set(Base.metadata.tables) | {"alembic_version"}
+        lexical = {"lexical"} | {
+            f"lexical_{t}" for t in ("config", "content", "data", "docsize", "idx")
+        }
+        assert tables == set(Base.metadata.tables) | {"alembic_version"} | lexical
     finally:
         cat.close()
 
@@ -234,7 +240,8 @@ def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> N
 
 def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> None:
     """0002 adds the manifest's params and recall columns, 0003 each vector's revision
-    (its model's revision at upgrade time); rows written at 0001 survive."""
+    (its model's revision at upgrade time), 0004 the lexical index (filled from the rows
+    there); rows written at 0001 survive."""
     from alembic import command
     from alembic.config import Config
 
@@ -278,7 +285,7 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
     try:
         with cat.engine.connect() as conn:
             assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == (
-                "0003"
+                "0004"
             )
             columns = {c["name"] for c in inspect(conn).get_columns("index_manifest")}
         assert {"params", "recall_at_10"} <= columns
@@ -293,6 +300,13 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
         assert cat.vectors_since(MODEL, 4)[0].tolist() == []
         assert [(r.path, r.image_count) for r in cat.roots()] == [("/photos", 2)]
         assert [(c.image_id, c.text) for c in cat.captions()] == [(2, "a red bicycle")]
+        # 0004's lexical index is filled from what was there: names, folders, captions.
+        assert [h.id for h in cat.lexical_search(["bicycle"], 10)] == [2]
+        assert [h.id for h in cat.lexical_search(["1", "jpg"], 10)] == [1]
+        assert cat.fields_matched(["red"], [1, 2]) == {
+            1: {},
+            2: {"caption": "a \x02red\x03 bicycle"},
+        }
         assert cat.get_setting("active_model") == '{"model": "x"}'
         # The new columns take values.
         tuned = Manifest(

@@ -117,10 +117,23 @@ def test_filters_by_folder_and_date(indexed, tmp_path):
 
 
 def test_sort_by_date_orders_the_best_matches_newest_first(indexed):
+    """With relevant=False, the best offset+k matches by date (the UI's "all matches")."""
     by_score = indexed.searcher.search(SearchRequest(text="sky", k=20)).hits
-    by_date = indexed.searcher.search(SearchRequest(text="sky", k=20, sort="date")).hits
+    req = SearchRequest(text="sky", k=20, sort="date", relevant=False)
+    by_date = indexed.searcher.search(req).hits
     assert {h.id for h in by_date} == {h.id for h in by_score}
     dates = [h.date for h in by_date]
+    assert dates == sorted(dates, reverse=True)
+
+
+def test_sort_by_date_sorts_the_relevant_set_not_the_top_k(indexed):
+    everything = indexed.searcher.search(SearchRequest(text="sky", k=40, mode="semantic"))
+    relevant = {h.id for h in everything.hits if h.relevant}
+    assert 0 < len(relevant) < 40
+    by_date = indexed.searcher.search(SearchRequest(text="sky", k=40, sort="date"))
+    assert {h.id for h in by_date.hits} == relevant
+    assert by_date.relevant_count == len(relevant)
+    dates = [h.date for h in by_date.hits]
     assert dates == sorted(dates, reverse=True)
 
 

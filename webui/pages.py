@@ -16,7 +16,7 @@ from search.errors import ImageDecodeError, QueryError
 from search.imageio import jpeg_thumbnail
 from search.query.searcher import SearchResult
 from webui.api import caption_text, library
-from webui.search_params import MAX_OFFSET, SearchParams, uploaded_image
+from webui.search_params import MAX_OFFSET, SearchParams, marked, uploaded_image
 
 bp = Blueprint("pages", __name__)
 
@@ -141,6 +141,9 @@ def status():
 @bp.get("/failures")
 def failures():
     return render_template("failures.html", failures=library().catalog.failures())
+
+
+bp.add_app_template_filter(marked, "marked")
 
 
 @bp.app_template_filter("basename")

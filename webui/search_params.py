@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
 from flask import url_for
+from markupsafe import Markup, escape
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
+from search.catalog.lexical import MARK_END, MARK_START
 from search.errors import QueryError
-from search.query.searcher import Hit, SearchRequest, folder_prefix, parse_date
+from search.query.searcher import MODES, Hit, SearchRequest, folder_prefix, parse_date
 
 MAX_K = 200
 MAX_OFFSET = 10_000
@@ -35,6 +37,9 @@ class SearchParams:
     after: str = ""
     before: str = ""
     sort: str = "score"
+    mode: str = "hybrid"
+    # "1" only relevant hits, "0" all, "": the default (only relevant when sorted by date).
+    relevant: str = ""
 
     @classmethod
     def parse(cls, values: Mapping[str, str], default_k: int = 20) -> SearchParams:
@@ -51,6 +56,8 @@ class SearchParams:
             after=values.get("after", "").strip(),
             before=values.get("before", "").strip(),
             sort=values.get("sort", "").strip() or "score",
+            mode=_choice("mode", values.get("mode", ""), MODES),
+            relevant=_choice("relevant", values.get("relevant", ""), ("1", "0"), ""),
         )
 
     @property
@@ -59,7 +66,18 @@ class SearchParams:
 
     @property
     def has_filters(self) -> bool:
-        return bool(self.path_prefix or self.after or self.before or self.sort != "score")
+        return bool(
+            self.path_prefix
+            or self.after
+            or self.before
+            or self.sort != "score"
+            or self.mode != "hybrid"
+            or self.relevant
+        )
+
+    @property
+    def relevant_only(self) -> bool:
+        return self.relevant == "1" if self.relevant else self.sort == "date"
 
     def request(self, image: io.BytesIO | None = None) -> SearchRequest:
         return SearchRequest(
@@ -72,6 +90,8 @@ class SearchParams:
             after=parse_date(self.after) if self.after else None,
             before=parse_date(self.before) if self.before else None,
             sort=self.sort,
+            mode=self.mode,
+            relevant=None if not self.relevant else self.relevant == "1",
         )
 
     def query_args(self, default_k: int, **changes: object) -> dict[str, object]:
@@ -93,6 +113,15 @@ def _int(name: str, raw: str, low: int, high: int, default: int | None = None) -
     return value
 
 
+def _choice(name: str, raw: str, allowed: tuple[str, ...], default: str | None = None) -> str:
+    raw = raw.strip()
+    if not raw:
+        return allowed[0] if default is None else default
+    if raw not in allowed:
+        raise QueryError(f"{name} must be one of {', '.join(allowed)}")
+    return raw
+
+
 def uploaded_image(upload: FileStorage | None) -> io.BytesIO:
     """The uploaded query image in memory (its size is already capped by the request
     limit), named after the upload so the query reads 'image:beach.jpg'."""
@@ -106,9 +135,18 @@ def uploaded_image(upload: FileStorage | None) -> io.BytesIO:
     return buffer
 
 
+def marked(text: str) -> Markup:
+    """A field's text as HTML, its matched words in <mark> (everything else escaped)."""
+    html = str(escape(text))
+    return Markup(html.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>"))
+
+
 def hit_json(hit: Hit) -> dict:
     return {
         **hit.to_json(),
+        # Why it matched: each field's text as HTML, matched words in <mark>, the rest
+        # escaped (as search engines' highlight responses are).
+        "highlights": {name: str(marked(text)) for name, text in hit.highlights.items()},
         "thumb_url": url_for("files.thumbnail", image_id=hit.id),
         "file_url": url_for("files.original", image_id=hit.id),
         "page_url": url_for("pages.image", image_id=hit.id),

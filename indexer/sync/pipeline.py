@@ -9,6 +9,7 @@ for the collate stage to decode on the device in one call (indexer.sync.devicede
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -43,6 +44,9 @@ class WorkItem:
     # vector for another model (then image_id is set).
     kind: str = "new"
     image_id: int | None = None
+    # A changed file's catalogued pixel digest: when the decoded pixels still have it,
+    # the file keeps its vectors (only its metadata changed). None: always embed.
+    pixel_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,13 @@ class Decoded:
     pixels: np.ndarray | None  # None while `encoded` still waits for the device decoder
     encoded: object | None = None  # the file's bytes for the device (devicedecode.JpegBytes)
     read_at: datetime | None = None  # when the read began (plan.py's racy-file check)
+    keywords: str = ""  # words embedded in the file, for the lexical index
+    pixel_hash: str | None = None  # pixel_digest of the decoded image (None: not decoded)
+
+    @property
+    def same_pixels(self) -> bool:
+        """A changed file whose pixels are as catalogued: its vectors stay valid."""
+        return self.pixel_hash is not None and self.pixel_hash == self.item.pixel_hash
 
     def image_data(self, root_id: int) -> ImageData:
         i = self.item
@@ -70,6 +81,8 @@ class Decoded:
             taken_at=self.taken_at,
             date=date,
             read_at=self.read_at,
+            keywords=self.keywords,
+            pixel_hash=self.pixel_hash,
         )
 
 
@@ -121,6 +134,7 @@ def make_decoder(
             if (after.st_size, after.st_mtime_ns) != (item.size, item.mtime_ns):
                 return Failed(item, CHANGED_DURING_READ)
             pixels = None if image is None else prepare(image.image)
+            pixel_hash = None if image is None else pixel_digest(image.image)
         except ImageDecodeError as exc:
             return Failed(item, exc.reason)
         except OSError as exc:
@@ -128,10 +142,27 @@ def make_decoder(
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the run
             return Failed(item, f"unexpected {type(exc).__name__}: {exc}")
         return Decoded(
-            item, digest, meta.width, meta.height, meta.taken_at, pixels, encoded, read_at
+            item,
+            digest,
+            meta.width,
+            meta.height,
+            meta.taken_at,
+            pixels,
+            encoded,
+            read_at,
+            meta.keywords,
+            pixel_hash,
         )
 
     return decode
+
+
+def pixel_digest(image) -> str:
+    """The decoded image's size and pixels, hashed (blake2b, 128 bits)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.mode} {image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
 
 
 def decode_ahead(
@@ -173,6 +204,7 @@ def batched(results: Iterable[Decoded | Failed], size: int) -> Iterator[list[Dec
 class PipelineCounts:
     ok: Counter = field(default_factory=Counter)  # WorkItem.kind → images embedded
     failed: int = 0
+    kept: int = 0  # changed files whose pixels were not: written without embedding
 
 
 Collate = Callable[[list[Decoded]], tuple[list[Decoded], object, list[Failed]]]
@@ -188,7 +220,7 @@ def run_pipeline(
     *,
     decode: Callable[[WorkItem], Decoded | Failed],
     encode: Callable[[object], np.ndarray],
-    write: Callable[[list[Decoded], np.ndarray, list[Failed]], None],
+    write: Callable[[list[Decoded], np.ndarray, list[Failed], list[Decoded]], None],
     batch_size: int,
     workers: int,
     progress: Callable[[int], None] = lambda n: None,
@@ -203,7 +235,8 @@ def run_pipeline(
     lookahead = max(2 * batch_size, 4 * workers) if lookahead is None else lookahead
     fitting = Backoff(encode)
     for batch in batched(decode_ahead(items, decode, workers, lookahead), batch_size):
-        ok = [r for r in batch if isinstance(r, Decoded)]
+        ok = [r for r in batch if isinstance(r, Decoded) and not r.same_pixels]
+        kept = [r for r in batch if isinstance(r, Decoded) and r.same_pixels]
         bad = [r for r in batch if isinstance(r, Failed)]
         vectors = np.zeros((0, 0), "f4")
         if ok:
@@ -212,8 +245,9 @@ def run_pipeline(
         if ok:
             ok, vectors, too_large = fitting(ok, pixels)
             bad += [Failed(r.item, TOO_LARGE) for r in too_large]
-        write(ok, vectors, bad)
+        write(ok, vectors, bad, kept)
         counts.ok.update(r.item.kind for r in ok)
         counts.failed += len(bad)
+        counts.kept += len(kept)
         progress(len(batch))
     return counts

@@ -124,7 +124,16 @@ def plan_run(
                     plan.unchanged += 1
                     plan.refreshed.append(Move(rec.id, f.path, root.path, f.mtime_ns))
                 else:
-                    plan.work.append(WorkItem(root.path, f.path, f.size, f.mtime_ns, "changed"))
+                    plan.work.append(
+                        WorkItem(
+                            root.path,
+                            f.path,
+                            f.size,
+                            f.mtime_ns,
+                            "changed",
+                            pixel_hash=rec.pixel_hash,
+                        )
+                    )
             elif failures.get(storable_path(f.path)) == (f.size, f.mtime_ns):
                 plan.unchanged += 1  # known bad and untouched: not worth another try
             else:
@@ -170,21 +179,26 @@ def _match_moved(candidates: list[FileRecord] | None, f: FoundFile) -> FileRecor
 def missing_vectors(catalog: Catalog, plan: Plan, model_id: str) -> list[WorkItem]:
     """Catalogued images in the reachable roots that have no vector for `model_id`, as
     they will be once the plan's moves and removals are written (changed files are in
-    the plan's work already); kept in the plan for that model."""
+    the plan's work already, and those among them without a vector for the model are
+    marked there to be embedded whatever their pixels); kept in the plan for that model."""
     if plan.reembed_model == model_id:
         return plan.reembed
     moved = {m.image_id: m for m in plan.moves}
     removed = set(plan.removed_ids)
     changed = {w.path for w in plan.work if w.kind == "changed"}
+    lacking: set[str] = set()
     items = []
     for root in plan.reachable:
         for root_id in root.catalogued:
             for r in catalog.missing_embeddings(model_id, root_id):
+                if r.path in changed:
+                    lacking.add(r.path)
                 if r.id in removed or r.path in changed:
                     continue
                 item = WorkItem(root.path, r.path, r.size, r.mtime_ns, "reembed", r.id)
                 if (m := moved.get(r.id)) is not None:
                     item = replace(item, root=m.root, path=m.path, mtime_ns=m.mtime_ns)
                 items.append(item)
+    plan.work = [replace(w, pixel_hash=None) if w.path in lacking else w for w in plan.work]
     plan.reembed, plan.reembed_model = items, model_id
     return items

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
+from indexer.sync.backfill import fill_keywords
 from indexer.sync.devicedecode import DeviceCollate, device_decoder, read_jpeg
 from indexer.sync.engines import ONNX_BATCH, export_after_run, onnx_loader, torch_loader
 from indexer.sync.pipeline import WorkItem, make_decoder, run_pipeline, stack_pixels
@@ -43,6 +44,10 @@ class IndexReport:
     model_id: str = ""
     moved: int = 0
     embedded: int = 0
+    # Changed files whose pixels were not (new keywords, a new date): updated, not embedded.
+    kept: int = 0
+    # Images catalogued before their embedded words were read, read this run.
+    keywords_read: int = 0
     unavailable_roots: list[str] = field(default_factory=list)
     # What embedded this run's images: "torch", "onnx" (the model's export), "" (none).
     engine: str = ""
@@ -83,7 +88,8 @@ def sync(
                 raise ConfigError("no folders to index yet: run `imgsearch index FOLDER`")
             scans = scan_roots([r.path for r in roots], lib.settings)
             plan = plan_run(lib.catalog, roots, new_roots, scans)
-            ahead = plan.work + (missing_vectors(lib.catalog, plan, model_id) if model_id else [])
+            missing = missing_vectors(lib.catalog, plan, model_id) if model_id else []
+            ahead = plan.work + missing  # (missing_vectors first: it may mark plan.work)
             # A small run on a model with an ONNX export runs on it (indexer.sync.engines).
             fast = onnx_loader(lib, spec, model_id, len(ahead)) if encoder_factory is None else None
             if fast is not None:
@@ -98,14 +104,16 @@ def sync(
                 model_id = source.model_id
             writer = CatalogWriter(lib.catalog)
             writer.apply(plan)
-            work = plan.work + missing_vectors(lib.catalog, plan, model_id)
+            missing = missing_vectors(lib.catalog, plan, model_id)
+            work = plan.work + missing
             counts = None
             embed_s = 0.0
             if work:
                 source = loader.source()
                 if source.model_id != model_id:  # the catalog's id was stale: trust this one
                     model_id = source.model_id
-                    work = plan.work + missing_vectors(lib.catalog, plan, model_id)
+                    missing = missing_vectors(lib.catalog, plan, model_id)
+                    work = plan.work + missing
                 encoder = loader.encoder()
                 writer.start(source, encoder.dim)
                 if lib.serving_model is None:
@@ -126,6 +134,11 @@ def sync(
             if prefetch is not None:
                 prefetch.close()
         report.model_id = model_id
+        catalogued = [i for root in plan.reachable for i in root.catalogued]
+        shown = Progress(show=progress, status_file=lib.settings.progress_file)
+        report.keywords_read = fill_keywords(
+            lib.catalog, catalogued, lib.settings.max_megapixels, shown
+        )
         # Every reachable image now has a vector for the model (or failed and left the
         # catalog): the run is complete once the catalog holds the model at all.
         if model_id in {m.model_id for m in lib.catalog.models()}:
@@ -141,7 +154,8 @@ def sync(
     report.removed = len(plan.removed_ids)
     report.unavailable_roots = plan.unavailable
     if counts is not None:
-        report.added, report.updated = counts.ok["new"], counts.ok["changed"]
+        report.added, report.kept = counts.ok["new"], counts.kept
+        report.updated = counts.ok["changed"] + counts.kept
         report.failed = counts.failed
         report.embedded = sum(counts.ok.values())
     report.elapsed_s = round(time.perf_counter() - started, 3)

@@ -47,9 +47,14 @@ class CatalogWriter:
         self.catalog.ensure_model(source.model_id, source.spec, dim)
         self.model_id, self.dim = source.model_id, dim
 
-    def write(self, ok: list[Decoded], vectors: np.ndarray, bad: list[Failed]) -> None:
+    def write(
+        self, ok: list[Decoded], vectors: np.ndarray, bad: list[Failed], kept: list[Decoded]
+    ) -> None:
         """One batch: vectors for catalogued images, new and changed images with theirs,
-        and the files that failed."""
+        the files that failed, and changed files whose pixels were not (`kept`: their new
+        metadata only, their vectors stay)."""
+        if kept:
+            self.catalog.refresh_images([d.image_data(self.root_ids[d.item.root]) for d in kept])
         again = [i for i, d in enumerate(ok) if d.item.kind == "reembed"]
         fresh = [i for i, d in enumerate(ok) if d.item.kind != "reembed"]
         if again:

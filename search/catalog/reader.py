@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from search.catalog import lexical
 from search.catalog.records import ImageMeta, Manifest, ModelInfo
 from search.errors import NotFound
 from search.library import SERVING_MODEL
@@ -25,7 +26,7 @@ from search.models.spec import ModelSpec
 
 # The newest migration, as search.catalog.store.SCHEMA_HEAD (which imports SQLAlchemy); a test
 # holds the two equal.
-SCHEMA = "0003"
+SCHEMA = "0004"
 _IMAGE = "id, root_id, path, size, mtime_ns, width, height, taken_at, date"
 
 
@@ -120,22 +121,16 @@ class CatalogReader:
         return np.frombuffer(row[0], dtype="<f4").astype(np.float32)
 
     def images(self, ids: Iterable[int]) -> dict[int, ImageMeta]:
-        ids = [int(i) for i in ids]
-        out: dict[int, ImageMeta] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._conn.execute(
-                f"SELECT {_IMAGE} FROM images WHERE id IN ({marks})", chunk
-            ):
-                out[row[0]] = _meta(row)
-        return out
+        return read_images(self._conn.execute, ids)
 
     def image(self, image_id: int) -> ImageMeta:
-        row = self._one(f"SELECT {_IMAGE} FROM images WHERE id = ?", image_id)
-        if row is None:
-            raise NotFound(f"no image with id {image_id}")
-        return _meta(row)
+        return read_image(self._conn.execute, image_id)
+
+    def lexical_search(self, words: list[str], limit: int) -> list[lexical.LexicalHit]:
+        return lexical.search(self._conn.execute, words, limit)
+
+    def fields_matched(self, words: list[str], ids: list[int]) -> dict[int, dict[str, str]]:
+        return lexical.fields_matched(self._conn.execute, words, ids)
 
     def filter_ids(
         self,
@@ -143,19 +138,49 @@ class CatalogReader:
         after: datetime | None = None,
         before: datetime | None = None,
     ) -> np.ndarray:
-        where, args = [], []
-        if path_prefix:
-            # As Catalog.filter_ids: substr, not LIKE (% and _ are real in folder names).
-            where.append("substr(path, 1, ?) = ?")
-            args += [len(path_prefix), path_prefix]
-        if after is not None:
-            where.append("date >= ?")
-            args.append(_stored(after))
-        if before is not None:
-            where.append("date < ?")
-            args.append(_stored(before))
-        sql = "SELECT id FROM images" + (" WHERE " + " AND ".join(where) if where else "")
-        return np.fromiter((r[0] for r in self._conn.execute(sql, args)), dtype=np.int64)
+        return read_ids(self._conn.execute, path_prefix, after, before)
+
+
+# The image reads both catalogs make, in plain SQL: `execute` is sqlite3's
+# Connection.execute here, SQLAlchemy's Connection.exec_driver_sql in the Catalog.
+def read_images(execute: lexical.Execute, ids: Iterable[int]) -> dict[int, ImageMeta]:
+    ids = [int(i) for i in ids]
+    out: dict[int, ImageMeta] = {}
+    for start in range(0, len(ids), 500):
+        chunk = tuple(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        for row in execute(f"SELECT {_IMAGE} FROM images WHERE id IN ({marks})", chunk):
+            out[row[0]] = _meta(row)
+    return out
+
+
+def read_image(execute: lexical.Execute, image_id: int) -> ImageMeta:
+    row = next(iter(execute(f"SELECT {_IMAGE} FROM images WHERE id = ?", (image_id,))), None)
+    if row is None:
+        raise NotFound(f"no image with id {image_id}")
+    return _meta(row)
+
+
+def read_ids(
+    execute: lexical.Execute,
+    path_prefix: str | None,
+    after: datetime | None,
+    before: datetime | None,
+) -> np.ndarray:
+    """The ids of the images under a path prefix and within dates."""
+    where, args = [], []
+    if path_prefix:
+        # substr, not LIKE: % and _ are real characters in folder names.
+        where.append("substr(path, 1, ?) = ?")
+        args += [len(path_prefix), path_prefix]
+    if after is not None:
+        where.append("date >= ?")
+        args.append(_stored(after))
+    if before is not None:
+        where.append("date < ?")
+        args.append(_stored(before))
+    sql = "SELECT id FROM images" + (" WHERE " + " AND ".join(where) if where else "")
+    return np.fromiter((r[0] for r in execute(sql, tuple(args))), dtype=np.int64)
 
 
 def _meta(row) -> ImageMeta:

@@ -31,6 +31,7 @@ class FileRecord:
     mtime_ns: int
     content_hash: str
     indexed_at: datetime
+    pixel_hash: str | None = None  # of the decoded pixels; None: not known
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class ImageData:
     # When the file's read began; stored as the image's indexed_at (None: the commit's
     # time). A file modified shortly before it was read is hashed again by later runs.
     read_at: datetime | None = None
+    keywords: str = ""  # words embedded in the file (search.keywords)
+    pixel_hash: str | None = None  # of the decoded pixels (None: decoded on the device)
 
 
 @dataclass(frozen=True)

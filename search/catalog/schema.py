@@ -63,6 +63,12 @@ class Image(Base):
     # EXIF capture time when known, else the file's mtime: what date filters and sorts use.
     date: Mapped[datetime] = mapped_column(DateTime, index=True)
     indexed_at: Mapped[datetime] = mapped_column(DateTime)
+    # Words embedded in the file (IPTC, XMP, EXIF: search.keywords), one piece a line;
+    # NULL: not read yet (catalogued before revision 0004). The lexical index holds them.
+    keywords: Mapped[str | None] = mapped_column(Text)
+    # A digest of the decoded pixels (indexer.sync.pipeline.pixel_digest): a file whose
+    # bytes changed but whose pixels did not (new keywords, a new date) keeps its vectors.
+    pixel_hash: Mapped[str | None] = mapped_column(String(32))
 
 
 class Embedding(Base):

@@ -16,6 +16,9 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from search.catalog import lexical
+from search.catalog.lexical import LexicalHit
+from search.catalog.reader import read_ids, read_image, read_images
 from search.catalog.records import (
     CaptionInfo,
     FailureData,
@@ -63,7 +66,7 @@ def make_engine(path: Path) -> Engine:
 # The newest migration in migrations/versions (a test holds the two in step). A catalog
 # stamped with it, or a new one, needs nothing from Alembic, whose machinery costs a cold
 # command a tenth to half a second to import, read its scripts and run them.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 # The columns of a FileRecord, in its field order.
 _FILE_RECORD = (
@@ -73,6 +76,7 @@ _FILE_RECORD = (
     Image.mtime_ns,
     Image.content_hash,
     Image.indexed_at,
+    Image.pixel_hash,
 )
 
 
@@ -112,6 +116,8 @@ def _create_at_head(engine: Engine) -> bool:
         if _tables(conn):
             return False
         Base.metadata.create_all(conn)
+        for statement in lexical.DDL:  # not a table the models describe (FTS5, triggers)
+            conn.exec_driver_sql(statement)
         conn.exec_driver_sql(
             "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
             "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
@@ -316,6 +322,30 @@ class Catalog:
                     .values(path=path, root_id=root_id, mtime_ns=mtime_ns, indexed_at=checked_at)
                 )
 
+    def refresh_images(self, images: Sequence[ImageData]) -> None:
+        """Changed files whose pixels are the same as catalogued (new metadata, say): their
+        rows take the new size, time, hash, date and keywords; ids and vectors stay."""
+        now = utcnow()
+        with self._tx() as s:
+            for im in images:
+                values = dict(vars(im))
+                values["indexed_at"] = values.pop("read_at") or now
+                s.execute(update(Image).where(Image.path == im.path).values(**values))
+
+    def unread_keywords(self, root_id: int) -> list[tuple[int, str]]:
+        """(id, path) of the root's images whose embedded words were never read (catalogued
+        before they were)."""
+        stmt = select(Image.id, Image.path).where(
+            Image.root_id == root_id, Image.keywords.is_(None)
+        )
+        with self._session() as s:
+            return [tuple(row) for row in s.execute(stmt)]
+
+    def set_keywords(self, words: Iterable[tuple[int, str]]) -> None:
+        with self._tx() as s:
+            for image_id, text in words:
+                s.execute(update(Image).where(Image.id == image_id).values(keywords=text))
+
     def remove_images(self, ids: Sequence[int]) -> None:
         if not ids:
             return
@@ -398,22 +428,14 @@ class Catalog:
             raise NotFound(f"image {image_id} has no vector for model {model_id}")
         return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
+    # Image reads in the reader's plain SQL (one statement each, no ORM objects built).
     def images(self, ids: Iterable[int]) -> dict[int, ImageMeta]:
-        ids = [int(i) for i in ids]
-        out: dict[int, ImageMeta] = {}
-        with self._session() as s:
-            for start in range(0, len(ids), 500):
-                stmt = select(Image).where(Image.id.in_(ids[start : start + 500]))
-                for im in s.scalars(stmt):
-                    out[im.id] = _meta(im)
-        return out
+        with self.engine.connect() as conn:
+            return read_images(conn.exec_driver_sql, ids)
 
     def image(self, image_id: int) -> ImageMeta:
-        with self._session() as s:
-            im = s.get(Image, image_id)
-            if im is None:
-                raise NotFound(f"no image with id {image_id}")
-            return _meta(im)
+        with self.engine.connect() as conn:
+            return read_image(conn.exec_driver_sql, image_id)
 
     def filter_ids(
         self,
@@ -421,16 +443,16 @@ class Catalog:
         after: datetime | None = None,
         before: datetime | None = None,
     ) -> np.ndarray:
-        stmt = select(Image.id)
-        if path_prefix:
-            # LIKE would treat % and _ in real folder names as wildcards; substr does not.
-            stmt = stmt.where(func.substr(Image.path, 1, len(path_prefix)) == path_prefix)
-        if after is not None:
-            stmt = stmt.where(Image.date >= after)
-        if before is not None:
-            stmt = stmt.where(Image.date < before)
         with self.engine.connect() as conn:
-            return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+            return read_ids(conn.exec_driver_sql, path_prefix, after, before)
+
+    def lexical_search(self, words: list[str], limit: int) -> list[LexicalHit]:
+        with self.engine.connect() as conn:
+            return lexical.search(conn.exec_driver_sql, words, limit)
+
+    def fields_matched(self, words: list[str], ids: list[int]) -> dict[int, dict[str, str]]:
+        with self.engine.connect() as conn:
+            return lexical.fields_matched(conn.exec_driver_sql, words, ids)
 
     def image_count(self) -> int:
         with self._session() as s:
@@ -513,12 +535,6 @@ def _with_count(entity, key, counted):
     counts = select(counted, func.count().label("n")).group_by(counted).subquery()
     return select(entity, func.coalesce(counts.c.n, 0)).outerjoin(
         counts, counts.c[counted.key] == key
-    )
-
-
-def _meta(im: Image) -> ImageMeta:
-    return ImageMeta(
-        im.id, im.root_id, im.path, im.size, im.mtime_ns, im.width, im.height, im.taken_at, im.date
     )
 
 

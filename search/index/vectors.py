@@ -116,6 +116,17 @@ class VectorIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         return self._index.search(q, min(k, len(self)), params=self._params(None))
 
+    def sample(self, n: int) -> np.ndarray:
+        """Up to n stored vectors spread evenly over the index: enough to see how a query
+        scores against the whole library (search.query.relevance) in a few thousand dot
+        products. Here from the flat storage every exact and HNSW index keeps."""
+        storage = self._flat()
+        stored = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * self.dim)
+        return stored.reshape(-1, self.dim)[_spread(storage.ntotal, n)].copy()
+
+    def _flat(self):
+        return faiss.downcast_index(self._index.index)
+
     # FAISS reads and writes files itself: for a 2.3 GB HNSW index, read_index(path) took
     # 1.1 s where read_bytes + deserialize_index took 7.8 s (it copies the bytes into a
     # zero-filled vector first), and write_index 0.5 s against serialize_index's 13.9 s.
@@ -218,6 +229,9 @@ class HnswIndex(VectorIndex):
             self._index.construct_rev_map()
             self._map_positions()
 
+    def _flat(self):
+        return self._storage
+
     def _ef(self) -> int:
         return int(self._hnsw.hnsw.efSearch)
 
@@ -277,6 +291,20 @@ class IvfIndex(VectorIndex):
             if lists.list_size(i)
         ]
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+    def sample(self, n: int) -> np.ndarray:
+        """Decoded from the lists' codes (PQ codes give approximate vectors, which is all
+        a score distribution needs)."""
+        lists = self._ivf.invlists
+        sizes = np.array([lists.list_size(i) for i in range(self._ivf.nlist)])
+        ends = np.cumsum(sizes)
+        picks = _spread(int(ends[-1]) if len(ends) else 0, n)
+        in_list = np.searchsorted(ends, picks, side="right")
+        offsets = picks - (ends[in_list] - sizes[in_list])
+        out = np.empty((len(picks), self.dim), np.float32)
+        for row, (list_no, offset) in enumerate(zip(in_list, offsets)):
+            out[row] = self._ivf.reconstruct_from_offset(int(list_no), int(offset))
+        return out
 
     def tuning(self) -> dict[str, int]:
         return {
@@ -347,6 +375,13 @@ def _selector(members: np.ndarray):
     mask = np.zeros(int(members.max()) + 1, dtype=bool)
     mask[members] = True
     return faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+
+
+def _spread(total: int, n: int) -> np.ndarray:
+    """n positions of 0..total-1, evenly apart (all of them when total <= n)."""
+    if total <= n:
+        return np.arange(total)
+    return np.linspace(0, total - 1, n).astype(np.int64)
 
 
 def _valid(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

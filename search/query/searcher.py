@@ -1,7 +1,10 @@
 """The read path: a request in, ranked hits out, all from one model.
 
 A query is a weighted sum of unit vectors (text, an example image, an indexed image),
-renormalised; hits are its cosine top-k in that model's index.
+renormalised; its cosine ranking in that model's index is the semantic side. The words of
+the query looked up in the lexical index (file and folder names, captions, embedded
+keywords) are the lexical side; hybrid search fuses the two rankings. Each hit says whether
+it is relevant: above the query's own cutoff (search.query.relevance) or holding every word.
 """
 
 from __future__ import annotations
@@ -17,13 +20,30 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
+from search.catalog import lexical
 from search.errors import NotFound, QueryError
 from search.imageio import IMAGE_EXTENSIONS, load_image
 from search.models.encoder import Encoder
+from search.query import relevance
 
 if TYPE_CHECKING:  # they bring SQLAlchemy, which a cold query imports beside the model
     from search.catalog.store import Catalog
     from search.index.store import IndexStore
+
+MODES = ("hybrid", "semantic", "text")
+# Reciprocal-rank fusion: a hit's fused score is the sum over rankings of w / (K + rank).
+# The lexical ranking weighs double: an image whose folder, caption or keywords hold every
+# word of the query is strong evidence, and weight 2 keeps up to about K such images ahead
+# of the best image that only looks right (bench/hybrid_bench.py measures both sides).
+RRF_K, LEXICAL_WEIGHT = 60, 2.0
+# How deep each ranking is read before fusing, beyond the page asked for.
+FUSION_DEPTH = 100
+# A relevant set read in full (--relevant, --sort date) holds at most this many word matches.
+LEXICAL_LIMIT = 10_000
+# Hits read beyond the page, in case some were deleted since the index was built.
+SPARE = 8
+# Library vectors a query is scored against to place its cutoff.
+CUTOFF_SAMPLE = 4096
 
 _WEIGHT = re.compile(r"^([+-]?\d+(?:\.\d*)?|[+-]?\.\d+):(.+)$", re.S)
 
@@ -72,6 +92,20 @@ class SearchRequest:
     after: datetime | None = None
     before: datetime | None = None
     sort: str = "score"
+    mode: str = "hybrid"
+    # Only the relevant hits; None: only with --sort date (the relevant set by date).
+    relevant: bool | None = None
+
+    @property
+    def relevant_only(self) -> bool:
+        return self.sort == "date" if self.relevant is None else self.relevant
+
+    def words(self) -> list[str]:
+        """The words the lexical side looks up: the query's and the --add terms' (not
+        the weights, not image files)."""
+        added = [parse_weighted(raw)[1] for raw in self.add]
+        texts = [self.text or ""] + [t for t in added if not _looks_like_image_file(t)]
+        return lexical.terms(" ".join(texts))
 
     def describe(self) -> str:
         parts = [self.text] if self.text else []
@@ -92,6 +126,10 @@ class Hit:
     height: int
     taken_at: datetime | None
     date: datetime
+    relevant: bool = False
+    matched: tuple[str, ...] = ()  # lexical fields holding the query's words
+    # Those fields' text, the matched words between lexical.MARK_START and MARK_END.
+    highlights: dict[str, str] = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
         """The keys `search --json` and the JSON API both give a hit (DESIGN.md)."""
@@ -103,6 +141,8 @@ class Hit:
             "height": self.height,
             "taken_at": self.taken_at.isoformat() if self.taken_at else None,
             "date": self.date.isoformat(),
+            "relevant": self.relevant,
+            "matched": list(self.matched),
         }
 
 
@@ -111,6 +151,8 @@ class SearchResult:
     model_id: str
     query: str
     hits: list[Hit] = field(default_factory=list)
+    # How many relevant hits there are in all, when only relevant ones were asked for.
+    relevant_count: int | None = None
 
     def to_json(self, hit_json: Callable[[Hit], dict] = Hit.to_json) -> dict:
         """`hit_json`: each hit's document (the web API's adds its URLs)."""
@@ -118,6 +160,7 @@ class SearchResult:
             "model_id": self.model_id,
             "query": self.query,
             "results": [hit_json(h) for h in self.hits],
+            "relevant_count": self.relevant_count,
         }
 
 
@@ -143,7 +186,9 @@ class Searcher:
         self._read_serving = read_serving
         self.max_megapixels = max_megapixels
         self._encoders: dict[str, Encoder] = {}
-        self._encoder_lock = threading.Lock()
+        self._encoder_lock = threading.Lock()  # also guards _samples
+        # model id → (the index sampled, its sample vectors): see _cutoff.
+        self._samples: dict[str, tuple[object, np.ndarray]] = {}
 
     def serving_model(self) -> str:
         model_id = self._read_serving()
@@ -201,40 +246,134 @@ class Searcher:
             raise QueryError("k must be at least 1 and offset at least 0")
         if req.sort not in ("score", "date"):
             raise QueryError("sort must be 'score' or 'date'")
+        if req.mode not in MODES:
+            raise QueryError(f"mode must be one of {', '.join(MODES)}, not {req.mode!r}")
         model_id = self.serving_model()
-        vector = self.query_vector(req, model_id)
+        words = [] if req.mode == "semantic" else req.words()
+        if req.mode == "text" and not words:
+            if not (req.text or req.add):
+                raise QueryError("empty query: give words to look for")
+            return SearchResult(model_id, req.describe(), [], 0 if req.relevant_only else None)
         allowed = None
         if req.path_prefix or req.after or req.before:
             allowed = self.catalog.filter_ids(req.path_prefix, req.after, req.before)
-        exclude = {req.like} if req.like is not None else set()
-        hits = self._rank(model_id, vector, req.offset + req.k, allowed, exclude)
+        ranked = self._rank(req, model_id, words, allowed)
+        if req.relevant_only:
+            ranked = [c for c in ranked if c.relevant]
+        else:
+            # Only the best offset+k count (a few spare: see below); date order then
+            # applies to those, not to the library.
+            ranked = ranked[: req.offset + req.k + SPARE]
+        metas = self.catalog.images(c.id for c in ranked)
+        # The index may be a snapshot a little behind the catalog: a hit deleted since is
+        # dropped rather than pointed elsewhere.
+        ranked = [c for c in ranked if c.id in metas]
+        count = len(ranked) if req.relevant_only else None
+        if not req.relevant_only:
+            ranked = ranked[: req.offset + req.k]
         if req.sort == "date":
-            # Date order applies to the best offset+k matches, not to the whole library.
-            hits.sort(key=lambda h: h.date, reverse=True)
-        return SearchResult(model_id, req.describe(), hits[req.offset : req.offset + req.k])
+            ranked.sort(key=lambda c: metas[c.id].date, reverse=True)
+        page = ranked[req.offset : req.offset + req.k]
+        holding = [c.id for c in page if c.words]
+        matched = self.catalog.fields_matched(words, holding) if holding else {}
+        hits = []
+        for c in page:
+            m, fields = metas[c.id], matched.get(c.id, {})
+            hits.append(
+                Hit(
+                    m.id,
+                    m.path,
+                    c.score,
+                    m.width,
+                    m.height,
+                    m.taken_at,
+                    m.date,
+                    c.relevant,
+                    tuple(fields),
+                    fields,
+                )
+            )
+        return SearchResult(model_id, req.describe(), hits, count)
 
     def similar(self, image_id: int, k: int = 20) -> SearchResult:
-        return self.search(SearchRequest(like=image_id, k=k))
+        return self.search(SearchRequest(like=image_id, k=k, mode="semantic"))
 
     def _rank(
-        self,
-        model_id: str,
-        vector: np.ndarray,
-        want: int,
-        allowed: np.ndarray | None,
-        exclude: set[int],
-    ) -> list[Hit]:
+        self, req: SearchRequest, model_id: str, words: list[str], allowed: np.ndarray | None
+    ) -> list[_Candidate]:
+        """The candidates best first: enough of them for the page (a few spare, for hits
+        deleted since the index was built), or all relevant ones when only those count."""
+        exclude = {req.like} if req.like is not None else set()
+        depth = req.offset + req.k + len(exclude) + SPARE
+        whole = req.relevant_only  # the whole relevant set is read, not just a page
+        lexical_hits: dict[int, float] = {}
+        if words:
+            limit = LEXICAL_LIMIT if whole or allowed is not None else depth + FUSION_DEPTH
+            permitted = None if allowed is None else set(allowed.tolist())
+            lexical_hits = {
+                h.id: -h.rank
+                for h in self.catalog.lexical_search(words, limit)
+                if h.id not in exclude and (permitted is None or h.id in permitted)
+            }
+        if req.mode == "text":
+            return [_Candidate(i, s, True, True) for i, s in lexical_hits.items()]
+
+        vector = self.query_vector(req, model_id)
         _, index = self.store.get(model_id)
-        # The index may be a snapshot a little behind the catalog: ask for a few more in
-        # case some hits were deleted since, and drop those rather than point elsewhere.
-        scores, ids = index.search(vector, want + len(exclude) + 8, allowed)
-        metas = self.catalog.images(int(i) for i in ids if int(i) not in exclude)
-        hits = [
-            Hit(m.id, m.path, float(s), m.width, m.height, m.taken_at, m.date)
-            for s, i in zip(scores, ids)
-            if (m := metas.get(int(i))) is not None
+        cut = self._cutoff(model_id, index, vector)
+        if words:
+            depth += FUSION_DEPTH
+        scores, ids = self._semantic(index, vector, depth, allowed, cut if whole else None)
+        cosine = {i: s for i, s in zip(ids.tolist(), scores.tolist()) if i not in exclude}
+        if req.mode == "semantic" or not lexical_hits:
+            return [_Candidate(i, s, s >= cut, False) for i, s in cosine.items()]
+
+        # Hybrid: reciprocal-rank fusion of the two rankings. A lexical hit the semantic
+        # ranking did not reach still gets its own cosine, scored over just those ids.
+        unscored = np.array([i for i in lexical_hits if i not in cosine], dtype=np.int64)
+        if len(unscored):
+            extra_scores, extra_ids = index.search(vector, len(unscored), unscored)
+            cosine.update(zip(extra_ids.tolist(), extra_scores.tolist()))
+        fused = dict.fromkeys(cosine, 0.0)
+        for rank, i in enumerate(sorted(cosine, key=cosine.__getitem__, reverse=True)):
+            fused[i] = 1.0 / (RRF_K + rank + 1)
+        for rank, i in enumerate(lexical_hits):
+            fused[i] = fused.get(i, 0.0) + LEXICAL_WEIGHT / (RRF_K + rank + 1)
+        order = sorted(fused, key=fused.__getitem__, reverse=True)
+        return [
+            _Candidate(
+                i,
+                cosine.get(i, 0.0),
+                i in lexical_hits or cosine.get(i, -1.0) >= cut,
+                i in lexical_hits,
+            )
+            for i in order
         ]
-        return hits[:want]
+
+    def _semantic(self, index, vector, depth, allowed, cut):
+        """(scores, ids) best first: the top `depth`, and with `cut` also every hit scoring
+        at least that (read deeper until one falls below it or the index runs out)."""
+        while True:
+            scores, ids = index.search(vector, depth, allowed)
+            if cut is None or len(ids) < depth or scores[-1] < cut:
+                return scores, ids
+            depth *= 4
+
+    def _cutoff(self, model_id: str, index, vector: np.ndarray) -> float:
+        """This query's relevance cutoff, from its scores against a spread of the library."""
+        with self._encoder_lock:
+            held = self._samples.get(model_id)
+            if held is None or held[0] is not index:
+                held = self._samples[model_id] = (index, index.sample(CUTOFF_SAMPLE))
+        return relevance.cutoff(held[1] @ vector)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    id: int
+    score: float
+    relevant: bool
+    words: bool  # holds every word of the query (a lexical hit)
 
 
 def _looks_like_image_file(term: str) -> bool:

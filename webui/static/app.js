@@ -62,8 +62,32 @@ function card(hit) {
   score.className = "score";
   score.textContent = hit.score.toFixed(3);
   link.append(img, name, score);
+  Object.entries(hit.highlights || {}).forEach(([field, html]) => {
+    link.append(highlight(field, html));
+  });
+  if (!hit.relevant) li.className = "below-cutoff";
   li.append(link);
   return li;
+}
+
+// Why a hit matched: the server's escaped text with <mark>s; only text and <mark> are
+// copied out of the parse (DOMParser runs no scripts), anything else becomes its text.
+function highlight(field, html) {
+  const span = document.createElement("span");
+  span.className = "why";
+  span.dataset.field = field;
+  span.append(field + ": ");
+  const parsed = new DOMParser().parseFromString(html, "text/html");
+  parsed.body.childNodes.forEach((node) => {
+    if (node.nodeName === "MARK") {
+      const mark = document.createElement("mark");
+      mark.textContent = node.textContent;
+      span.append(mark);
+    } else {
+      span.append(node.textContent);
+    }
+  });
+  return span;
 }
 
 function setUpInfiniteScroll() {
@@ -110,7 +134,7 @@ function setUpInfiniteScroll() {
 function setUpCleanUrls() {
   const form = document.querySelector("form.search");
   if (!form) return;
-  const defaults = { sort: "score" };
+  const defaults = { sort: "score", mode: "hybrid" };
   form.addEventListener("submit", () => {
     for (const field of form.elements) {
       if (field.name && (field.value === "" || field.value === defaults[field.name])) {

@@ -1,0 +1,317 @@
+"""Relevance cutoff benchmark (issue 13, Must-show 1).
+
+A generated library where every image's content is known (indexer/synthetic.py records
+what it drew), many queries with their true relevant sets ("red circle" → every image
+holding a red circle, whatever its size, place or background), and models trained by the
+project's trainer to two qualities (weak: one epoch; trained: many). For each query the
+scores of every library image are ranked and cut by:
+
+- the production cutoff (search/query/relevance.py), per query, from that query's scores;
+- an oracle: the per-query threshold with the best F1 against the truth (an upper bound);
+- the best single global threshold: one number for all queries, chosen with the truth.
+
+F1 against the truth per query; the table gives the means. The cutoff should reach
+≥ 0.85 × the oracle's mean F1 and beat the best global threshold, for both qualities.
+
+Run: .venv/bin/python bench/relevance_bench.py            (about 10 minutes on 2 cores)
+     --cache DIR keeps the trained models' scores, so a second run only re-scores.
+Writes its figures into bench/BENCHMARKS.md (section "relevance") unless --no-write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from families import PATTERN_COLOURS, PATTERNS, generate_patterns  # noqa: E402
+from report import machine, write_section  # noqa: E402
+
+from indexer.synthetic import COLOURS, KINDS, generate  # noqa: E402
+from search.query import relevance  # noqa: E402
+from search.query.relevance import cutoff  # noqa: E402
+
+QUALITIES = {"weak": 2, "trained": 10}  # epochs
+# Share of training pairs captioned the way people type queries ("red circle", "noisy
+# background") instead of the generator's sentence, so a model can learn short queries.
+SHORT_SHARE = 0.4
+TEXTURE_WORD = {"plain": "plain", "stripes": "striped", "noise": "noisy"}
+
+
+def short_caption(rng: np.random.Generator, a: dict) -> str:
+    """A few words about one thing drawn: an object (colour, size, shape) or the background."""
+    tag = "2" if "kind2" in a and rng.random() < 0.5 else ""
+    kind, colour, size = a[f"kind{tag}"], a[f"colour{tag}"], a[f"size{tag}"]
+    options = [
+        f"{colour} {kind}",
+        f"a {colour} {kind}",
+        kind,
+        f"{size} {kind}",
+        f"a {size} {colour} {kind}",
+        f"{a['background']} background",
+        f"{TEXTURE_WORD[a['texture']]} background",
+    ]
+    return options[int(rng.integers(len(options)))]
+
+
+def queries() -> dict[str, callable]:
+    """Shapes: query text → a predicate on a sample's drawn attributes (its truth)."""
+
+    def objects(a: dict) -> list[dict]:
+        return [
+            {"kind": a[f"kind{t}"], "colour": a[f"colour{t}"], "size": a[f"size{t}"]}
+            for t in ("", "2")
+            if f"kind{t}" in a
+        ]
+
+    qs: dict[str, callable] = {}
+    for colour, kind in itertools.product(COLOURS, KINDS["base"]):
+        qs[f"{colour} {kind}"] = lambda a, c=colour, k=kind: any(
+            o["colour"] == c and o["kind"] == k for o in objects(a)
+        )
+    for kind in KINDS["base"]:
+        qs[kind] = lambda a, k=kind: any(o["kind"] == k for o in objects(a))
+        for size in ("small", "large"):
+            qs[f"{size} {kind}"] = lambda a, k=kind, s=size: any(
+                o["kind"] == k and o["size"] == s for o in objects(a)
+            )
+    for colour in COLOURS:
+        qs[f"{colour} background"] = lambda a, c=colour: a["background"] == c
+    for texture in ("striped", "noisy"):
+        name = {"striped": "stripes", "noisy": "noise"}[texture]
+        qs[f"{texture} background"] = lambda a, t=name: a["texture"] == t
+    return qs
+
+
+def pattern_queries() -> dict[str, callable]:
+    """Patterns: a colour ("red": either colour drawn), a kind ("checkerboard"), both."""
+
+    def colours(a: dict) -> set[str]:
+        return {a["colour"], a.get("colour2")}
+
+    qs: dict[str, callable] = {}
+    for colour in PATTERN_COLOURS:
+        qs[colour] = lambda a, c=colour: c in colours(a)
+    for kind in PATTERNS:
+        qs[kind] = lambda a, k=kind: a["kind"] == k
+        for colour in PATTERN_COLOURS:
+            qs[f"{colour} {kind}"] = lambda a, c=colour, k=kind: a["kind"] == k and c in colours(a)
+    return qs
+
+
+def shapes_training(out: Path, n: int) -> list:
+    rng = np.random.default_rng(0)
+    return [
+        replace(s, caption=short_caption(rng, s.attrs)) if rng.random() < SHORT_SHARE else s
+        for s in generate(out, n, seed=0)
+    ]
+
+
+# Family → (training pairs, the library, its queries). Shapes: one or two shapes on plain,
+# striped or noisy backgrounds (indexer/synthetic.py), part of the training captions in a few
+# words; patterns: frame-filling noisy textures in one or two colours, keyword or sentence
+# captions (bench/families.py).
+FAMILIES = {
+    "shapes": (
+        shapes_training,
+        lambda out, n: generate(out, n, seed=1),
+        queries,
+    ),
+    "patterns": (
+        lambda out, n: generate_patterns(out, n, seed=0, size=64),
+        lambda out, n: generate_patterns(out, n, seed=1, size=64),
+        pattern_queries,
+    ),
+}
+
+
+def scores_for(family: str, quality: str, epochs: int, args, work: Path) -> dict:
+    """Train to `quality`, embed the library and the queries: the score matrix."""
+    from train_sweep import pair_set, run_trainer, tiny_source
+
+    from search.models.encoder import load_encoder
+
+    training, make_library, make_queries = FAMILIES[family]
+    work = work / family
+    train_samples = training(work / "train", args.train)
+    library = make_library(work / "library", args.library)
+    source = tiny_source(work)
+    pairs = pair_set(train_samples, load_encoder(source, "cpu", "fp32"))
+    t0 = time.perf_counter()
+    encoder, _, extra = run_trainer(
+        source, pairs, work / quality, epochs=epochs, batch_size=128, seed=0
+    )
+    train_s = time.perf_counter() - t0
+    from PIL import Image
+
+    vectors = np.concatenate(
+        [
+            encoder.encode_images([Image.open(s.path).convert("RGB") for s in library[i : i + 256]])
+            for i in range(0, len(library), 256)
+        ]
+    )
+    qs = make_queries()
+    texts = list(qs)
+    tvec = encoder.encode_texts(texts)
+    truth = np.array([[qs[t](s.attrs) for s in library] for t in texts])
+    return {
+        "scores": (tvec @ vectors.T).astype(np.float32),
+        "truth": truth,
+        "texts": np.array(texts),
+        "train_s": train_s,
+        "best_epoch": extra["best_epoch"],
+    }
+
+
+def f1(pred: np.ndarray, truth: np.ndarray) -> float:
+    tp = float(np.sum(pred & truth))
+    return 0.0 if tp == 0 else 2 * tp / (float(pred.sum()) + float(truth.sum()))
+
+
+def curve(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """F1 of keeping the top n, for every n = 0..len (index n)."""
+    order = np.argsort(-scores, kind="stable")
+    tp = np.concatenate([[0], np.cumsum(truth[order])])
+    n = np.arange(len(scores) + 1)
+    return np.where(tp > 0, 2 * tp / np.maximum(n + truth.sum(), 1), 0.0)
+
+
+def gmm2(scores: np.ndarray, steps: int = 100) -> float:
+    """Two Gaussians by EM; the cutoff where the upper one becomes the likelier."""
+    s = np.asarray(scores, np.float64)
+    hi = s >= np.quantile(s, 0.9)
+    mu = np.array([s[~hi].mean(), s[hi].mean()])
+    sd = np.array([s[~hi].std(), s[hi].std()]) + 1e-6
+    w = np.array([0.9, 0.1])
+    for _ in range(steps):
+        dens = w / sd * np.exp(-0.5 * ((s[:, None] - mu) / sd) ** 2)
+        resp = dens / np.maximum(dens.sum(1, keepdims=True), 1e-300)
+        w = resp.mean(0)
+        mu = (resp * s[:, None]).sum(0) / np.maximum(resp.sum(0), 1e-12)
+        sd = np.sqrt((resp * (s[:, None] - mu) ** 2).sum(0) / np.maximum(resp.sum(0), 1e-12))
+        sd = np.maximum(sd, 1e-4)
+    upper = int(np.argmax(mu))
+    dens = w / sd * np.exp(-0.5 * ((s[:, None] - mu) / sd) ** 2)
+    above = s[dens[:, upper] >= dens[:, 1 - upper]]
+    above = above[above >= mu.min()]
+    return float(above.min()) if len(above) else float(s.max())
+
+
+def largest_gap(scores: np.ndarray) -> float:
+    """The widest drop between neighbouring scores in the upper half."""
+    s = np.sort(scores)[::-1][: max(2, len(scores) // 2)]
+    return float(s[int(np.argmax(s[:-1] - s[1:]))])
+
+
+def mad(scores: np.ndarray, k: float = 3.0) -> float:
+    """Outliers above the bulk: median + k × 1.4826 × MAD."""
+    med = np.median(scores)
+    return float(med + k * 1.4826 * np.median(np.abs(scores - med)))
+
+
+def otsu(scores: np.ndarray) -> float:
+    """One Otsu split (what the production cutoff repeats within the upper side)."""
+    return relevance._otsu(np.sort(scores)[::-1])[0]
+
+
+METHODS = {
+    "recursive Otsu (production)": cutoff,
+    "one Otsu split": otsu,
+    "gmm2": gmm2,
+    "largest gap": largest_gap,
+    "mad3": mad,
+}
+
+
+def evaluate(data: dict) -> dict:
+    scores, truth = data["scores"], data["truth"]
+    out = {"queries": len(scores)}
+    for name, method in METHODS.items():
+        out[name] = float(np.mean([f1(s >= method(s), t) for s, t in zip(scores, truth)]))
+    out["oracle"] = float(np.mean([curve(s, t).max() for s, t in zip(scores, truth)]))
+    grid = np.quantile(scores, np.linspace(0, 1, 401))
+    out["global"], out["global_at"] = max(
+        (float(np.mean([f1(s >= g, t) for s, t in zip(scores, truth)])), float(g)) for g in grid
+    )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train", type=int, default=2500)
+    ap.add_argument("--library", type=int, default=2000)
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="imgsearch-relevance-"))
+    rows = {}
+    for family, (quality, epochs) in itertools.product(args.families, QUALITIES.items()):
+        cached = args.cache / f"{family}-{quality}.npz" if args.cache else None
+        if cached and cached.exists():
+            data = dict(np.load(cached))
+            data.update(json.loads(str(data.pop("meta"))))
+        else:
+            data = scores_for(family, quality, epochs, args, work)
+            if cached:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                meta = json.dumps({"train_s": data["train_s"], "best_epoch": data["best_epoch"]})
+                np.savez(
+                    cached,
+                    scores=data["scores"],
+                    truth=data["truth"],
+                    texts=data["texts"],
+                    meta=meta,
+                )
+        row = evaluate(data) | {"epochs": epochs, "train_s": data["train_s"]}
+        rows[family, quality] = row
+        print(family, quality, json.dumps(row), flush=True)
+    if not args.no_write:
+        write_section("relevance", report(rows, args))
+
+
+def report(rows: dict, args) -> str:
+    counts = {family: r["queries"] for (family, _), r in rows.items()}
+    lines = [
+        "## Relevance cutoff (issue 13): `bench/relevance_bench.py`",
+        "",
+        f"Machine: {machine()}. Reproduce: `.venv/bin/python bench/relevance_bench.py`.",
+        "",
+        f"Per family, a library of {args.library} generated images and models of the tiny",
+        f"architecture trained by the project's trainer on {args.train} other pairs of the family.",
+        f"shapes ({counts.get('shapes', 0)} queries: colour+shape, shape, size+shape, background",
+        "colour, texture): one or two shapes on plain, striped or noisy backgrounds,",
+        f"{SHORT_SHARE:.0%} of the training captions in a few words as queries are typed;",
+        f"patterns ({counts.get('patterns', 0)} queries: colour, kind, colour+kind): noisy",
+        "frame-filling textures (bench/families.py). Every query's true relevant set comes from",
+        "what was drawn. Mean F1 against the truth per query; the oracle takes each query's",
+        "best threshold, the global column the one threshold best over all queries.",
+        "",
+        "| family | model | epochs (train s) | oracle F1 | best global F1 (at) | "
+        + " | ".join(f"{m} F1 (/ oracle)" for m in METHODS)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(METHODS),
+    ]
+    for (family, quality), r in rows.items():
+        lines.append(
+            f"| {family} | {quality} | {r['epochs']} ({r['train_s']:.0f}) | {r['oracle']:.3f} | "
+            f"{r['global']:.3f} ({r['global_at']:.3f}) | "
+            + " | ".join(f"{r[m]:.3f} ({r[m] / r['oracle']:.2f})" for m in METHODS)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The lexical index: the words of each image's file name, folders under its root, typed
+captions and embedded keywords, in SQLite FTS5.
+
+Its rows are kept in step by triggers on `images` and `captions`, so every writer (the
+indexer's sync, a caption typed in the UI, a rename found by the content hash, a migration)
+updates it in the same transaction as the row it derives from, and none can forget to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+# The columns, in order; `bm25` weights follow the same order. A typed caption or an
+# embedded keyword is a person's own word for the photo, a file or folder name less often so.
+FIELDS = ("name", "folder", "caption", "keywords", "text")
+WEIGHTS = (1.0, 1.0, 2.0, 2.0, 1.0)
+
+# Path pieces in SQL: `rtrim(p, replace(p, '/', ''))` strips the last component, leaving
+# the folder with its trailing slash; the name is what follows it. Folders are taken below
+# the root so the words of the root's own path (/home/anna/Pictures) match nothing.
+_DIR = "rtrim({p}, replace({p}, '/', ''))"
+_NAME = "substr({p}, length(" + _DIR + ") + 1)"
+_ROOT = "(SELECT path FROM roots WHERE roots.id = {r})"
+_FOLDER = (
+    "CASE WHEN substr("
+    + _DIR
+    + ", 1, length("
+    + _ROOT
+    + ")) = "
+    + _ROOT
+    + " THEN substr("
+    + _DIR
+    + ", length("
+    + _ROOT
+    + ") + 1) ELSE "
+    + _DIR
+    + " END"
+)
+_CAPTIONS = "coalesce((SELECT group_concat(text, ' ') FROM captions WHERE image_id = {i}), '')"
+
+
+def _row(alias: str) -> str:
+    """name, folder, caption, keywords of images row `alias` (new, old or images)."""
+    p, r, i = f"{alias}.path", f"{alias}.root_id", f"{alias}.id"
+    return ", ".join(
+        [
+            _NAME.format(p=p),
+            _FOLDER.format(p=p, r=r),
+            _CAPTIONS.format(i=i),
+            f"coalesce({alias}.keywords, '')",
+        ]
+    )
+
+
+# Porter stemming folds "weddings" to "wedding"; remove_diacritics folds "Málaga" to
+# "malaga"; unicode61 splits on punctuation, so "IMG_2034_beach.jpg" is img 2034 beach jpg.
+DDL = (
+    "CREATE VIRTUAL TABLE lexical USING fts5(" + ", ".join(FIELDS) + ", "
+    "tokenize = 'porter unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER lexical_image_insert AFTER INSERT ON images BEGIN "
+    "INSERT INTO lexical (rowid, name, folder, caption, keywords, text) "
+    f"VALUES (new.id, {_row('new')}, ''); END",
+    "CREATE TRIGGER lexical_image_update AFTER UPDATE OF path, root_id, keywords ON images "
+    "BEGIN DELETE FROM lexical WHERE rowid = old.id; "
+    "INSERT INTO lexical (rowid, name, folder, caption, keywords, text) "
+    f"VALUES (new.id, {_row('new')}, ''); END",
+    "CREATE TRIGGER lexical_image_delete AFTER DELETE ON images BEGIN "
+    "DELETE FROM lexical WHERE rowid = old.id; END",
+    "CREATE TRIGGER lexical_caption_insert AFTER INSERT ON captions BEGIN "
+    f"UPDATE lexical SET caption = {_CAPTIONS.format(i='new.image_id')} "
+    "WHERE rowid = new.image_id; END",
+    "CREATE TRIGGER lexical_caption_update AFTER UPDATE ON captions BEGIN "
+    f"UPDATE lexical SET caption = {_CAPTIONS.format(i='old.image_id')} "
+    "WHERE rowid = old.image_id; "
+    f"UPDATE lexical SET caption = {_CAPTIONS.format(i='new.image_id')} "
+    "WHERE rowid = new.image_id; END",
+    "CREATE TRIGGER lexical_caption_delete AFTER DELETE ON captions BEGIN "
+    f"UPDATE lexical SET caption = {_CAPTIONS.format(i='old.image_id')} "
+    "WHERE rowid = old.image_id; END",
+)
+TRIGGERS = tuple(re.match(r"CREATE TRIGGER (\w+)", d).group(1) for d in DDL if "TRIGGER" in d)
+
+
+def described_elsewhere(name: str | None, type_: str, _parent) -> bool:
+    """Alembic's include_name: False for the FTS5 table and the shadow tables SQLite keeps
+    for it (lexical_data, lexical_idx, ...), which the ORM models do not describe (DDL
+    above makes them), so autogenerate neither drops nor compares them."""
+    return not (type_ == "table" and name is not None and name.split("_")[0] == "lexical")
+
+
+# Every image already in the catalog (a migration from an earlier version).
+FILL = (
+    "INSERT INTO lexical (rowid, name, folder, caption, keywords, text) "
+    f"SELECT images.id, {_row('images')}, '' FROM images"
+)
+
+# At most this many words of a query go to the index: 10 kB pasted into the box is still
+# one cheap query.
+MAX_TERMS = 16
+_WORD = re.compile(r"[^\W_]+")  # as unicode61 splits: "img_2034" is two words
+
+
+def terms(text: str) -> list[str]:
+    """The words of a query, in order, without repeats. Only word characters survive, so
+    FTS5's syntax (quotes, `*`, `-`, `NEAR(`, column filters) is never passed through."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(text.casefold()):
+        seen.setdefault(word, None)
+    return list(seen)[:MAX_TERMS]
+
+
+def match_expression(words: list[str], columns: tuple[str, ...] = ()) -> str:
+    """Every word must occur (in any of `columns`, default all): `"lisbon" AND "2019"`."""
+    quoted = " AND ".join(f'"{w}"' for w in words)
+    return "{" + " ".join(columns) + "} : (" + quoted + ")" if columns else quoted
+
+
+@dataclass(frozen=True)
+class LexicalHit:
+    id: int
+    rank: float  # bm25: lower is better
+
+
+# Runs one statement with "?" parameters: sqlite3's Connection.execute, or SQLAlchemy's
+# Connection.exec_driver_sql (the catalog's reader and its store share these queries).
+Execute = Callable[[str, tuple], Iterable[tuple]]
+
+
+def search(execute: Execute, words: list[str], limit: int) -> list[LexicalHit]:
+    """The images holding every word, best first (bm25 with the field weights)."""
+    if not words:
+        return []
+    weights = ", ".join(str(w) for w in WEIGHTS)
+    rows = execute(
+        f"SELECT rowid, bm25(lexical, {weights}) AS r FROM lexical WHERE lexical MATCH ? "
+        "ORDER BY r LIMIT ?",
+        (match_expression(words), limit),
+    )
+    return [LexicalHit(int(i), float(r)) for i, r in rows]
+
+
+# Around each matched word in a field's text (FTS5 highlight()); control characters no
+# name, folder or caption can hold, so a display can mark them without ambiguity.
+MARK_START, MARK_END = "\x02", "\x03"
+
+
+def fields_matched(execute: Execute, words: list[str], ids: list[int]) -> dict[int, dict[str, str]]:
+    """For each of `ids`, the fields in which any of `words` occurs (in FIELDS order),
+    each with its text, the matched words between MARK_START and MARK_END. One query over
+    every column: a column filter ("{folder} : ...") makes FTS5 evaluate the match over
+    the whole index first (25 ms for a word in 16,000 of 100,000 images, against 0.2)."""
+    found: dict[int, dict[str, str]] = {i: {} for i in ids}
+    if not words or not ids:
+        return found
+    marks = ", ".join("?" * len(ids))
+    shown = ", ".join(f"highlight(lexical, {c}, char(2), char(3))" for c in range(len(FIELDS)))
+    rows = execute(
+        f"SELECT rowid, {shown} FROM lexical WHERE lexical MATCH ? AND rowid IN ({marks})",
+        (" OR ".join(f'"{w}"' for w in words), *ids),
+    )
+    for i, *texts in rows:
+        found[int(i)] = {f: t for f, t in zip(FIELDS, texts) if MARK_START in t}
+    return found

@@ -1,0 +1,257 @@
+"""Hybrid search: names, folders, typed captions and embedded keywords, fused with the
+vector ranking; the per-query relevance cutoff; hostile query text."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from imagetree import make_jpeg
+from keywords_files import write_photo
+
+from indexer.sync.run import sync
+from search.errors import QueryError
+from search.query import relevance
+from search.query.searcher import SearchRequest
+
+HOSTILE = [
+    '"',
+    '"unbalanced',
+    "*",
+    "-",
+    "lisbon -",
+    "NEAR(lisbon wedding",
+    "name: lisbon",
+    "{name folder}: x",
+    "AND OR NOT",
+    "^lisbon",
+    "lisbon" * 2000,
+    "x " * 5000,
+    "🙂🙂🙂",
+    "🙂 lisbon",
+    "ליסבון חתונה",
+    "لشبونة",
+    "\x00\x01",
+    "a'b\"c",
+    "%_\\",
+]
+
+
+@pytest.fixture
+def library_with_words(library, tmp_path):
+    root = tmp_path / "photos"
+    for i in range(12):
+        make_jpeg(root / "2019 Lisbon" / f"p{i:02d}.jpg", i)
+    for i in range(12, 30):
+        make_jpeg(root / "misc" / f"p{i:02d}.jpg", i)
+    for i in range(30, 34):
+        write_photo(root / "misc" / f"k{i}.jpg", "teal", iptc=["Wedding", "Málaga"])
+    make_jpeg(root / "misc" / "Grandma_garden.jpg", 40)
+    sync(library, [str(root)], progress=False)
+    return library, root
+
+
+def search(lib, text, **kw):
+    return lib.searcher.search(SearchRequest(text=text, **kw))
+
+
+def paths(result):
+    return [h.path for h in result.hits]
+
+
+def test_a_folder_name_finds_its_photos_first(library_with_words):
+    lib, root = library_with_words
+    result = search(lib, "lisbon", k=12)
+    assert all("/2019 Lisbon/" in p for p in paths(result))
+    assert all(h.matched == ("folder",) and h.relevant for h in result.hits)
+    # Semantic-only search cannot read folder names: random pixels, random ranking.
+    semantic = search(lib, "lisbon", k=12, mode="semantic")
+    assert sum("/2019 Lisbon/" in p for p in paths(semantic)) < 12
+    assert all(h.matched == () for h in semantic.hits)
+
+
+def test_embedded_keywords_names_and_accents(library_with_words):
+    lib, _ = library_with_words
+    wedding = search(lib, "weddings", k=4)  # stemmed: weddings ~ Wedding
+    assert {p.rsplit("/", 1)[1] for p in paths(wedding)} == {f"k{i}.jpg" for i in range(30, 34)}
+    assert all(h.matched == ("keywords",) for h in wedding.hits)
+    assert {h.path for h in search(lib, "malaga", k=4, mode="text").hits} == {
+        h.path for h in wedding.hits
+    }
+    garden = search(lib, "grandma", k=1).hits[0]
+    assert garden.path.endswith("Grandma_garden.jpg") and garden.matched == ("name",)
+
+
+def test_text_mode_returns_only_word_matches_and_loads_no_model(library_with_words):
+    lib, _ = library_with_words
+    result = search(lib, "lisbon", k=50, mode="text")
+    assert len(result.hits) == 12 and all(h.relevant for h in result.hits)
+    assert lib.searcher._encoders == {}  # the words alone answered
+    assert search(lib, "nowhere", k=5, mode="text").hits == []
+    with pytest.raises(QueryError, match="empty query"):
+        search(lib, None, mode="text")
+
+
+def test_all_words_must_match(library_with_words):
+    lib, _ = library_with_words
+    assert search(lib, "lisbon wedding", k=50, mode="text").hits == []
+    assert len(search(lib, "wedding malaga", k=50, mode="text").hits) == 4
+
+
+def test_a_typed_caption_is_found_at_once(library_with_words):
+    lib, root = library_with_words
+    target = search(lib, "p20", k=1, mode="text").hits[0]
+    lib.catalog.add_caption(target.id, "Uncle Bob's birthday cake")
+    hit = search(lib, "birthday cake", k=1).hits[0]
+    assert hit.id == target.id and hit.matched == ("caption",)
+
+
+def test_filters_and_weighted_terms_hold_in_every_mode(library_with_words):
+    lib, root = library_with_words
+    prefix = str(root / "misc") + "/"
+    assert search(lib, "lisbon", k=50, mode="text", path_prefix=prefix).hits == []
+    hybrid = search(lib, "lisbon", k=50, mode="hybrid", path_prefix=prefix).hits
+    assert hybrid and all(h.path.startswith(prefix) and h.matched == () for h in hybrid)
+    for mode in ("hybrid", "text"):
+        hits = search(lib, "wedding", k=4, mode=mode, path_prefix=prefix).hits
+        assert {h.path.rsplit("/", 1)[1] for h in hits} == {f"k{i}.jpg" for i in range(30, 34)}
+    weighted = search(lib, "wedding", add=("2:malaga",), sub=("0.5:lisbon",), k=4).hits
+    assert all(h.matched == ("keywords",) for h in weighted)
+    assert search(lib, "wedding", add=("lisbon",), k=5, mode="text").hits == []
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_query_text_never_errors(library_with_words, text):
+    lib, _ = library_with_words
+    for mode in ("hybrid", "text"):
+        assert len(search(lib, text, k=5, mode=mode).hits) <= 5
+
+
+def test_relevant_only_returns_the_set_above_the_cutoff(library_with_words):
+    lib, _ = library_with_words
+    everything = search(lib, "a red square", k=100, mode="semantic").hits
+    cut = min((h.score for h in everything if h.relevant), default=None)
+    assert cut is not None
+    assert all((h.score >= cut) == h.relevant for h in everything)
+    relevant = search(lib, "a red square", k=100, mode="semantic", relevant=True)
+    assert [h.id for h in relevant.hits] == [h.id for h in everything if h.relevant]
+    assert relevant.relevant_count == len(relevant.hits)
+    paged = search(lib, "a red square", k=2, offset=1, mode="semantic", relevant=True)
+    assert [h.id for h in paged.hits] == [h.id for h in relevant.hits[1:3]]
+    assert paged.relevant_count == relevant.relevant_count
+
+
+def test_sort_by_date_sorts_the_whole_relevant_set(library_with_words):
+    lib, _ = library_with_words
+    relevant = search(lib, "lisbon", k=100, relevant=True)
+    by_date = search(lib, "lisbon", k=100, sort="date")
+    assert {h.id for h in by_date.hits} == {h.id for h in relevant.hits}
+    dates = [h.date for h in by_date.hits]
+    assert dates == sorted(dates, reverse=True)
+
+
+def test_the_cutoff_adapts_to_each_query():
+    rng = np.random.default_rng(0)
+    for background, lift, share in [(0.1, 0.15, 0.02), (0.3, 0.1, 0.2), (-0.2, 0.4, 0.5)]:
+        noise = rng.normal(background, 0.02, 2000)
+        relevant = rng.normal(background + lift, 0.02, int(2000 * share))
+        cut = relevance.cutoff(np.concatenate([noise, relevant]))
+        kept_noise = np.mean(noise >= cut)
+        kept_relevant = np.mean(relevant >= cut)
+        assert kept_relevant > 0.95 and kept_noise < 0.05, (background, lift, share)
+
+
+def test_the_cutoff_of_degenerate_scores():
+    assert relevance.cutoff(np.array([])) == 0.0
+    assert relevance.cutoff(np.array([0.3])) == pytest.approx(0.3)
+    assert relevance.cutoff(np.full(10, 0.2)) == pytest.approx(0.2)
+    assert relevance.cutoff(np.array([0.9, 0.1, 0.1, 0.1])) == pytest.approx(0.9)
+
+
+def test_the_json_api_says_relevant_matched_and_why(library_with_words):
+    from webui import create_app
+
+    lib, _ = library_with_words
+    client = create_app(library=lib).test_client()
+    body = client.get("/api/search?q=lisbon&k=3&relevant=1&mode=text").get_json()
+    assert body["relevant_count"] == 12 and len(body["results"]) == 3
+    for hit in body["results"]:
+        assert hit["relevant"] is True and hit["matched"] == ["folder"]
+        assert "<mark>Lisbon</mark>" in hit["highlights"]["folder"]
+    page = client.get("/?q=lisbon&relevant=1&mode=text").get_data(as_text=True)
+    assert "12 relevant" in page and "<mark>Lisbon</mark>" in page
+    bad = client.get("/api/search?q=lisbon&mode=fuzzy")
+    assert bad.status_code == 400 and "mode must be one of" in bad.get_json()["error"]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "semantic", "text"])
+def test_hostile_query_text_through_the_api_is_never_a_500(library_with_words, mode):
+    from webui import create_app
+
+    lib, _ = library_with_words
+    client = create_app(library=lib).test_client()
+    for text in HOSTILE:
+        r = client.get("/api/search", query_string={"q": text[:1000], "mode": mode})
+        assert r.status_code == 200, (text[:40], r.get_data(as_text=True)[:200])
+        page = client.get("/", query_string={"q": text[:1000], "mode": mode})
+        assert page.status_code == 200
+
+
+def test_hostile_query_text_on_the_command_line(library_with_words):
+    from test_cli import run
+
+    lib, root = library_with_words
+    home = lib.settings.home
+    for text in ['"unbalanced', "NEAR(lisbon", "lisbon -", "🙂 ליסבון", "*", "x " * 5000]:
+        for mode in ("hybrid", "text"):
+            out = run("search", text, "--mode", mode, "-k", "3", "--json", home=home)
+            assert len(json.loads(out.stdout)["results"]) <= 3
+    args = ("search", "lisbon", "--mode", "text", "--relevant", "-k", "20", "--json")
+    out = json.loads(run(*args, home=home).stdout)
+    assert out["relevant_count"] == 12
+    assert {h["matched"][0] for h in out["results"]} == {"folder"}
+    assert all(h["relevant"] for h in out["results"])
+
+
+def test_a_renamed_folder_is_found_by_its_new_name_without_re_embedding(library_with_words):
+    lib, root = library_with_words
+    (root / "2019 Lisbon").rename(root / "2019 Porto")
+    report = sync(lib, [], progress=False)
+    assert report.embedded == 0 and report.moved == 12
+    assert search(lib, "lisbon", k=50, mode="text").hits == []
+    porto = search(lib, "porto", k=50, mode="text").hits
+    assert len(porto) == 12 and all(h.matched == ("folder",) for h in porto)
+
+
+def test_changed_keywords_are_read_again_without_re_embedding(library_with_words):
+    lib, root = library_with_words
+    path = root / "misc" / "k30.jpg"
+    write_photo(path, "teal", iptc=["Graduation"])  # same pixels, other keywords
+    image_id = next(
+        h.id for h in search(lib, "malaga", k=5, mode="text").hits if h.path == str(path)
+    )
+    vector = lib.catalog.vector_of(image_id, lib.serving_model)
+    report = sync(lib, [], progress=False)
+    assert (report.embedded, report.kept, report.updated) == (0, 1, 1)
+    found = search(lib, "graduation", k=5, mode="text").hits
+    assert [h.path for h in found] == [str(path)] and found[0].matched == ("keywords",)
+    assert lib.catalog.vector_of(image_id, lib.serving_model).tobytes() == vector.tobytes()
+    assert str(path) not in {h.path for h in search(lib, "wedding", k=10, mode="text").hits}
+    # New pixels are embedded again, as before.
+    write_photo(path, "orange", iptc=["Graduation"])
+    report = sync(lib, [], progress=False)
+    assert (report.embedded, report.kept, report.updated) == (1, 0, 1)
+
+
+def test_images_catalogued_before_keywords_were_kept_get_them_on_the_next_run(
+    library_with_words,
+):
+    lib, _ = library_with_words
+    with lib.catalog.engine.begin() as conn:  # as a catalog migrated from revision 0003 is
+        conn.exec_driver_sql("UPDATE images SET keywords = NULL")
+    assert search(lib, "wedding", k=5, mode="text").hits == []
+    report = sync(lib, [], progress=False)
+    assert report.keywords_read == report.seen == 35 and report.embedded == 0
+    assert len(search(lib, "wedding", k=5, mode="text").hits) == 4
+    assert sync(lib, [], progress=False).keywords_read == 0
