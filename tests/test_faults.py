@@ -46,7 +46,14 @@ def index_process(home, root) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a person sends it: a test run started in the background (nohup, `&`)
+        # passes SIGINT on ignored, and Python then keeps ignoring it in the child.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def search_all(home) -> list[dict]:
