@@ -75,10 +75,6 @@ class SearchParams:
             or self.relevant
         )
 
-    @property
-    def relevant_only(self) -> bool:
-        return self.relevant == "1" if self.relevant else self.sort == "date"
-
     def request(self, image: io.BytesIO | None = None) -> SearchRequest:
         return SearchRequest(
             text=self.q or None,

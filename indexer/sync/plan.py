@@ -193,7 +193,8 @@ def missing_vectors(catalog: Catalog, plan: Plan, model_id: str) -> list[WorkIte
             for r in catalog.missing_embeddings(model_id, root_id):
                 if r.path in changed:
                     lacking.add(r.path)
-                if r.id in removed or r.path in changed:
+                    continue
+                if r.id in removed:
                     continue
                 item = WorkItem(root.path, r.path, r.size, r.mtime_ns, "reembed", r.id)
                 if (m := moved.get(r.id)) is not None:

@@ -281,8 +281,7 @@ class Catalog:
                 s.execute(delete(Embedding).where(Embedding.image_id.in_(list(existing.values()))))
                 self._bump_all_revisions(s)
             for im in images:
-                values = dict(vars(im))
-                values["indexed_at"] = values.pop("read_at") or now
+                values = _image_values(im, now)
                 if im.path in existing:
                     image_id = existing[im.path]
                     s.execute(update(Image).where(Image.id == image_id).values(**values))
@@ -328,8 +327,7 @@ class Catalog:
         now = utcnow()
         with self._tx() as s:
             for im in images:
-                values = dict(vars(im))
-                values["indexed_at"] = values.pop("read_at") or now
+                values = _image_values(im, now)
                 s.execute(update(Image).where(Image.path == im.path).values(**values))
 
     def unread_keywords(self, root_id: int) -> list[tuple[int, str]]:
@@ -536,6 +534,13 @@ def _with_count(entity, key, counted):
     return select(entity, func.coalesce(counts.c.n, 0)).outerjoin(
         counts, counts.c[counted.key] == key
     )
+
+
+def _image_values(im: ImageData, now: datetime) -> dict:
+    """An ImageData as the images row's columns: the read's start is its indexed_at."""
+    values = dict(vars(im))
+    values["indexed_at"] = values.pop("read_at") or now
+    return values
 
 
 def _manifest(m: IndexManifest) -> Manifest:
