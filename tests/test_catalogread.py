@@ -82,6 +82,11 @@ def test_reads_equal_the_catalogs(both):
                 assert np.array_equal(
                     reader.filter_ids(prefix, after, before), cat.filter_ids(prefix, after, before)
                 ), (prefix, after, before)
+    assert cat.lexical_count(["a"]) == 2 and cat.lexical_count(["photos"]) == 0  # root: no word
+    for words in (["photos"], ["a"], ["b", "jpg"], ["nothing"], []):
+        assert reader.lexical_count(words) == cat.lexical_count(words), words
+        assert sorted(reader.lexical_ids(words, 100)) == sorted(cat.lexical_ids(words, 100))
+        assert reader.lexical_search(words, 100) == cat.lexical_search(words, 100)
 
 
 def test_missing_things_raise_as_the_catalog_does(both):

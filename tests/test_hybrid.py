@@ -71,6 +71,35 @@ def test_a_folder_name_finds_its_photos_first(library_with_words):
     assert all(h.matched == () for h in semantic.hits)
 
 
+def test_a_broad_word_ranks_its_matches_by_cosine(library_with_words, monkeypatch):
+    """Past BROAD_MATCHES matches, a word's images are ordered by the query's cosine among
+    them instead of bm25: the same images, first, in cosine order; text mode keeps bm25."""
+    from search.query import searcher
+
+    lib, _ = library_with_words
+    calls = []
+    catalog = lib.searcher.catalog
+    for name in ("lexical_search", "lexical_ids"):
+        method = getattr(catalog, name)
+        monkeypatch.setattr(
+            catalog, name, lambda *a, _m=method, _n=name: calls.append(_n) or _m(*a)
+        )
+    narrow = search(lib, "lisbon", k=12)
+    narrow_relevant = {h.id for h in search(lib, "lisbon", k=100, relevant=True).hits}
+    monkeypatch.setattr(searcher, "BROAD_MATCHES", 5)
+    broad = search(lib, "lisbon", k=12)
+    assert calls == ["lexical_search", "lexical_search", "lexical_ids"]
+    assert {h.id for h in broad.hits} == {h.id for h in narrow.hits}
+    assert all(h.matched == ("folder",) and h.relevant for h in broad.hits)
+    scores = [h.score for h in broad.hits]
+    assert scores == sorted(scores, reverse=True)
+    # The whole relevant set is the same set either way.
+    relevant = {h.id for h in search(lib, "lisbon", k=100, relevant=True).hits}
+    assert relevant == narrow_relevant and relevant >= {h.id for h in narrow.hits}
+    search(lib, "lisbon", k=12, mode="text")
+    assert calls[-2:] == ["lexical_ids", "lexical_search"]
+
+
 def test_embedded_keywords_names_and_accents(library_with_words):
     lib, _ = library_with_words
     wedding = search(lib, "weddings", k=4)  # stemmed: weddings ~ Wedding

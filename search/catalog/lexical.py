@@ -141,6 +141,25 @@ def search(execute: Execute, words: list[str], limit: int) -> list[LexicalHit]:
     return [LexicalHit(int(i), float(r)) for i, r in rows]
 
 
+def matching_ids(execute: Execute, words: list[str], limit: int) -> list[int]:
+    """The ids of (at most `limit` of) the images holding every word, in no order: without
+    bm25, which over a broad word's thousands of matches is most of a query's time."""
+    if not words:
+        return []
+    rows = execute(
+        "SELECT rowid FROM lexical WHERE lexical MATCH ? LIMIT ?", (match_expression(words), limit)
+    )
+    return [int(r[0]) for r in rows]
+
+
+def count(execute: Execute, words: list[str]) -> int:
+    """How many images hold every word."""
+    if not words:
+        return 0
+    rows = execute("SELECT count(*) FROM lexical WHERE lexical MATCH ?", (match_expression(words),))
+    return int(next(iter(rows))[0])
+
+
 # Around each matched word in a field's text (FTS5 highlight()); control characters no
 # name, folder or caption can hold, so a display can mark them without ambiguity.
 MARK_START, MARK_END = "\x02", "\x03"

@@ -40,6 +40,8 @@ RRF_K, LEXICAL_WEIGHT = 60, 2.0
 FUSION_DEPTH = 100
 # A relevant set read in full (--relevant, --sort date) holds at most this many word matches.
 LEXICAL_LIMIT = 10_000
+# Words matching more images than this are ranked by cosine among their matches, not bm25.
+BROAD_MATCHES = 2_000
 # Hits read beyond the page, in case some were deleted since the index was built.
 SPARE = 8
 # Library vectors a query is scored against to place its cutoff.
@@ -307,7 +309,14 @@ class Searcher:
         depth = req.offset + req.k + len(exclude) + SPARE
         whole = req.relevant_only  # the whole relevant set is read, not just a page
         lexical_hits: dict[int, float] = {}
-        if words:
+        # A broad word (a city in a sixth of the folders) matches thousands of images alike:
+        # bm25 tells them apart by field length only, at the cost of scoring every one, so
+        # they are ordered by the query's cosine instead (hybrid needs the vector anyway;
+        # text mode loads no model and keeps bm25).
+        broad = (
+            bool(words) and req.mode != "text" and self.catalog.lexical_count(words) > BROAD_MATCHES
+        )
+        if words and not broad:
             limit = LEXICAL_LIMIT if whole or allowed is not None else depth + FUSION_DEPTH
             permitted = None if allowed is None else set(allowed.tolist())
             lexical_hits = {
@@ -320,6 +329,11 @@ class Searcher:
 
         vector = self.query_vector(req, model_id)
         _, index = self.store.get(model_id)
+        if broad:
+            matches = self.catalog.lexical_ids(words, LEXICAL_LIMIT)
+            lexical_hits = _by_cosine(
+                index, vector, matches, None if whole else depth + FUSION_DEPTH, allowed, exclude
+            )
         cut = self._cutoff(model_id, index, vector)
         if words:
             depth += FUSION_DEPTH
@@ -366,6 +380,21 @@ class Searcher:
             if held is None or held[0] is not index:
                 held = self._samples[model_id] = (index, index.sample(CUTOFF_SAMPLE))
         return relevance.cutoff(held[1] @ vector)
+
+
+def _by_cosine(index, vector, ids, depth, allowed, exclude) -> dict[int, float]:
+    """`ids` (a broad word's matches) best first by cosine: the top `depth`, or with depth
+    None all of them (those the index does not hold yet, not embedded, last)."""
+    matches = np.array(ids, dtype=np.int64)
+    keep = ~np.isin(matches, np.array(sorted(exclude), dtype=np.int64))
+    if allowed is not None:
+        keep &= np.isin(matches, allowed)
+    matches = matches[keep]
+    scores, found = index.search(vector, len(matches) if depth is None else depth, matches)
+    ranked = dict(zip(found.tolist(), scores.tolist()))
+    if depth is None:
+        ranked.update((i, -np.inf) for i in matches.tolist() if i not in ranked)
+    return ranked
 
 
 @dataclass(frozen=True)
