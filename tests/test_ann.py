@@ -160,6 +160,23 @@ def test_a_small_allowed_set_is_searched_exactly_on_hnsw(built, data, exact) -> 
     assert len(built.index.search(queries[0], 5, allowed + 1)[1]) == 0  # none held
 
 
+def test_a_sample_holds_only_current_vectors(data) -> None:
+    """The relevance cutoff's sample of the library: removed images' vectors (kept in an
+    HNSW graph as blanked nodes) are not in it."""
+    ids, vecs, _ = data
+    result = build_index(ids, vecs, IndexPolicy(ann_threshold=10_000))
+    index = result.index
+    assert index.kind == "hnsw-ip"
+    removed = ids[::2]
+    index.remove(removed)
+    assert index.blanked == len(removed)
+    sample = index.sample(len(ids))
+    kept = vecs[~np.isin(ids, removed)]
+    assert len(sample) == len(kept)
+    np.testing.assert_allclose(np.sort(sample, axis=0), np.sort(kept, axis=0), atol=1e-6)
+    assert len(index.sample(10)) == 10
+
+
 # -- saving and the manifest ---------------------------------------------------------------------
 def test_save_and_load_keep_the_tuned_parameter(built, data, tmp_path) -> None:
     ids, _, queries = data

@@ -122,10 +122,15 @@ class VectorIndex:
         products. Here from the flat storage every exact and HNSW index keeps."""
         storage = self._flat()
         stored = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * self.dim)
-        return stored.reshape(-1, self.dim)[_spread(storage.ntotal, n)].copy()
+        live = self._live()
+        return stored.reshape(-1, self.dim)[live[_spread(len(live), n)]].copy()
 
     def _flat(self):
         return faiss.downcast_index(self._index.index)
+
+    def _live(self) -> np.ndarray:
+        """The storage positions that hold a current vector."""
+        return np.arange(self._flat().ntotal)
 
     # FAISS reads and writes files itself: for a 2.3 GB HNSW index, read_index(path) took
     # 1.1 s where read_bytes + deserialize_index took 7.8 s (it copies the bytes into a
@@ -231,6 +236,10 @@ class HnswIndex(VectorIndex):
 
     def _flat(self):
         return self._storage
+
+    def _live(self):
+        # A blanked node's vector is a removed image's, or a re-embedded one's old vector.
+        return np.flatnonzero(self._ids >= 0)
 
     def _ef(self) -> int:
         return int(self._hnsw.hnsw.efSearch)
