@@ -263,7 +263,7 @@ def report(q: dict, lat: dict, args) -> str:
             f"catalog with its lexical triggers in {lat['write_s']:.0f} s), {lat['queries']} text",
             "queries in process, p50: "
             f"semantic {lat['ms']['semantic']:.2f} ms, hybrid {lat['ms']['hybrid']:.2f} ms "
-            f"(+{lat['ms']['hybrid'] - lat['ms']['semantic']:.2f} ms). By kind of query (p50, ms; a",
+            f"({lat['ms']['hybrid'] - lat['ms']['semantic']:+.2f} ms). By kind of query (p50, ms; a",
             "broad word is a city named in a sixth of the folders, about 16,700 images: past 2,000",
             "matches a word's images are read unranked and ordered by cosine, since bm25 over all",
             "of them was most of the time (19.2 ms before, on 2026-12-04); two words, a city and a",

@@ -82,10 +82,11 @@ def test_reads_equal_the_catalogs(both):
                 assert np.array_equal(
                     reader.filter_ids(prefix, after, before), cat.filter_ids(prefix, after, before)
                 ), (prefix, after, before)
-    assert cat.lexical_count(["a"]) == 2 and cat.lexical_count(["photos"]) == 0  # root: no word
+    assert cat.lexical_count(["a"], 10) == 2 and cat.lexical_count(["photos"], 10) == 0  # root
+    assert cat.lexical_count(["a"], 1) == reader.lexical_count(["a"], 1) == 1  # counted up to
     for words in (["photos"], ["a"], ["b", "jpg"], ["nothing"], []):
-        assert reader.lexical_count(words) == cat.lexical_count(words), words
-        assert sorted(reader.lexical_ids(words, 100)) == sorted(cat.lexical_ids(words, 100))
+        assert reader.lexical_count(words, 10) == cat.lexical_count(words, 10), words
+        assert sorted(reader.lexical_ids(words)) == sorted(cat.lexical_ids(words))
         assert reader.lexical_search(words, 100) == cat.lexical_search(words, 100)
 
 

@@ -76,7 +76,7 @@ def test_a_broad_word_ranks_its_matches_by_cosine(library_with_words, monkeypatc
     them instead of bm25: the same images, first, in cosine order; text mode keeps bm25."""
     from search.query import searcher
 
-    lib, _ = library_with_words
+    lib, root = library_with_words
     calls = []
     catalog = lib.searcher.catalog
     for name in ("lexical_search", "lexical_ids"):
@@ -84,20 +84,28 @@ def test_a_broad_word_ranks_its_matches_by_cosine(library_with_words, monkeypatc
         monkeypatch.setattr(
             catalog, name, lambda *a, _m=method, _n=name: calls.append(_n) or _m(*a)
         )
-    narrow = search(lib, "lisbon", k=12)
     narrow_relevant = {h.id for h in search(lib, "lisbon", k=100, relevant=True).hits}
+    lisbon = str(root / "2019 Lisbon") + "/"
     monkeypatch.setattr(searcher, "BROAD_MATCHES", 5)
-    broad = search(lib, "lisbon", k=12)
-    assert calls == ["lexical_search", "lexical_search", "lexical_ids"]
-    assert {h.id for h in broad.hits} == {h.id for h in narrow.hits}
+    # Every match is ranked, not the first LEXICAL_LIMIT in rowid order (the oldest).
+    monkeypatch.setattr(searcher, "LEXICAL_LIMIT", 3)
+    broad = search(lib, "lisbon", k=5)
+    assert calls == ["lexical_search", "lexical_ids"]
+    # Of the 12 folder matches, the five the query's cosine ranks first, in that order.
+    lisbon_by_cosine = [
+        h.id for h in search(lib, "lisbon", k=12, mode="semantic", path_prefix=lisbon).hits
+    ]
+    assert len(lisbon_by_cosine) == 12
+    assert [h.id for h in broad.hits] == lisbon_by_cosine[:5]
     assert all(h.matched == ("folder",) and h.relevant for h in broad.hits)
-    scores = [h.score for h in broad.hits]
-    assert scores == sorted(scores, reverse=True)
     # The whole relevant set is the same set either way.
     relevant = {h.id for h in search(lib, "lisbon", k=100, relevant=True).hits}
-    assert relevant == narrow_relevant and relevant >= {h.id for h in narrow.hits}
+    assert relevant == narrow_relevant and relevant >= set(lisbon_by_cosine)
+    # A filter applies before the matches are ranked: none of them is in misc/.
+    misc = search(lib, "lisbon", k=5, path_prefix=str(root / "misc") + "/")
+    assert misc.hits and all("/misc/" in h.path and h.matched == () for h in misc.hits)
     search(lib, "lisbon", k=12, mode="text")
-    assert calls[-2:] == ["lexical_ids", "lexical_search"]
+    assert calls[-1] == "lexical_search"
 
 
 def test_embedded_keywords_names_and_accents(library_with_words):
@@ -196,6 +204,8 @@ def test_the_cutoff_of_degenerate_scores():
     assert relevance.cutoff(np.array([0.3])) == pytest.approx(0.3)
     assert relevance.cutoff(np.full(10, 0.2)) == pytest.approx(0.2)
     assert relevance.cutoff(np.array([0.9, 0.1, 0.1, 0.1])) == pytest.approx(0.9)
+    # A NaN or infinite score (a broken vector) is left out, not an error.
+    assert relevance.cutoff(np.array([0.9, np.nan, 0.1, np.inf, 0.1, 0.1])) == pytest.approx(0.9)
 
 
 def test_the_json_api_says_relevant_matched_and_why(library_with_words):

@@ -141,22 +141,24 @@ def search(execute: Execute, words: list[str], limit: int) -> list[LexicalHit]:
     return [LexicalHit(int(i), float(r)) for i, r in rows]
 
 
-def matching_ids(execute: Execute, words: list[str], limit: int) -> list[int]:
-    """The ids of (at most `limit` of) the images holding every word, in no order: without
-    bm25, which over a broad word's thousands of matches is most of a query's time."""
+def matching_ids(execute: Execute, words: list[str]) -> list[int]:
+    """The ids of every image holding every word, in no order: without bm25, which over a
+    broad word's thousands of matches is most of a query's time."""
     if not words:
         return []
-    rows = execute(
-        "SELECT rowid FROM lexical WHERE lexical MATCH ? LIMIT ?", (match_expression(words), limit)
-    )
+    rows = execute("SELECT rowid FROM lexical WHERE lexical MATCH ?", (match_expression(words),))
     return [int(r[0]) for r in rows]
 
 
-def count(execute: Execute, words: list[str]) -> int:
-    """How many images hold every word."""
+def count(execute: Execute, words: list[str], most: int) -> int:
+    """How many images hold every word, counted up to `most` (a broad word's full count
+    would cost a pass over all its matches)."""
     if not words:
         return 0
-    rows = execute("SELECT count(*) FROM lexical WHERE lexical MATCH ?", (match_expression(words),))
+    rows = execute(
+        "SELECT count(*) FROM (SELECT 1 FROM lexical WHERE lexical MATCH ? LIMIT ?)",
+        (match_expression(words), most),
+    )
     return int(next(iter(rows))[0])
 
 

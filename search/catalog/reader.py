@@ -129,11 +129,11 @@ class CatalogReader:
     def lexical_search(self, words: list[str], limit: int) -> list[lexical.LexicalHit]:
         return lexical.search(self._conn.execute, words, limit)
 
-    def lexical_ids(self, words: list[str], limit: int) -> list[int]:
-        return lexical.matching_ids(self._conn.execute, words, limit)
+    def lexical_ids(self, words: list[str]) -> list[int]:
+        return lexical.matching_ids(self._conn.execute, words)
 
-    def lexical_count(self, words: list[str]) -> int:
-        return lexical.count(self._conn.execute, words)
+    def lexical_count(self, words: list[str], most: int) -> int:
+        return lexical.count(self._conn.execute, words, most)
 
     def fields_matched(self, words: list[str], ids: list[int]) -> dict[int, dict[str, str]]:
         return lexical.fields_matched(self._conn.execute, words, ids)

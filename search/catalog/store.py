@@ -448,16 +448,16 @@ class Catalog:
         with self.engine.connect() as conn:
             return lexical.search(conn.exec_driver_sql, words, limit)
 
-    def lexical_ids(self, words: list[str], limit: int) -> list[int]:
+    def lexical_ids(self, words: list[str]) -> list[int]:
         with self.engine.connect() as conn:
             # sqlite3's own cursor: SQLAlchemy's row-by-row fetch of ten thousand ids costs
             # more than the query.
             raw = conn.connection.dbapi_connection
-            return lexical.matching_ids(lambda q, p: raw.execute(q, p).fetchall(), words, limit)
+            return lexical.matching_ids(lambda q, p: raw.execute(q, p).fetchall(), words)
 
-    def lexical_count(self, words: list[str]) -> int:
+    def lexical_count(self, words: list[str], most: int) -> int:
         with self.engine.connect() as conn:
-            return lexical.count(conn.exec_driver_sql, words)
+            return lexical.count(conn.exec_driver_sql, words, most)
 
     def fields_matched(self, words: list[str], ids: list[int]) -> dict[int, dict[str, str]]:
         with self.engine.connect() as conn:

@@ -31,10 +31,11 @@ def cutoff(scores: np.ndarray) -> float:
     spread of) the library. With fewer than two distinct scores nothing is told apart and
     every image counts."""
     s = np.asarray(scores, dtype=np.float64)
+    s = s[np.isfinite(s)]  # a broken vector's NaN would stop the histogram
     if len(s) < 2 or s.min() == s.max():
         return float(s.min()) if len(s) else 0.0
     upper = s >= np.quantile(s, 1.0 - START_TOP)
-    if upper.all():  # ties at the top: start from the top score alone
+    if upper.all():  # most scores tie at the bottom: start from the top score alone
         upper = s == s.max()
     # (lower, upper) Gaussians: weight, mean, sd.
     low = [1.0 - upper.mean(), s[~upper].mean(), max(s[~upper].std(), MIN_SD)]

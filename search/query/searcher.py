@@ -314,7 +314,9 @@ class Searcher:
         # they are ordered by the query's cosine instead (hybrid needs the vector anyway;
         # text mode loads no model and keeps bm25).
         broad = (
-            bool(words) and req.mode != "text" and self.catalog.lexical_count(words) > BROAD_MATCHES
+            bool(words)
+            and req.mode != "text"
+            and self.catalog.lexical_count(words, BROAD_MATCHES + 1) > BROAD_MATCHES
         )
         if words and not broad:
             limit = LEXICAL_LIMIT if whole or allowed is not None else depth + FUSION_DEPTH
@@ -330,7 +332,7 @@ class Searcher:
         vector = self.query_vector(req, model_id)
         _, index = self.store.get(model_id)
         if broad:
-            matches = self.catalog.lexical_ids(words, LEXICAL_LIMIT)
+            matches = self.catalog.lexical_ids(words)
             lexical_hits = _by_cosine(
                 index, vector, matches, None if whole else depth + FUSION_DEPTH, allowed, exclude
             )
@@ -343,7 +345,10 @@ class Searcher:
             return [_Candidate(i, s, s >= cut, False) for i, s in cosine.items()]
 
         # Hybrid: reciprocal-rank fusion of the two rankings. A lexical hit the semantic
-        # ranking did not reach still gets its own cosine, scored over just those ids.
+        # ranking did not reach still gets its own cosine, scored over just those ids (a
+        # broad word's hits have theirs already).
+        if broad:
+            cosine.update((i, v) for i, v in lexical_hits.items() if v > -np.inf)
         unscored = np.array([i for i in lexical_hits if i not in cosine], dtype=np.int64)
         if len(unscored):
             extra_scores, extra_ids = index.search(vector, len(unscored), unscored)
