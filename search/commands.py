@@ -47,6 +47,9 @@ from search.settings import PRECISIONS
     is_flag=True,
     help="only the relevant images (all of them, paged by -k/--offset)",
 )
+@click.option(
+    "--tag", "tags", multiple=True, metavar="NAME", help="only images with this tag (repeatable)"
+)
 @click.option("--max-megapixels", type=float, metavar="MP", help="refuse larger query images")
 @click.option("--device", metavar="DEVICE", help="auto, cpu or cuda")
 @click.option(
@@ -71,6 +74,7 @@ def search_command(
     sort: str,
     mode: str,
     relevant: bool,
+    tags: tuple[str, ...],
     max_megapixels: float | None,
     device: str | None,
     precision: str | None,
@@ -79,6 +83,7 @@ def search_command(
     from search.errors import QueryError
     from search.library import Library
     from search.query.searcher import SearchRequest, folder_prefix, parse_date
+    from search.tags.vocabulary import tag_name
 
     if image and not Path(image).is_file():
         raise QueryError(f"--image {image}: no such file")
@@ -96,6 +101,7 @@ def search_command(
         sort=sort,
         mode=mode,
         relevant=True if relevant else None,
+        tags=tuple(tag_name(t) for t in tags),
     )
     settings = settings_from(
         options, device=device, precision=precision, max_megapixels=max_megapixels

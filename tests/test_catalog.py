@@ -285,7 +285,7 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
     try:
         with cat.engine.connect() as conn:
             assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == (
-                "0004"
+                "0005"
             )
             columns = {c["name"] for c in inspect(conn).get_columns("index_manifest")}
         assert {"params", "recall_at_10"} <= columns

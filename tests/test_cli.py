@@ -25,6 +25,7 @@ COMMANDS = [
     "status",
     "failures",
     "demo",
+    "tags",
 ]
 # What no command's --help may import: the model, the index, the catalog, the web app.
 HEAVY = {"torch", "open_clip", "faiss", "numpy", "sqlalchemy", "alembic", "flask", "PIL"}

@@ -29,6 +29,7 @@ from search.library import Library
 from search.models.encoder import Encoder
 from search.progress import Progress
 from search.settings import Settings
+from search.tags.tagger import Tagger
 
 
 @dataclass
@@ -53,6 +54,8 @@ class IndexReport:
     engine: str = ""
     # Whether the model was exported to ONNX at the end of this run (once per model).
     exported: bool = False
+    # Tags fitted or re-applied for the model at the end of this run (search.tags).
+    tags_applied: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -146,6 +149,9 @@ def sync(
                 lib.store.rebuild(model_id)
             lib.set_serving(model_id)
             lib.set_active(source.spec if source else lib.catalog.model(model_id).spec)
+            # From stored vectors: new images get their tags, a new model its own.
+            applied = Tagger(lib.catalog, lib.load_encoder).apply(model_id)
+            report.tags_applied = len(applied)
     if encoder_factory is None:
         # Everything is committed and served already (and the lock free for the next
         # run): an interrupted export loses nothing, and the next run tries again.

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from search.catalog import lexical
+from search.catalog import lexical, tagreads
 from search.catalog.records import ImageMeta, Manifest, ModelInfo
 from search.errors import NotFound
 from search.library import SERVING_MODEL
@@ -26,7 +26,7 @@ from search.models.spec import ModelSpec
 
 # The newest migration, as search.catalog.store.SCHEMA_HEAD (which imports SQLAlchemy); a test
 # holds the two equal.
-SCHEMA = "0004"
+SCHEMA = "0005"
 _IMAGE = "id, root_id, path, size, mtime_ns, width, height, taken_at, date"
 
 
@@ -145,6 +145,12 @@ class CatalogReader:
         before: datetime | None = None,
     ) -> np.ndarray:
         return read_ids(self._conn.execute, path_prefix, after, before)
+
+    def tagged_ids(self, names: Sequence[str], model_id: str) -> np.ndarray:
+        return tagreads.tagged_ids(self._conn.execute, names, model_id)
+
+    def image_tags(self, ids: Sequence[int], model_id: str) -> dict[int, list[str]]:
+        return tagreads.image_tags(self._conn.execute, ids, model_id)
 
 
 # The image reads both catalogs make, in plain SQL: `execute` is sqlite3's

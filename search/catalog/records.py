@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import numpy as np
+
 from search.models.spec import ModelSpec
 
 
@@ -118,3 +120,27 @@ class CaptionInfo:
     text: str
     source: str
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    """A tag as defined: its prompts, and its version (bumped by every change)."""
+
+    id: int
+    name: str
+    kind: str  # "prompt" (zero-shot) or "probe" (taught from examples)
+    prompts: tuple[str, ...]
+    version: int
+
+
+@dataclass(frozen=True)
+class TagScore:
+    """A tag's scorer in one model's space: score = weights · vector + bias; the images
+    scoring at least `threshold` hold the tag. `applied_revision`: the model revision
+    those images were found at; `tag_version`: the tag version it was fitted from."""
+
+    weights: np.ndarray
+    bias: float
+    threshold: float
+    tag_version: int
+    applied_revision: int

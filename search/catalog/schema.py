@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -151,3 +152,67 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Tag(Base):
+    """A tag: zero-shot from its prompts ("prompt"), or a probe taught from examples
+    ("probe", which keeps its prompts as a prior). What it is, not how a model scores it."""
+
+    __tablename__ = "tags"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    prompts: Mapped[str] = mapped_column(Text)  # JSON list of texts
+    # Bumped by every change (prompts, examples): a model's scorer fitted from an older
+    # version is fitted again.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class TagExample(Base):
+    """An image a person marked as being the tag, or not; independent of any model, so a
+    model switch trains the probe again from the same examples."""
+
+    __tablename__ = "tag_examples"
+
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    positive: Mapped[bool] = mapped_column(Boolean)
+
+
+class TagScorer(Base):
+    """A tag's linear scorer in one model's vector space (score = weights · vector + bias)
+    and its calibrated threshold; applied = the model revision its image_tags reflect."""
+
+    __tablename__ = "tag_scorers"
+
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    weights: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    bias: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    tag_version: Mapped[int] = mapped_column(Integer)
+    applied_revision: Mapped[int] = mapped_column(Integer)
+    fitted_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ImageTag(Base):
+    """An image that holds a tag by one model's scorer (only those: no row, no tag)."""
+
+    __tablename__ = "image_tags"
+    __table_args__ = (Index("ix_image_tags_model_id_image_id", "model_id", "image_id"),)
+
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True
+    )
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    score: Mapped[float] = mapped_column(Float)

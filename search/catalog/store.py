@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.catalog import lexical
+from search.catalog import lexical, tagreads
 from search.catalog.lexical import LexicalHit
 from search.catalog.reader import read_ids, read_image, read_images
 from search.catalog.records import (
@@ -42,6 +42,7 @@ from search.catalog.schema import (
     Root,
     Setting,
 )
+from search.catalog.tagstore import TagStore
 from search.errors import CatalogError, NotFound
 from search.models.spec import ModelSpec
 
@@ -66,7 +67,7 @@ def make_engine(path: Path) -> Engine:
 # The newest migration in migrations/versions (a test holds the two in step). A catalog
 # stamped with it, or a new one, needs nothing from Alembic, whose machinery costs a cold
 # command a tenth to half a second to import, read its scripts and run them.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 # The columns of a FileRecord, in its field order.
 _FILE_RECORD = (
@@ -163,6 +164,7 @@ class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
+        self.tags = TagStore(self._session, self._tx)
 
     @classmethod
     def open(cls, path: Path) -> Catalog:
@@ -462,6 +464,14 @@ class Catalog:
     def fields_matched(self, words: list[str], ids: list[int]) -> dict[int, dict[str, str]]:
         with self.engine.connect() as conn:
             return lexical.fields_matched(conn.exec_driver_sql, words, ids)
+
+    def tagged_ids(self, names: Sequence[str], model_id: str) -> np.ndarray:
+        with self.engine.connect() as conn:
+            return tagreads.tagged_ids(conn.exec_driver_sql, names, model_id)
+
+    def image_tags(self, ids: Sequence[int], model_id: str) -> dict[int, list[str]]:
+        with self.engine.connect() as conn:
+            return tagreads.image_tags(conn.exec_driver_sql, ids, model_id)
 
     def image_count(self) -> int:
         with self._session() as s:

@@ -97,6 +97,7 @@ class SearchRequest:
     mode: str = "hybrid"
     # Only the relevant hits; None: only with --sort date (the relevant set by date).
     relevant: bool | None = None
+    tags: tuple[str, ...] = ()  # only images holding every one of these tags
 
     @property
     def relevant_only(self) -> bool:
@@ -132,6 +133,7 @@ class Hit:
     matched: tuple[str, ...] = ()  # lexical fields holding the query's words
     # Those fields' text, the matched words between lexical.MARK_START and MARK_END.
     highlights: dict[str, str] = field(default_factory=dict, compare=False)
+    tags: tuple[str, ...] = ()  # the image's tags by the serving model
 
     def to_json(self) -> dict:
         """The keys `search --json` and the JSON API both give a hit (DESIGN.md)."""
@@ -145,6 +147,7 @@ class Hit:
             "date": self.date.isoformat(),
             "relevant": self.relevant,
             "matched": list(self.matched),
+            "tags": list(self.tags),
         }
 
 
@@ -259,6 +262,9 @@ class Searcher:
         allowed = None
         if req.path_prefix or req.after or req.before:
             allowed = self.catalog.filter_ids(req.path_prefix, req.after, req.before)
+        if req.tags:
+            tagged = self.catalog.tagged_ids(req.tags, model_id)
+            allowed = tagged if allowed is None else np.intersect1d(allowed, tagged)
         ranked = self._rank(req, model_id, words, allowed)
         if req.relevant_only:
             ranked = [c for c in ranked if c.relevant]
@@ -278,6 +284,7 @@ class Searcher:
         page = ranked[req.offset : req.offset + req.k]
         holding = [c.id for c in page if c.words]
         matched = self.catalog.fields_matched(words, holding) if holding else {}
+        tags = self.catalog.image_tags([c.id for c in page], model_id)
         hits = []
         for c in page:
             m, fields = metas[c.id], matched.get(c.id, {})
@@ -293,6 +300,7 @@ class Searcher:
                     c.relevant,
                     tuple(fields),
                     fields,
+                    tuple(tags.get(c.id, ())),
                 )
             )
         return SearchResult(model_id, req.describe(), hits, count)

@@ -1,0 +1,47 @@
+"""The tag reads a search makes, in plain SQL for both catalogs (as search.catalog.reader's
+image reads): `execute` is sqlite3's Connection.execute or SQLAlchemy's exec_driver_sql."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from search.catalog.lexical import Execute
+from search.errors import QueryError
+
+
+def tagged_ids(execute: Execute, names: Sequence[str], model_id: str) -> np.ndarray:
+    """Images holding every tag in `names` by this model, ascending. An unknown name is an
+    error; a known tag not yet applied for the model holds no image."""
+    names = list(dict.fromkeys(names))
+    marks = ", ".join("?" * len(names))
+    rows = execute(f"SELECT name, id FROM tags WHERE name IN ({marks})", tuple(names))
+    known = {name: tag_id for name, tag_id in rows}
+    if unknown := [n for n in names if n not in known]:
+        raise QueryError(f"no tag named {unknown[0]!r} (`imgsearch tags` lists them)")
+    # Images with as many of the tags as were asked for: all of them.
+    rows = execute(
+        f"SELECT image_id FROM image_tags WHERE model_id = ? AND tag_id IN ({marks}) "
+        "GROUP BY image_id HAVING count(*) = ? ORDER BY image_id",
+        (model_id, *(known[n] for n in names), len(names)),
+    )
+    return np.array([r[0] for r in rows], dtype=np.int64)
+
+
+def image_tags(execute: Execute, ids: Sequence[int], model_id: str) -> dict[int, list[str]]:
+    """Each image's tags by this model, by name."""
+    out: dict[int, list[str]] = {int(i): [] for i in ids}
+    if not out:
+        return out
+    marks = ", ".join("?" * len(out))
+    rows = execute(
+        "SELECT image_tags.image_id, tags.name FROM image_tags "
+        "JOIN tags ON tags.id = image_tags.tag_id "
+        f"WHERE image_tags.model_id = ? AND image_tags.image_id IN ({marks}) "
+        "ORDER BY tags.name",
+        (model_id, *out),
+    )
+    for image_id, name in rows:
+        out[image_id].append(name)
+    return out

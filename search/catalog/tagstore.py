@@ -1,0 +1,190 @@
+"""Tags in the catalog: their definitions and examples, each model's scorer for them, and
+the images that hold them by that model. Plain data in and out (search.catalog.records);
+each write is one transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from search.catalog.records import TagInfo, TagScore, utcnow
+from search.catalog.schema import Image, ImageTag, Model, Tag, TagExample, TagScorer
+from search.errors import NotFound, QueryError
+
+
+class TagStore:
+    def __init__(self, session: Callable[[], Session], tx: Callable[[], Session]) -> None:
+        self._session = session
+        self._tx = tx
+
+    # -- definitions ----------------------------------------------------------------------
+    def all(self) -> list[TagInfo]:
+        with self._session() as s:
+            return [_info(t) for t in s.scalars(select(Tag).order_by(Tag.name))]
+
+    def get(self, name: str) -> TagInfo:
+        with self._session() as s:
+            tag = s.scalar(select(Tag).where(Tag.name == name))
+            if tag is None:
+                raise NotFound(f"no tag named {name!r} (`imgsearch tags` lists them)")
+            return _info(tag)
+
+    def define(self, name: str, kind: str, prompts: Sequence[str]) -> TagInfo:
+        """Create the tag, or give an existing one these prompts (and kind); either way
+        its version moves on, so every model's scorer is fitted again."""
+        with self._tx() as s:
+            tag = s.scalar(select(Tag).where(Tag.name == name))
+            if tag is None:
+                tag = Tag(name=name, kind=kind, prompts="", version=0, created_at=utcnow())
+                s.add(tag)
+            tag.kind, tag.prompts, tag.version = kind, json.dumps(list(prompts)), tag.version + 1
+            s.flush()
+            return _info(tag)
+
+    def remove(self, name: str) -> None:
+        with self._tx() as s:
+            tag_id = s.scalar(select(Tag.id).where(Tag.name == name))
+            if tag_id is None:
+                raise NotFound(f"no tag named {name!r} (`imgsearch tags` lists them)")
+            # Foreign keys cascade the rest (examples, scorers, image tags).
+            s.execute(delete(Tag).where(Tag.id == tag_id))
+
+    # -- examples ---------------------------------------------------------------------------
+    def teach(self, name: str, yes: Iterable[int], no: Iterable[int]) -> TagInfo:
+        """Record images that are (yes) or are not (no) the tag; the tag becomes a probe.
+        A later mark of the same image replaces an earlier one."""
+        yes, no = list(dict.fromkeys(yes)), list(dict.fromkeys(no))
+        if set(yes) & set(no):
+            both = sorted(set(yes) & set(no))
+            raise QueryError(f"image {both[0]} is marked both as {name!r} and as not")
+        with self._tx() as s:
+            tag = s.scalar(select(Tag).where(Tag.name == name))
+            if tag is None:
+                raise NotFound(f"no tag named {name!r} (`imgsearch tags` lists them)")
+            wanted = yes + no
+            found = set(s.scalars(select(Image.id).where(Image.id.in_(wanted))))
+            if missing := [i for i in wanted if i not in found]:
+                raise NotFound(f"no image with id {missing[0]}")
+            s.execute(
+                delete(TagExample).where(
+                    TagExample.tag_id == tag.id, TagExample.image_id.in_(wanted)
+                )
+            )
+            rows = [{"tag_id": tag.id, "image_id": i, "positive": i in yes} for i in wanted]
+            if rows:
+                s.execute(insert(TagExample), rows)
+            tag.kind, tag.version = "probe", tag.version + 1
+            s.flush()
+            return _info(tag)
+
+    def examples(self, tag_id: int) -> tuple[list[int], list[int]]:
+        """(yes, no) image ids, ascending."""
+        stmt = (
+            select(TagExample.image_id, TagExample.positive)
+            .where(TagExample.tag_id == tag_id)
+            .order_by(TagExample.image_id)
+        )
+        with self._session() as s:
+            rows = s.execute(stmt).all()
+        return [i for i, p in rows if p], [i for i, p in rows if not p]
+
+    # -- scorers and the images they tag ---------------------------------------------------
+    def scorer(self, tag_id: int, model_id: str) -> TagScore | None:
+        with self._session() as s:
+            row = s.get(TagScorer, (tag_id, model_id))
+            if row is None:
+                return None
+            return TagScore(
+                np.frombuffer(row.weights, dtype="<f4").astype(np.float32),
+                row.bias,
+                row.threshold,
+                row.tag_version,
+                row.applied_revision,
+            )
+
+    def apply(
+        self,
+        tag_id: int,
+        model_id: str,
+        score: TagScore,
+        ids: np.ndarray,
+        scores: np.ndarray,
+    ) -> bool:
+        """Store the scorer and make exactly `ids` (with their scores) the images holding
+        the tag by this model. False, and nothing written, when the tag changed or went
+        away meanwhile (its scorer was fitted from an older version)."""
+        with self._tx() as s:
+            version = s.scalar(select(Tag.version).where(Tag.id == tag_id))
+            if version != score.tag_version:
+                return False
+            s.merge(
+                TagScorer(
+                    tag_id=tag_id,
+                    model_id=model_id,
+                    weights=np.asarray(score.weights, dtype="<f4").tobytes(),
+                    bias=float(score.bias),
+                    threshold=float(score.threshold),
+                    tag_version=score.tag_version,
+                    applied_revision=score.applied_revision,
+                    fitted_at=utcnow(),
+                )
+            )
+            s.execute(
+                delete(ImageTag).where(ImageTag.tag_id == tag_id, ImageTag.model_id == model_id)
+            )
+            rows = [
+                {"tag_id": tag_id, "model_id": model_id, "image_id": i, "score": v}
+                for i, v in zip(ids.tolist(), scores.tolist())
+            ]
+            if rows:
+                s.execute(insert(ImageTag), rows)
+            return True
+
+    def counts(self, model_id: str | None) -> dict[int, tuple[int, float | None]]:
+        """Per tag id: (images holding it, threshold) by this model; (0, None) for a tag
+        with no scorer for it."""
+        counted: dict[int, tuple[int, float | None]] = {}
+        with self._session() as s:
+            for tag_id in s.scalars(select(Tag.id)):
+                counted[tag_id] = (0, None)
+            if model_id is None:
+                return counted
+            n = (
+                select(ImageTag.tag_id, func.count())
+                .where(ImageTag.model_id == model_id)
+                .group_by(ImageTag.tag_id)
+            )
+            held = dict(s.execute(n).all())
+            thresholds = s.execute(
+                select(TagScorer.tag_id, TagScorer.threshold).where(TagScorer.model_id == model_id)
+            ).all()
+            for tag_id, threshold in thresholds:
+                counted[tag_id] = (held.get(tag_id, 0), threshold)
+        return counted
+
+    def stale(self, model_id: str) -> list[TagInfo]:
+        """Tags whose images for this model are not current: no scorer, one fitted from
+        an older version of the tag, or applied before the model's vectors last changed."""
+        with self._session() as s:
+            revision = s.scalar(select(Model.revision).where(Model.model_id == model_id))
+            scorers = {
+                r.tag_id: (r.tag_version, r.applied_revision)
+                for r in s.execute(
+                    select(
+                        TagScorer.tag_id, TagScorer.tag_version, TagScorer.applied_revision
+                    ).where(TagScorer.model_id == model_id)
+                )
+            }
+            return [
+                _info(t)
+                for t in s.scalars(select(Tag).order_by(Tag.id))
+                if scorers.get(t.id) != (t.version, revision)
+            ]
+
+
+def _info(tag: Tag) -> TagInfo:
+    return TagInfo(tag.id, tag.name, tag.kind, tuple(json.loads(tag.prompts)), tag.version)

@@ -1,0 +1,257 @@
+"""Tags (issue 14): the probe, applying tags from stored vectors, and tags that stay right
+through re-index, rename, removal and a model switch (never another model's vectors)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from imagetree import make_jpeg
+from safetensors.torch import save_file
+from test_cli import TINY, run
+from tinylib import tiny_settings
+
+from indexer.sync.run import sync
+from search.errors import NotFound, QueryError
+from search.library import Library
+from search.models.encoder import build_model
+from search.models.spec import resolve
+from search.query import relevance
+from search.query.searcher import SearchRequest
+from search.tags.probe import fit_probe
+from search.tags.tagger import Tagger
+from search.tags.vocabulary import phrasings, starter, tag_name
+
+
+def clusters(n: int, dim: int, centres: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors around `centres` random directions, and each one's centre."""
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centres, dim))
+    label = rng.integers(0, centres, n)
+    v = c[label] + rng.normal(scale=0.9, size=(n, dim))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32), label
+
+
+def test_a_probe_finds_a_concept_from_five_examples() -> None:
+    library, label = clusters(3000, 64, 8, seed=1)
+    yes = library[np.flatnonzero(label == 3)[:5]]
+    weights, bias = fit_probe(library, yes, np.zeros((0, 64), np.float32))
+    held = library @ weights + bias > 0
+    truth = label == 3
+    precision = (held & truth).sum() / held.sum()
+    recall = (held & truth).sum() / truth.sum()
+    assert precision > 0.8 and recall > 0.8, (precision, recall)
+    with pytest.raises(ValueError):
+        fit_probe(library, library[:0], library[:0])
+
+
+def test_a_marked_no_moves_the_boundary() -> None:
+    library, label = clusters(2000, 32, 4, seed=2)
+    yes = library[np.flatnonzero(label == 0)[:10]]
+    no = library[np.flatnonzero(label == 1)[:10]]
+    plain = fit_probe(library, yes, library[:0])
+    marked = fit_probe(library, yes, no)
+    side = library[label == 1]
+    assert (side @ marked[0] + marked[1]).mean() < (side @ plain[0] + plain[1]).mean()
+
+
+def test_names_and_the_starter_vocabulary() -> None:
+    assert tag_name("  Red   Sofa ") == "red sofa"
+    for bad in ("", "   ", "x" * 101, "a\x00b"):
+        with pytest.raises(QueryError):
+            tag_name(bad)
+    names = starter()
+    assert len(names) >= 40 and "beach" in names and len(set(names)) == len(names)
+    assert phrasings(("dog",))[0] == "dog" and "a photo of a dog." in phrasings(("dog",))
+
+
+@pytest.fixture
+def tagged(library, tmp_path):
+    """A synced library of 30 photos with a zero-shot tag and a taught one."""
+    root = tmp_path / "photos"
+    for i in range(30):
+        make_jpeg(root / f"p{i:02d}.jpg", i)
+    sync(library, [str(root)], progress=False)
+    tags = library.catalog.tags
+    tags.define("red sofa", "prompt", ("red sofa", "a red couch"))
+    tags.define("blob", "probe", ())
+    tags.teach("blob", [1, 2, 3], [4])
+    Tagger(library.catalog, library.load_encoder).apply(library.serving_model)
+    return library, root
+
+
+def expected_prompt_tag(lib, model_id: str, prompts) -> set[int]:
+    """The images a zero-shot tag should hold, computed here from the catalog's vectors
+    and the model's text tower: mean phrasing embedding, the per-tag cutoff."""
+    ids, vectors = lib.catalog.vectors(model_id)
+    texts = lib.load_torch_encoder(model_id).encode_texts(phrasings(prompts))
+    t = texts.mean(axis=0)
+    scores = vectors @ (t / np.linalg.norm(t))
+    return set(ids[scores >= relevance.cutoff(scores)].tolist())
+
+
+def holding(lib, name: str, model_id: str) -> set[int]:
+    return set(lib.catalog.tagged_ids([name], model_id).tolist())
+
+
+def test_tags_are_applied_from_stored_vectors(tagged) -> None:
+    lib, _ = tagged
+    model = lib.serving_model
+    sofa = holding(lib, "red sofa", model)
+    assert sofa == expected_prompt_tag(lib, model, ("red sofa", "a red couch"))
+    assert 0 < len(sofa) < 30
+    blob = holding(lib, "blob", model)
+    assert {1, 2, 3} <= blob and 4 not in blob  # the marks win over the threshold
+    assert lib.catalog.tags.stale(model) == []
+    counts = lib.catalog.tags.counts(model)
+    assert counts[lib.catalog.tags.get("blob").id][0] == len(blob)
+
+
+def test_search_filters_by_every_tag_and_reports_them(tagged) -> None:
+    lib, _ = tagged
+    model = lib.serving_model
+    both = holding(lib, "red sofa", model) & holding(lib, "blob", model)
+    result = lib.searcher.search(SearchRequest(text="anything", k=50, tags=("blob",)))
+    assert {h.id for h in result.hits} == holding(lib, "blob", model)
+    assert all("blob" in h.tags for h in result.hits)
+    result = lib.searcher.search(
+        SearchRequest(text="anything", k=50, tags=("blob", "red sofa"), mode="semantic")
+    )
+    assert {h.id for h in result.hits} == both
+    plain = lib.searcher.search(SearchRequest(text="anything", k=50))
+    for h in plain.hits:
+        assert set(h.tags) == {n for n in ("red sofa", "blob") if h.id in holding(lib, n, model)}
+        assert h.to_json()["tags"] == list(h.tags)
+    with pytest.raises(QueryError, match="no tag named 'nope'"):
+        lib.searcher.search(SearchRequest(text="anything", tags=("nope",)))
+
+
+def test_tags_follow_new_renamed_and_removed_images(tagged) -> None:
+    lib, root = tagged
+    model = lib.serving_model
+    before = holding(lib, "red sofa", model)
+    # A renamed file keeps its id, its vector, hence its tags.
+    moved = sorted(before)[0]
+    path = lib.catalog.image(moved).path
+    (root / "moved").mkdir()
+    (root / path.split("/")[-1]).rename(root / "moved" / "renamed.jpg")
+    report = sync(lib, [], progress=False)
+    assert report.moved == 1
+    assert holding(lib, "red sofa", model) == before
+    # New images are scored; the set is what the tag's scorer says over the whole library.
+    for i in range(30, 36):
+        make_jpeg(root / f"n{i}.jpg", i)
+    report = sync(lib, [], progress=False)
+    assert report.added == 6 and report.tags_applied == 2
+    assert holding(lib, "red sofa", model) == expected_prompt_tag(
+        lib, model, ("red sofa", "a red couch")
+    )
+    assert lib.catalog.tags.stale(model) == []
+    # A removed image leaves every tag, and a removed "yes" example leaves the probe.
+    (root / "p00.jpg").unlink()
+    sync(lib, [], progress=False)
+    assert 1 not in holding(lib, "blob", model)
+    assert lib.catalog.tags.examples(lib.catalog.tags.get("blob").id) == ([2, 3], [4])
+    # Re-indexing what did not change applies nothing again.
+    assert sync(lib, [], progress=False).tags_applied == 0
+
+
+def other_weights(path, seed: int):
+    """imgsearch-tiny from another random init (same dimension, different vectors)."""
+    source = resolve("imgsearch-tiny", "none", models_dir=path.parent, cache_dir=path.parent)
+    torch.manual_seed(seed)
+    model, _ = build_model(source, "cpu")
+    for p in model.parameters():
+        p.data.add_(torch.randn_like(p) * 0.05)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+def test_a_model_switch_computes_tags_with_the_new_model_only(tagged, tmp_path) -> None:
+    first, _ = tagged
+    old = first.serving_model
+    old_sofa = holding(first, "red sofa", old)
+    weights = other_weights(tmp_path / "b.safetensors", 7)
+    with Library(tiny_settings(first.settings.home, pretrained=str(weights))) as lib:
+        report = sync(lib, [], progress=False)
+        new = lib.serving_model
+        assert new != old and report.tags_applied == 2
+        check_switched(lib, old, new, old_sofa)
+
+
+def check_switched(lib, old: str, new: str, old_sofa: set[int]) -> None:
+    # The new model's tags come from its own vectors and its own text tower...
+    assert holding(lib, "red sofa", new) == expected_prompt_tag(
+        lib, new, ("red sofa", "a red couch")
+    )
+    new_ids, new_vectors = lib.catalog.vectors(new)
+    scorer = lib.catalog.tags.scorer(lib.catalog.tags.get("red sofa").id, new)
+    old_scorer = lib.catalog.tags.scorer(lib.catalog.tags.get("red sofa").id, old)
+    assert not np.allclose(scorer.weights, old_scorer.weights)
+    # ...the probe is fitted again from the same marks...
+    assert {2, 3} <= holding(lib, "blob", new) and 4 not in holding(lib, "blob", new)
+    # ...the old model's stay its own, and searches read the serving model's.
+    assert holding(lib, "red sofa", old) == old_sofa
+    hits = lib.searcher.search(SearchRequest(text="x", k=50, tags=("red sofa",))).hits
+    assert {h.id for h in hits} == holding(lib, "red sofa", new)
+
+
+def test_a_taught_tag_without_embedded_examples_waits(library, tmp_path) -> None:
+    root = tmp_path / "photos"
+    for i in range(5):
+        make_jpeg(root / f"p{i}.jpg", i)
+    sync(library, [str(root)], progress=False)
+    tags = library.catalog.tags
+    tags.define("later", "probe", ())
+    with pytest.raises(NotFound):
+        tags.teach("later", [99], [])
+    with pytest.raises(QueryError, match="both"):
+        tags.teach("later", [1], [1])
+    tagger = Tagger(library.catalog, library.load_encoder)
+    assert tagger.apply(library.serving_model) == []  # no "yes" yet: nothing to fit
+    assert [t.name for t in tags.stale(library.serving_model)] == ["later"]
+
+
+def test_tag_commands(tmp_path) -> None:
+    home = tmp_path / "home"
+    root = tmp_path / "photos"
+    for i in range(12):
+        make_jpeg(root / f"p{i:02d}.jpg", i)
+    # Added before anything is indexed: applied by the first index run.
+    out = run("tags", "add", "Sunset", "--json", home=home)
+    assert json.loads(out.stdout)["tags"][0] == {
+        "name": "sunset",
+        "kind": "prompt",
+        "count": 0,
+        "threshold": None,
+        "prompts": ["sunset"],
+    }
+    run("index", str(root), *TINY, home=home)
+    listed = json.loads(run("tags", "--json", home=home).stdout)["tags"]
+    assert [(t["name"], t["kind"]) for t in listed] == [("sunset", "prompt")]
+    assert listed[0]["threshold"] is not None and 0 < listed[0]["count"] <= 12
+    taught = json.loads(
+        run("tags", "teach", "Blob", "--yes", "1", "2", "--no=3", "--json", home=home).stdout
+    )["tags"][0]
+    assert taught["kind"] == "probe" and taught["count"] >= 2
+    found = json.loads(run("search", "x", "--tag", "blob", "-k", "20", "--json", home=home).stdout)
+    ids = {h["id"] for h in found["results"]}
+    assert {1, 2} <= ids and 3 not in ids
+    assert all("blob" in h["tags"] for h in found["results"])
+    for args, message in [
+        (("tags", "teach", "blob", "5"), "say --yes or --no"),
+        (("tags", "teach", "blob", "--yes", "x"), "'x' is not an image id"),
+        (("tags", "teach", "blob", "--yes", "999"), "no image with id 999"),
+        (("tags", "remove", "nope"), "no tag named 'nope'"),
+        (("search", "x", "--tag", "nope"), "no tag named 'nope'"),
+        (("tags", "add"), "give a tag NAME"),
+    ]:
+        proc = run(*args, home=home, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    run("tags", "remove", "blob", home=home)
+    assert [t["name"] for t in json.loads(run("tags", "--json", home=home).stdout)["tags"]] == [
+        "sunset"
+    ]
