@@ -20,9 +20,10 @@ def tags_command(ctx: click.Context, as_json: bool) -> int:
     if ctx.invoked_subcommand is not None:
         return 0
     from search.library import Library
+    from search.tags.listing import tag_rows
 
     with Library(settings_from(ctx.obj)) as lib:
-        rows = _listing(lib)
+        rows = tag_rows(lib.catalog, lib.serving_model)
     _show(rows, as_json)
     return 0
 
@@ -51,38 +52,29 @@ def add_command(
     if starter:
         for n in starter_names():
             wanted.setdefault(n, (n,))
-    return _change(
-        options, as_json, lambda tags: [tags.define(n, "prompt", p) for n, p in wanted.items()]
-    )
+    return _change(options, as_json, lambda tagger, model_id: tagger.add(model_id, wanted))
 
 
 @tags_command.command(
     "teach",
     context_settings={"ignore_unknown_options": True},
     help="Teach a tag from examples: --yes ID... are it, --no ID... are not (ids from "
-    "`search --json`). More examples refine it.",
+    "`search --json`). With only --yes, a sample of the rest of the library stands in for "
+    "'not'. More examples refine it; a new NAME becomes a tag taught from examples alone.",
 )
 @click.argument("name")
 @click.argument("marks", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def teach_command(options: GlobalOptions, name: str, marks: tuple[str, ...]) -> int:
-    from search.errors import NotFound
     from search.tags.vocabulary import tag_name
 
     yes, no, as_json = parse_marks(marks)
     if not yes and not no:
         raise ConfigError("give images: --yes ID... (and --no ID...)")
     clean = tag_name(name)
-
-    def teach(tags):
-        try:
-            tags.get(clean)
-        except NotFound:
-            # A new tag taught from examples alone (a made-up word: no useful prompt).
-            tags.define(clean, "probe", ())
-        return [tags.teach(clean, yes, no)]
-
-    return _change(options, as_json, teach)
+    return _change(
+        options, as_json, lambda tagger, model_id: [tagger.teach(model_id, clean, yes, no)]
+    )
 
 
 @tags_command.command("remove", help="Remove a tag (from every image and model).")
@@ -126,35 +118,23 @@ def parse_marks(marks: tuple[str, ...]) -> tuple[list[int], list[int], bool]:
 
 
 def _change(options: GlobalOptions, as_json: bool, change) -> int:
-    """Apply `change` to the catalog's tags, then fit and apply the tags it returns for
-    the serving model (none yet: the first index run does it)."""
+    """`change(tagger, serving model id)`: the tags it changed are shown."""
     from search.library import Library
+    from search.tags.listing import tag_rows
     from search.tags.tagger import Tagger
 
     with Library(settings_from(options)) as lib:
-        changed = change(lib.catalog.tags)
         model_id = lib.serving_model
-        if model_id is not None:
-            Tagger(lib.catalog, lib.load_encoder).apply(model_id, changed)
-        rows = [r for r in _listing(lib) if r["name"] in {t.name for t in changed}]
+        changed = change(Tagger(lib.catalog, lib.load_encoder), model_id)
+        rows = [
+            r
+            for r in tag_rows(lib.catalog, lib.serving_model)
+            if r["name"] in {t.name for t in changed}
+        ]
     _show(rows, as_json)
     if model_id is None and not as_json:
         click.echo("nothing is indexed yet: tags apply at the end of the first index run", err=True)
     return 0
-
-
-def _listing(lib) -> list[dict]:
-    counts = lib.catalog.tags.counts(lib.serving_model)
-    return [
-        {
-            "name": t.name,
-            "kind": t.kind,
-            "count": counts[t.id][0],
-            "threshold": None if counts[t.id][1] is None else round(counts[t.id][1], 6),
-            "prompts": list(t.prompts),
-        }
-        for t in lib.catalog.tags.all()
-    ]
 
 
 def _show(rows: list[dict], as_json: bool) -> None:
@@ -166,3 +146,44 @@ def _show(rows: list[dict], as_json: bool) -> None:
             "not applied yet" if r["threshold"] is None else f"threshold {r['threshold']:.4f}"
         )
         print(f"{r['name']}\t{r['kind']}\t{r['count']} images\t{threshold}")
+
+
+@click.command(
+    "describe",
+    help="Describe a photo in words: the tags that fit it and the closest captions the "
+    "library knows.\n\nTARGET: an indexed image's id, or an image file.",
+)
+@click.argument("target")
+@click.option("-k", type=click.IntRange(min=1, max=100), default=5, metavar="N", help="captions")
+@json_option
+@click.pass_obj
+def describe_command(options: GlobalOptions, target: str, k: int, as_json: bool) -> int:
+    from pathlib import Path
+
+    from search.errors import QueryError
+    from search.library import Library
+    from search.query.searcher import SearchRequest
+    from search.tags.describe import CaptionVectors, describe, known_captions
+
+    is_file = Path(target).is_file()
+    if not is_file and not target.isdigit():
+        raise QueryError(f"{target}: neither an image id nor an image file")
+    with Library(settings_from(options)) as lib:
+        model_id = lib.searcher.serving_model()
+        if is_file:
+            vector = lib.searcher.query_vector(SearchRequest(image=target), model_id)
+        else:
+            lib.catalog.image(int(target))  # "no image with id N" before "no vector"
+            vector = lib.catalog.vector_of(int(target), model_id)
+        captions = known_captions(lib.catalog, lib.settings.models_dir)
+        encoder = lib.searcher.encoder(model_id) if captions else None
+        vectors = CaptionVectors(lib.settings.cache_dir, model_id, encoder).of(captions)
+        found = describe(lib.catalog, model_id, vector, captions, vectors, k)
+    if as_json:
+        print_json(found.to_json())
+        return 0
+    held = [t["name"] for t in found.tags if t["holds"]]
+    print("tags:     " + (", ".join(held) if held else "(none)"))
+    for c in found.captions:
+        print(f"{c['score']:.4f}\t{c['text']}")
+    return 0

@@ -245,7 +245,7 @@ def test_tag_commands(tmp_path) -> None:
         (("tags", "teach", "blob", "--yes", "x"), "'x' is not an image id"),
         (("tags", "teach", "blob", "--yes", "999"), "no image with id 999"),
         (("tags", "remove", "nope"), "no tag named 'nope'"),
-        (("search", "x", "--tag", "nope"), "no tag named 'nope'"),
+        (("search", "x", "--tag", "nope"), "no tag named 'nope'; tags: blob, sunset"),
         (("tags", "add"), "give a tag NAME"),
     ]:
         proc = run(*args, home=home, check=False)
@@ -255,3 +255,33 @@ def test_tag_commands(tmp_path) -> None:
     assert [t["name"] for t in json.loads(run("tags", "--json", home=home).stdout)["tags"]] == [
         "sunset"
     ]
+
+
+def test_describe_ranks_tags_and_known_captions(tmp_path) -> None:
+    home = tmp_path / "home"
+    root = tmp_path / "photos"
+    for i in range(10):
+        make_jpeg(root / f"p{i:02d}.jpg", i)
+    run("index", str(root), *TINY, home=home)
+    run("tags", "teach", "blob", "--yes", "1", "2", home=home)
+    with Library(tiny_settings(home)) as lib:
+        lib.catalog.add_caption(1, "a dog asleep on a red sofa")
+        lib.catalog.add_caption(3, "two cats on a wall")
+        first = lib.catalog.image(1).path
+    # A saved model's training captions count too.
+    saved = home / "models" / "mine"
+    saved.mkdir(parents=True)
+    (saved / "captions.txt").write_text("a boat at sea\na dog asleep on a red sofa\n")
+    got = json.loads(run("describe", "1", "-k", "10", "--json", home=home).stdout)
+    assert set(got) == {"model_id", "tags", "captions"}
+    assert got["tags"][0] == {"name": "blob", "score": got["tags"][0]["score"], "holds": True}
+    texts = [c["text"] for c in got["captions"]]
+    assert sorted(texts) == ["a boat at sea", "a dog asleep on a red sofa", "two cats on a wall"]
+    scores = [c["score"] for c in got["captions"]]
+    assert scores == sorted(scores, reverse=True)
+    # By file: the same image's pixels give the same description.
+    by_file = json.loads(run("describe", first, "-k", "10", "--json", home=home).stdout)
+    assert [c["text"] for c in by_file["captions"]] == texts
+    for target, message in [("999", "no image with id 999"), ("nope.jpg", "neither an image id")]:
+        proc = run("describe", target, home=home, check=False)
+        assert proc.returncode != 0 and message in proc.stderr

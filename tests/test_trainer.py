@@ -65,6 +65,10 @@ def test_loss_falls_and_model_round_trips(data, tmp_path, tiny_encoder):
     with Image.open(result.path / "curves.png") as curves:
         curves.load()
         assert curves.width > 400 and curves.height > 100
+    # The captions trained on, each once, for `describe` to offer.
+    trained_on = read_pairs_file(data / "train.csv")[0]
+    lines = (result.path / "captions.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(set(lines)) and set(lines) == {p.caption for p in trained_on}
 
     # Held-out pairs never seen in training: the trained model ranks them better.
     trained = load_encoder(saved, "cpu")

@@ -123,6 +123,13 @@ ROUTES = {
     ("/api/models/<path:name>/use", "POST"),
     ("/api/train", "POST"),
     ("/api/jobs/current", "GET"),
+    # Tags: tests/test_tags_web.py.
+    ("/api/tags", "GET"),
+    ("/api/tags", "POST"),
+    ("/api/tags/<name>/examples", "POST"),
+    ("/api/tags/<name>", "DELETE"),
+    ("/api/images/<int:image_id>/describe", "GET"),
+    ("/images/<int:image_id>/tags", "POST"),
 }
 
 

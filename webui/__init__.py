@@ -4,7 +4,8 @@ Services live in ``app.extensions``: ``imgsearch.library`` (catalog, index store
 searcher), ``imgsearch.thumbnails``, ``imgsearch.jobs`` (background re-index and
 training runs) and ``imgsearch.warmup`` (the query model loading as the app starts).
 Blueprints: ``pages`` (HTML), ``api`` (JSON), ``files`` (originals and
-thumbnails by id) and ``models`` (the Models page, its API and the jobs).
+thumbnails by id), ``tags`` (tags, teaching, describing) and ``models`` (the Models
+page, its API and the jobs).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def create_app(*, library: Library, warm_up: bool = True) -> Flask:
     # Imported here: `imgsearch --help` loads webui.commands, and must stay fast.
     from flask import Flask
 
-    from webui import api, errors, files, models, pages, security
+    from webui import api, errors, files, models, pages, security, tags
     from webui.warmup import WarmUp
 
     settings = library.settings
@@ -42,6 +43,7 @@ def create_app(*, library: Library, warm_up: bool = True) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(files.bp)
+    app.register_blueprint(tags.bp)
     models.init_app(app, settings)
     warmup = app.extensions["imgsearch.warmup"] = WarmUp(library)
     if warm_up:

@@ -1,4 +1,5 @@
-"""The JSON API (DESIGN.md, "HTTP"): search, images, similar, captions, status."""
+"""The JSON API (DESIGN.md, "HTTP"): search, images, similar, captions, status (tags:
+webui.tags)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def check_searchable(lib: Library, like: int | None = None) -> None:
         abort(409, "nothing is indexed yet: run `imgsearch index FOLDER` first")
 
 
-def image_json(meta: ImageMeta, captions: list[CaptionInfo]) -> dict:
+def image_json(meta: ImageMeta, captions: list[CaptionInfo], tags: list[str]) -> dict:
     return {
         "id": meta.id,
         "path": meta.path,
@@ -41,6 +42,7 @@ def image_json(meta: ImageMeta, captions: list[CaptionInfo]) -> dict:
         "page_url": url_for("pages.image", image_id=meta.id),
         "similar_url": url_for("api.similar", image_id=meta.id),
         "captions": [caption_json(c) for c in captions],
+        "tags": tags,  # by the serving model
     }
 
 
@@ -87,7 +89,12 @@ def search_by_image():
 def image(image_id: int):
     lib = library()
     meta = lib.catalog.image(image_id)
-    return jsonify(image_json(meta, lib.catalog.captions(image_id)))
+    return jsonify(image_json(meta, lib.catalog.captions(image_id), image_tags(lib, image_id)))
+
+
+def image_tags(lib: Library, image_id: int) -> list[str]:
+    model_id = lib.serving_model
+    return [] if model_id is None else lib.catalog.image_tags([image_id], model_id)[image_id]
 
 
 @bp.get("/images/<int:image_id>/similar")

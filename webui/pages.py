@@ -12,11 +12,13 @@ import os
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
-from search.errors import ImageDecodeError, QueryError
+from search.errors import ImageDecodeError, NotFound, QueryError
 from search.imageio import jpeg_thumbnail
 from search.query.searcher import SearchResult
-from webui.api import caption_text, library
+from search.tags.listing import tag_rows
+from webui.api import caption_text, image_tags, library
 from webui.search_params import MAX_OFFSET, SearchParams, marked, uploaded_image
+from webui.tags import description
 
 bp = Blueprint("pages", __name__)
 
@@ -34,6 +36,7 @@ def _library_state() -> dict:
         "serving_model": lib.serving_model,
         "indexing": lib.lock.held_elsewhere(),
         "roots": [r.path.rstrip(os.sep) + os.sep for r in lib.catalog.roots()],
+        "tags": tag_rows(lib.catalog, lib.serving_model),
     }
 
 
@@ -63,6 +66,7 @@ def _render_search(
         error=error,
         preview=preview,
         pages=pages,
+        page_size=PAGE_SIZE,
         state=_library_state(),
     )
     return body, status
@@ -121,8 +125,19 @@ def image(image_id: int):
     meta = lib.catalog.image(image_id)
     route = "files.thumbnail" if meta.path.lower().endswith(_NOT_DISPLAYABLE) else "files.original"
     shown = url_for(route, image_id=image_id)
+    model_id = lib.serving_model
+    try:
+        described = description(lib, image_id) if model_id is not None else None
+    except NotFound:  # not embedded by the serving model yet
+        described = None
     return render_template(
-        "image.html", image=meta, shown_url=shown, captions=lib.catalog.captions(image_id)
+        "image.html",
+        image=meta,
+        shown_url=shown,
+        captions=lib.catalog.captions(image_id),
+        tags=image_tags(lib, image_id),
+        described=described,
+        all_tags=tag_rows(lib.catalog, model_id),
     )
 
 

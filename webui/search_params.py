@@ -18,10 +18,12 @@ from werkzeug.utils import secure_filename
 from search.catalog.lexical import MARK_END, MARK_START
 from search.errors import QueryError
 from search.query.searcher import MODES, Hit, SearchRequest, folder_prefix, parse_date
+from search.tags.vocabulary import tag_name
 
 MAX_K = 200
 MAX_OFFSET = 10_000
 MAX_QUERY_CHARS = 1_000
+MAX_TAGS = 20
 MAX_IMAGE_ID = 2**63 - 1  # SQLite's INTEGER range; beyond it the driver overflows
 
 
@@ -40,6 +42,8 @@ class SearchParams:
     mode: str = "hybrid"
     # "1" only relevant hits, "0" all, "": the default (only relevant when sorted by date).
     relevant: str = ""
+    tag: tuple[str, ...] = ()  # every one must hold
+    teach: str = ""  # the pages: a tag each result can be marked as being, or not
 
     @classmethod
     def parse(cls, values: Mapping[str, str], default_k: int = 20) -> SearchParams:
@@ -58,6 +62,8 @@ class SearchParams:
             sort=values.get("sort", "").strip() or "score",
             mode=_choice("mode", values.get("mode", ""), MODES),
             relevant=_choice("relevant", values.get("relevant", ""), ("1", "0"), ""),
+            tag=_tags(values),
+            teach=tag_name(values["teach"]) if values.get("teach", "").strip() else "",
         )
 
     @property
@@ -73,6 +79,7 @@ class SearchParams:
             or self.sort != "score"
             or self.mode != "hybrid"
             or self.relevant
+            or self.tag
         )
 
     def request(self, image: io.BytesIO | None = None) -> SearchRequest:
@@ -88,13 +95,23 @@ class SearchParams:
             sort=self.sort,
             mode=self.mode,
             relevant=None if not self.relevant else self.relevant == "1",
+            tags=self.tag,
         )
 
     def query_args(self, default_k: int, **changes: object) -> dict[str, object]:
         """Non-default values only, so URLs stay short and bookmarkable."""
         defaults = asdict(SearchParams(k=default_k))
-        current = asdict(replace(self, **changes))
+        current = asdict(replace(self, **{**changes, "tag": tuple(changes.get("tag", self.tag))}))
         return {name: value for name, value in current.items() if value != defaults[name]}
+
+
+def _tags(values: Mapping[str, str]) -> tuple[str, ...]:
+    """The repeatable `tag=` values (a MultiDict's list; a plain mapping's one value)."""
+    raw = values.getlist("tag") if hasattr(values, "getlist") else [values.get("tag", "")]
+    names = tuple(dict.fromkeys(tag_name(r) for r in raw if r.strip()))
+    if len(names) > MAX_TAGS:
+        raise QueryError(f"at most {MAX_TAGS} tags at once")
+    return names
 
 
 def _int(name: str, raw: str, low: int, high: int, default: int | None = None) -> int:

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from search.models.spec import (
+    CAPTIONS,
     CURVES,
     OPEN_CLIP_CONFIG,
     SIDECAR,
@@ -51,8 +52,11 @@ def save_tensors(tensors: dict, path: Path) -> None:
     tmp.replace(path)
 
 
-def save_model(model, models_dir: Path, name: str, meta: dict, preprocess: dict) -> Path:
-    """models_dir/name with config, weights, sidecar and curves; swapped in whole."""
+def save_model(
+    model, models_dir: Path, name: str, meta: dict, preprocess: dict, captions=()
+) -> Path:
+    """models_dir/name with config, weights, sidecar, curves and the distinct training
+    `captions`; swapped in whole."""
     from indexer.training.curves import draw_curves
 
     final = models_dir / name
@@ -65,6 +69,9 @@ def save_model(model, models_dir: Path, name: str, meta: dict, preprocess: dict)
         (tmp / OPEN_CLIP_CONFIG).write_text(json.dumps(config, indent=2))
         meta = {"model_id": f"{name}/sha256:{file_digest(tmp / WEIGHT_FILES[0])}", **meta}
         draw_curves(meta["metrics"], tmp / CURVES)
+        # One caption a line: a caption's own line breaks become spaces.
+        lines = dict.fromkeys(" ".join(c.split()) for c in captions)
+        (tmp / CAPTIONS).write_text("".join(f"{c}\n" for c in lines if c), encoding="utf-8")
         (tmp / SIDECAR).write_text(json.dumps(meta, indent=2, default=str))
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -275,7 +275,14 @@ def train(
         "created_at": utcnow().isoformat(),
     }
     try:
-        out = save_model(model, models_dir, name, meta, open_clip.get_model_preprocess_cfg(model))
+        out = save_model(
+            model,
+            models_dir,
+            name,
+            meta,
+            open_clip.get_model_preprocess_cfg(model),
+            captions=pairs.captions,
+        )
     except OSError as exc:
         kept = _keep(checkpoints, last_good, model, optimizer, best)
         then = (

@@ -19,7 +19,7 @@ def tagged_ids(execute: Execute, names: Sequence[str], model_id: str) -> np.ndar
     rows = execute(f"SELECT name, id FROM tags WHERE name IN ({marks})", tuple(names))
     known = {name: tag_id for name, tag_id in rows}
     if unknown := [n for n in names if n not in known]:
-        raise QueryError(f"no tag named {unknown[0]!r} (`imgsearch tags` lists them)")
+        raise QueryError(f"no tag named {unknown[0]!r}; {known_tags(execute)}")
     # Images with as many of the tags as were asked for: all of them.
     rows = execute(
         f"SELECT image_id FROM image_tags WHERE model_id = ? AND tag_id IN ({marks}) "
@@ -45,3 +45,12 @@ def image_tags(execute: Execute, ids: Sequence[int], model_id: str) -> dict[int,
     for image_id, name in rows:
         out[image_id].append(name)
     return out
+
+
+def known_tags(execute: Execute, most: int = 20) -> str:
+    """The tags there are, for an error message: "tags: a, b, c" (or that there are none)."""
+    rows = [r[0] for r in execute("SELECT name FROM tags ORDER BY name LIMIT ?", (most + 1,))]
+    if not rows:
+        return "there are no tags yet (`imgsearch tags add NAME`)"
+    more = ", …" if len(rows) > most else ""
+    return "tags: " + ", ".join(rows[:most]) + more

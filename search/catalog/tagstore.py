@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from search.catalog.records import TagInfo, TagScore, utcnow
 from search.catalog.schema import Image, ImageTag, Model, Tag, TagExample, TagScorer
+from search.catalog.tagreads import known_tags
 from search.errors import NotFound, QueryError
 
 
@@ -30,7 +31,7 @@ class TagStore:
         with self._session() as s:
             tag = s.scalar(select(Tag).where(Tag.name == name))
             if tag is None:
-                raise NotFound(f"no tag named {name!r} (`imgsearch tags` lists them)")
+                raise _unknown(s, name)
             return _info(tag)
 
     def define(self, name: str, kind: str, prompts: Sequence[str]) -> TagInfo:
@@ -49,7 +50,7 @@ class TagStore:
         with self._tx() as s:
             tag_id = s.scalar(select(Tag.id).where(Tag.name == name))
             if tag_id is None:
-                raise NotFound(f"no tag named {name!r} (`imgsearch tags` lists them)")
+                raise _unknown(s, name)
             # Foreign keys cascade the rest (examples, scorers, image tags).
             s.execute(delete(Tag).where(Tag.id == tag_id))
 
@@ -64,7 +65,7 @@ class TagStore:
         with self._tx() as s:
             tag = s.scalar(select(Tag).where(Tag.name == name))
             if tag is None:
-                raise NotFound(f"no tag named {name!r} (`imgsearch tags` lists them)")
+                raise _unknown(s, name)
             wanted = yes + no
             found = set(s.scalars(select(Image.id).where(Image.id.in_(wanted))))
             if missing := [i for i in wanted if i not in found]:
@@ -96,15 +97,18 @@ class TagStore:
     def scorer(self, tag_id: int, model_id: str) -> TagScore | None:
         with self._session() as s:
             row = s.get(TagScorer, (tag_id, model_id))
-            if row is None:
-                return None
-            return TagScore(
-                np.frombuffer(row.weights, dtype="<f4").astype(np.float32),
-                row.bias,
-                row.threshold,
-                row.tag_version,
-                row.applied_revision,
-            )
+            return None if row is None else _score(row)
+
+    def scorers(self, model_id: str) -> list[tuple[str, TagScore]]:
+        """Every tag's scorer for this model, by tag name."""
+        stmt = (
+            select(Tag.name, TagScorer)
+            .join(TagScorer, TagScorer.tag_id == Tag.id)
+            .where(TagScorer.model_id == model_id)
+            .order_by(Tag.name)
+        )
+        with self._session() as s:
+            return [(name, _score(row)) for name, row in s.execute(stmt)]
 
     def apply(
         self,
@@ -188,3 +192,13 @@ class TagStore:
 
 def _info(tag: Tag) -> TagInfo:
     return TagInfo(tag.id, tag.name, tag.kind, tuple(json.loads(tag.prompts)), tag.version)
+
+
+def _score(row: TagScorer) -> TagScore:
+    weights = np.frombuffer(row.weights, dtype="<f4").astype(np.float32)
+    return TagScore(weights, row.bias, row.threshold, row.tag_version, row.applied_revision)
+
+
+def _unknown(s: Session, name: str) -> NotFound:
+    listing = known_tags(s.connection().exec_driver_sql)
+    return NotFound(f"no tag named {name!r}; {listing}")

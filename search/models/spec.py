@@ -30,6 +30,8 @@ OPEN_CLIP_CONFIG = "open_clip_config.json"
 SIDECAR = "imgsearch.json"
 # The training-curves picture beside the sidecar (drawn by indexer.training.curves).
 CURVES = "curves.png"
+# The distinct captions a saved model was trained on, one a line: `describe` offers them.
+CAPTIONS = "captions.txt"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from search.catalog.records import TagInfo, TagScore
-from search.errors import QueryError
+from search.errors import NotFound, QueryError
 from search.models.encoder import Encoder
 from search.query import relevance
 from search.tags.probe import fit_probe
@@ -42,6 +42,26 @@ class Tagger:
         """`encoder_for`: a model id's encoder, loaded only when a prompt needs embedding."""
         self.catalog = catalog
         self._encoder_for = encoder_for
+
+    def add(self, model_id: str | None, prompts: dict[str, tuple[str, ...]]) -> list[TagInfo]:
+        """Define zero-shot tags (name → prompts) and apply them for `model_id` (None:
+        nothing indexed yet; the first index run applies them)."""
+        tags = [self.catalog.tags.define(n, "prompt", p) for n, p in prompts.items()]
+        if model_id is not None:
+            self.apply(model_id, tags)
+        return tags
+
+    def teach(self, model_id: str | None, name: str, yes: list[int], no: list[int]) -> TagInfo:
+        """Mark images as being the tag or not (a new name becomes a tag taught from
+        examples alone, e.g. a made-up word) and fit it again for `model_id`."""
+        try:
+            self.catalog.tags.get(name)
+        except NotFound:
+            self.catalog.tags.define(name, "probe", ())
+        tag = self.catalog.tags.teach(name, yes, no)
+        if model_id is not None:
+            self.apply(model_id, [tag])
+        return tag
 
     def apply(self, model_id: str, tags: list[TagInfo] | None = None) -> list[Applied]:
         """Bring `tags` (default: every tag not current for the model) up to date with the

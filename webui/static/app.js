@@ -65,8 +65,26 @@ function card(hit) {
   Object.entries(hit.highlights || {}).forEach(([field, html]) => {
     link.append(highlight(field, html));
   });
+  if ((hit.tags || []).length) {
+    const tags = document.createElement("span");
+    tags.className = "tags";
+    hit.tags.forEach((t) => {
+      const chip = document.createElement("span");
+      chip.className = "tag";
+      chip.textContent = t;
+      tags.append(chip);
+    });
+    link.append(tags);
+  }
   if (!hit.relevant) li.className = "below-cutoff";
   li.append(link);
+  // "Teach a tag" is on: the page's own form, pointed at this image.
+  const template = document.getElementById("teach-template");
+  if (template) {
+    const form = template.content.firstElementChild.cloneNode(true);
+    form.action = form.action.replace(/\/images\/0\/tags$/, `/images/${hit.id}/tags`);
+    li.append(form);
+  }
   return li;
 }
 

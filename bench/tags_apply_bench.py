@@ -1,0 +1,130 @@
+"""Applying tags at scale (issue 14, Must-show 5): 50 tags over 100k stored vectors.
+
+A catalog of 100k CLIP-shaped 512-d vectors (bench/vectors.py), 40 zero-shot tags (their
+prompt embeddings stood in for by directions of the library's own topics, so each holds a
+few percent of it, as "beach" or "dog" would) and 10 taught tags (a linear probe on 10
+examples each). Timed, in process, as the end of an index run does it
+(search.tags.tagger.Tagger.apply on every stale tag): the first application of all 50,
+and again after 1,000 new images arrived (every tag is then stale: new vectors).
+Run: .venv/bin/python bench/tags_apply_bench.py   (a minute or two; --n for another size)
+Writes its figures into bench/BENCHMARKS.md (section "tags-apply") unless --no-write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from report import machine, write_section  # noqa: E402
+from vectors import DIM, clip_like  # noqa: E402
+
+from search.catalog.records import ImageData, TagScore  # noqa: E402
+from search.catalog.store import Catalog  # noqa: E402
+from search.models.spec import ModelSpec  # noqa: E402
+from search.tags.tagger import Tagger  # noqa: E402
+
+MODEL = "bench/random:0"
+BATCH = 20_000
+PROMPT_TAGS, PROBE_TAGS = 40, 10
+
+
+def image(root: int, i: int) -> ImageData:
+    return ImageData(
+        root, f"/photos/{i:08}.jpg", 10, 1, f"h{i}", 64, 64, None, datetime(2020, 1, 1)
+    )
+
+
+def no_encoder(_model_id: str):
+    raise AssertionError("every prompt's embedding is stored: no text tower needed")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/imgsearch-bench/tags-apply"))
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    vecs = clip_like(args.n + 1000 * args.repeats, rng)
+    library, fresh = vecs[: args.n], vecs[args.n :]
+
+    catalog = Catalog.open(args.work / "catalog.db")
+    catalog.ensure_model(MODEL, ModelSpec("bench", "none"), DIM)
+    root = catalog.add_root("/photos").id
+    ids: list[int] = []
+    for start in range(0, args.n, BATCH):
+        stop = min(args.n, start + BATCH)
+        ids += catalog.write_batch(
+            MODEL, [image(root, i) for i in range(start, stop)], library[start:stop]
+        )
+    tags = catalog.tags
+    revision = catalog.model_revision(MODEL)
+    for k in range(PROMPT_TAGS):
+        # A prompt embedding lies apart from the images (CLIP's modality gap): a topic's
+        # direction, not an image vector; stored as if a text tower had made it.
+        tag = tags.define(f"topic {k}", "prompt", (f"topic {k}",))
+        mean = library[rng.choice(args.n, 50, replace=False)].mean(axis=0)
+        direction = (mean / np.linalg.norm(mean)).astype(np.float32)
+        tags.apply(
+            tag.id,
+            MODEL,
+            TagScore(direction, 0.0, 1.0, tag.version, revision - 1),
+            ids[:0],
+            np.zeros(0),
+        )
+    for k in range(PROBE_TAGS):
+        tags.define(f"taught {k}", "probe", ())
+        centre = library[rng.integers(args.n)]
+        near = np.argsort(-(library @ centre))[:10]
+        tags.teach(f"taught {k}", [ids[i] for i in near], [])
+    tagger = Tagger(catalog, no_encoder)
+
+    t0 = time.perf_counter()
+    first = tagger.apply(MODEL)
+    first_s = time.perf_counter() - t0
+    assert len(first) == PROMPT_TAGS + PROBE_TAGS
+    held = [a.count for a in first]
+    again = []
+    for r in range(args.repeats):
+        new = range(args.n + 1000 * r, args.n + 1000 * (r + 1))
+        catalog.write_batch(MODEL, [image(root, i) for i in new], fresh[1000 * r : 1000 * (r + 1)])
+        t0 = time.perf_counter()
+        applied = tagger.apply(MODEL)
+        again.append(time.perf_counter() - t0)
+        assert len(applied) == PROMPT_TAGS + PROBE_TAGS
+    catalog.close()
+    print(f"first {first_s:.2f} s, again {[round(s, 2) for s in again]}", flush=True)
+    body = f"""## Applying tags at scale (issue 14): `bench/tags_apply_bench.py`
+
+Machine: {machine()}; {time.strftime("%Y-%m-%d")}. {args.n:,} stored CLIP-shaped 512-d vectors
+in a catalog on local disk; {PROMPT_TAGS} zero-shot tags (stored prompt embeddings) and
+{PROBE_TAGS} taught tags (10 examples each, probe fitted on each application). Timed in
+process, Tagger.apply on every stale tag, as the end of an index run calls it: read the
+model's vectors, score, calibrate each tag's threshold, store the images holding it.
+
+| what | wall time |
+|---|---|
+| first application of all {PROMPT_TAGS + PROBE_TAGS} tags | {first_s:.2f} s |
+| again after 1,000 new images (all stale), median of {args.repeats} | {statistics.median(again):.2f} s |
+
+Images per tag: median {int(np.median(held)):,} (min {min(held):,}, max {max(held):,}).
+"""
+    if not args.no_write:
+        write_section("tags-apply", body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""Tags benchmark (issue 14, Must-show 1).
+
+Generated libraries whose content is known (the generators record what they drew), a
+model trained by the project's trainer (ten epochs, tiny architecture), and tags scored
+the way search/tags does it, from the library's stored vectors:
+
+- zero-shot tags, one per concept (objects: each colour, each shape, each colour + shape;
+  scenes: times of day, terrains, weathers, what stands in them): the tag's prompt embedded
+  in the production phrasings (Tagger.prompt_vector), cut per tag by the production
+  calibration (search.query.relevance.cutoff over the tag's own library scores), against
+  one global threshold: the best one chosen with the truth, and one found without it (the
+  median of the per-tag cutoffs). Per-tag precision, recall and F1 against the truth.
+- few-shot probes (search.tags.probe, production threshold): 5, 10 and 20 positive
+  examples drawn from the truth (three draws each), F1 on the rest of the library; against
+  the zero-shot tag of the same concept named by a made-up word the text tower never saw
+  ("blicket"), which is what a tag by description gives for such a concept.
+
+Run: .venv/bin/python bench/tags_bench.py     (about 5 minutes on 2 cores)
+     --cache DIR keeps each family's vectors, so a second run only re-scores.
+Writes its figures into bench/BENCHMARKS.md (section "tags") unless --no-write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from families import generate_scenes  # noqa: E402
+from relevance_bench import (  # noqa: E402
+    SHORT_SHARE,
+    curve,
+    f1,
+    scene_queries,
+    scenes_training,
+    short_caption,
+)
+from report import machine, write_section  # noqa: E402
+
+from indexer.synthetic import COLOURS, KINDS, generate  # noqa: E402
+from search.query.relevance import cutoff  # noqa: E402
+from search.tags.probe import fit_probe  # noqa: E402
+from search.tags.tagger import Tagger  # noqa: E402
+
+EPOCHS = {"objects": 20, "scenes": 10}
+SHOTS = (5, 10, 20)
+DRAWS = 3
+MADE_UP = ("blicket", "dax", "wug", "toma", "zorp")
+MIN_POSITIVES = 40  # concepts rarer than this in the library are left out of few-shot
+
+
+def shape_tags() -> dict[str, callable]:
+    """Shapes: a colour (any object of it), a shape, both on one object."""
+
+    def objects(a: dict) -> list[tuple[str, str]]:
+        return [(a[f"colour{t}"], a[f"kind{t}"]) for t in ("", "2") if f"kind{t}" in a]
+
+    tags: dict[str, callable] = {}
+    for colour in COLOURS:
+        tags[colour] = lambda a, c=colour: any(o[0] == c for o in objects(a))
+    for kind in KINDS["base"]:
+        tags[kind] = lambda a, k=kind: any(o[1] == k for o in objects(a))
+    for colour, kind in itertools.product(COLOURS, KINDS["base"]):
+        tags[f"{colour} {kind}"] = lambda a, c=colour, k=kind: (c, k) in objects(a)
+    return tags
+
+
+def single_objects(out: Path, n: int, seed: int) -> list:
+    """The demo generator's images with one large object only (it draws two in about a
+    third, half of them small): what a colour or a shape tag names is then the one thing
+    drawn, at a size the tiny model's 64 px input resolves (measured: with small ones too,
+    a probe on 100 examples told object colours and shapes apart barely above chance,
+    while background colours at 0.96 F1)."""
+    samples = generate(out, int(n * 3.2) + 100, seed=seed)
+    return [s for s in samples if "kind2" not in s.attrs and s.attrs["size"] == "large"][:n]
+
+
+def objects_training(out: Path, n: int) -> list:
+    rng = np.random.default_rng(0)
+    return [
+        replace(s, caption=short_caption(rng, s.attrs)) if rng.random() < SHORT_SHARE else s
+        for s in single_objects(out, n, seed=0)
+    ]
+
+
+# The single-concept tags describe is checked on, by kind.
+SINGLE_CONCEPTS = {
+    "objects": {"colour": list(COLOURS), "shape": list(KINDS["base"])},
+    "scenes": {
+        "time of day": ["day", "sunset", "night"],
+        "terrain": ["mountains", "hills", "sea", "desert"],
+    },
+}
+
+FAMILIES = {
+    "objects": (objects_training, lambda out, n: single_objects(out, n, seed=1), shape_tags),
+    "scenes": (
+        scenes_training,
+        lambda out, n: generate_scenes(out, n, seed=1, size=64),
+        scene_queries,
+    ),
+}
+
+
+def family_data(family: str, args, work: Path) -> dict:
+    """Train, embed the library, embed every tag's prompt (and the made-up words)."""
+    from PIL import Image
+    from train_sweep import pair_set, run_trainer, tiny_source
+
+    from search.models.encoder import load_encoder
+
+    training, make_library, make_tags = FAMILIES[family]
+    work = work / family
+    samples = training(work / "train", args.train)
+    library = make_library(work / "library", args.library)
+    source = tiny_source(work)
+    pairs = pair_set(samples, load_encoder(source, "cpu", "fp32"))
+    t0 = time.perf_counter()
+    encoder, _, extra = run_trainer(
+        source, pairs, work / "trained", epochs=EPOCHS[family], batch_size=128, seed=0
+    )
+    train_s = time.perf_counter() - t0
+    vectors = np.concatenate(
+        [
+            encoder.encode_images([Image.open(s.path).convert("RGB") for s in library[i : i + 256]])
+            for i in range(0, len(library), 256)
+        ]
+    )
+    tags = make_tags()
+    names = list(tags)
+    # The production prompt embedding: every phrasing of the name, averaged.
+    tagger = Tagger(None, lambda _: encoder)
+    prompt = np.stack([tagger.prompt_vector("bench", (n,)) for n in [*names, *MADE_UP]])
+    # Each library image's own caption, typed into the library: what `describe` ranks.
+    captions = [s.caption for s in library]
+    distinct = list(dict.fromkeys(captions))
+    caption_vectors = np.concatenate(
+        [encoder.encode_texts(distinct[i : i + 256]) for i in range(0, len(distinct), 256)]
+    )
+    return {
+        "vectors": vectors.astype(np.float32),
+        "captions": np.array(distinct),
+        "caption_of": np.array([distinct.index(c) for c in captions]),
+        "caption_vectors": caption_vectors.astype(np.float32),
+        "truth": np.array([[tags[n](s.attrs) for s in library] for n in names]),
+        "names": np.array(names),
+        "prompts": prompt[: len(names)],
+        "made_up": prompt[len(names) :],
+        "train_s": train_s,
+        "best_epoch": extra["best_epoch"],
+    }
+
+
+def precision_recall(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    tp = float(np.sum(pred & truth))
+    return tp / max(1.0, float(pred.sum())), tp / max(1.0, float(truth.sum()))
+
+
+def zero_shot(data: dict) -> dict:
+    scores = data["prompts"] @ data["vectors"].T  # tags × images
+    truth = data["truth"]
+    cuts = np.array([cutoff(s) for s in scores])
+    per_tag = []
+    for name, s, t, c in zip(data["names"], scores, truth, cuts):
+        p, r = precision_recall(s >= c, t)
+        per_tag.append(
+            {
+                "tag": str(name),
+                "positives": int(t.sum()),
+                "precision": p,
+                "recall": r,
+                "f1": f1(s >= c, t),
+                "oracle": float(curve(s, t).max()),
+            }
+        )
+    grid = np.quantile(scores, np.linspace(0, 1, 401))
+    best_global, best_at = max(
+        (float(np.mean([f1(s >= g, t) for s, t in zip(scores, truth)])), float(g)) for g in grid
+    )
+    pooled = float(np.median(cuts))
+    return {
+        "per_tag": per_tag,
+        "calibrated": float(np.mean([r["f1"] for r in per_tag])),
+        "oracle": float(np.mean([r["oracle"] for r in per_tag])),
+        "best_global": best_global,
+        "best_global_at": best_at,
+        "pooled_global": float(np.mean([f1(s >= pooled, t) for s, t in zip(scores, truth)])),
+        "pooled_at": pooled,
+    }
+
+
+def few_shot(data: dict, penalty: float | None = None) -> dict:
+    """Per shot count: mean F1 on the rest of the library of the probe (production
+    threshold), and of the zero-shot tag of the same concept under a made-up name."""
+    import search.tags.probe as probe
+
+    if penalty is not None:
+        probe.PENALTY = penalty
+    vectors, truth = data["vectors"], data["truth"]
+    made_up = data["made_up"] @ vectors.T
+    made_up_cuts = [s >= cutoff(s) for s in made_up]
+    out: dict[int, dict] = {}
+    concepts = [i for i, t in enumerate(truth) if t.sum() >= MIN_POSITIVES]
+    for shots in SHOTS:
+        probe_f1, zero_f1 = [], []
+        for i, draw in itertools.product(concepts, range(DRAWS)):
+            rng = np.random.default_rng(1000 * i + draw)
+            yes = rng.choice(np.flatnonzero(truth[i]), shots, replace=False)
+            weights, bias = fit_probe(vectors, vectors[yes], vectors[:0])
+            logits = vectors @ weights + bias
+            rest = np.ones(len(vectors), bool)
+            rest[yes] = False
+            held = logits >= cutoff(logits)
+            probe_f1.append(f1(held[rest], truth[i][rest]))
+            zero_f1.append(float(np.mean([f1(m[rest], truth[i][rest]) for m in made_up_cuts])))
+        out[shots] = {
+            "concepts": len(concepts),
+            "probe": float(np.mean(probe_f1)),
+            "made_up_zero_shot": float(np.mean(zero_f1)),
+        }
+    return out
+
+
+TOP = 5  # describe's top tags and captions counted
+
+
+def describe_eval(data: dict, family: str) -> dict:
+    """Production `describe` on each library image (held out from training): its true
+    single-concept tags among the top TOP tags, and its own caption among the top TOP
+    captions of every caption typed into the library."""
+    from types import SimpleNamespace
+
+    from search.catalog.records import TagScore
+    from search.tags.describe import describe
+
+    vectors, truth, names = data["vectors"], data["truth"], [str(n) for n in data["names"]]
+    scores = data["prompts"] @ vectors.T
+    scorers = [
+        (n, TagScore(p, 0.0, cutoff(s), 1, 0)) for n, p, s in zip(names, data["prompts"], scores)
+    ]
+    catalog = SimpleNamespace(tags=SimpleNamespace(scorers=lambda _model: scorers))
+    groups = SINGLE_CONCEPTS[family]
+    captions = [str(c) for c in data["captions"]]
+    found = {g: 0 for g in groups} | {"all": 0, "caption": 0}
+    for i, v in enumerate(vectors):
+        d = describe(catalog, "bench", v, captions, data["caption_vectors"], TOP)
+        top = {t["name"] for t in d.tags[:TOP]}
+        hits = []
+        for group, members in groups.items():
+            true = [n for n in members if truth[names.index(n), i]]
+            ok = all(n in top for n in true)
+            found[group] += ok
+            hits.append(ok)
+        found["all"] += all(hits)
+        found["caption"] += captions[data["caption_of"][i]] in {c["text"] for c in d.captions}
+    return {k: v / len(vectors) for k, v in found.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train", type=int, default=4000)
+    ap.add_argument("--library", type=int, default=2000)
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    ap.add_argument("--penalties", type=float, nargs="*", help="try probe penalties (print only)")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="imgsearch-tags-"))
+    rows = {}
+    for family in args.families:
+        cached = args.cache / f"tags-{family}.npz" if args.cache else None
+        if cached and cached.exists():
+            data = dict(np.load(cached))
+            data.update(json.loads(str(data.pop("meta"))))
+        else:
+            data = family_data(family, args, work)
+            if cached:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                meta = json.dumps({"train_s": data["train_s"], "best_epoch": data["best_epoch"]})
+                arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray)}
+                np.savez(cached, meta=meta, **arrays)
+        if args.penalties:
+            for p in args.penalties:
+                print(family, "penalty", p, json.dumps(few_shot(data, p)), flush=True)
+            continue
+        rows[family] = {
+            "zero": zero_shot(data),
+            "few": few_shot(data),
+            "describe": describe_eval(data, family),
+            "train_s": data["train_s"],
+        }
+        z = rows[family]["zero"]
+        print(
+            family,
+            json.dumps({k: v for k, v in z.items() if k != "per_tag"}),
+            json.dumps(rows[family]["few"]),
+            json.dumps(rows[family]["describe"]),
+            flush=True,
+        )
+    if rows and not args.no_write:
+        write_section("tags", report(rows, args))
+
+
+def report(rows: dict, args) -> str:
+    lines = [
+        "## Tags (issue 14): `bench/tags_bench.py`",
+        "",
+        f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}. Each family: {args.train} training "
+        "pairs, the project trainer from the tiny architecture's random init (batch 128, CPU; "
+        + ", ".join(f"{f} {e} epochs" for f, e in EPOCHS.items())
+        + f"), a {args.library}-image library of the same generator (another seed), the truth "
+        "from what the generator drew. Objects: one large shape on a plain, striped or noisy "
+        "background; scenes: landscapes by time of day, terrain, weather, houses, trees, moon. "
+        "Reproduce: `.venv/bin/python bench/tags_bench.py`.",
+        "",
+        "Zero-shot tags, mean F1 over the family's tags: per-tag calibration (production), "
+        "the per-tag oracle threshold (chosen with the truth: an upper bound), the best single "
+        "global threshold (chosen with the truth), and one global threshold found without it "
+        "(the median of the per-tag cutoffs).",
+        "",
+        "| family | tags | calibrated | oracle | best global (truth) | global (median cutoff) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for family, r in rows.items():
+        z = r["zero"]
+        lines.append(
+            f"| {family} | {len(z['per_tag'])} | {z['calibrated']:.3f} | {z['oracle']:.3f} | "
+            f"{z['best_global']:.3f} (at {z['best_global_at']:.3f}) | "
+            f"{z['pooled_global']:.3f} (at {z['pooled_at']:.3f}) |"
+        )
+    lines += [
+        "",
+        f"Few-shot probes: mean F1 on the rest of the library over concepts with at least "
+        f"{MIN_POSITIVES} images, {DRAWS} draws of the examples each; against the zero-shot tag "
+        f"of the same concept under a made-up name ({', '.join(MADE_UP)}: mean over them).",
+        "",
+        "| family | concepts | "
+        + " | ".join(f"probe, {n} examples" for n in SHOTS)
+        + " | zero-shot, made-up name |",
+        "|---|---|" + "---|" * len(SHOTS) + "---|",
+    ]
+    for family, r in rows.items():
+        few = r["few"]
+        lines.append(
+            f"| {family} | {few[SHOTS[0]]['concepts']} | "
+            + " | ".join(f"{few[n]['probe']:.3f}" for n in SHOTS)
+            + f" | {few[SHOTS[0]]['made_up_zero_shot']:.3f} |"
+        )
+    lines += [
+        "",
+        f"`describe` on each library image (none of them seen in training): its true "
+        f"single-concept tags among the top {TOP} tags (out of all the family's tags), and its "
+        f"own caption among the top {TOP} of every caption typed into the library.",
+        "",
+        "| family | concept kinds: share of images with the true tag in the top "
+        f"{TOP} | all of them | own caption in top {TOP} |",
+        "|---|---|---|---|",
+    ]
+    for family, r in rows.items():
+        d = r["describe"]
+        kinds = ", ".join(f"{g} {d[g]:.3f}" for g in SINGLE_CONCEPTS[family])
+        lines.append(f"| {family} | {kinds} | {d['all']:.3f} | {d['caption']:.3f} |")
+    for family, r in rows.items():
+        lines += [
+            "",
+            f"Per tag, {family} (calibrated: precision / recall / F1; oracle F1):",
+            "",
+            "| tag | images | precision | recall | F1 | oracle F1 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for t in r["zero"]["per_tag"]:
+            lines.append(
+                f"| {t['tag']} | {t['positives']} | {t['precision']:.3f} | {t['recall']:.3f} | "
+                f"{t['f1']:.3f} | {t['oracle']:.3f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

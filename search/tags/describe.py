@@ -1,0 +1,106 @@
+"""Describing a photo in words (image → text): the tags that fit it best, and the closest
+captions the library knows (typed captions, and the captions its saved models were
+trained on), ranked by the serving model's cosine."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from search.models.encoder import Encoder
+from search.models.spec import CAPTIONS
+
+if TYPE_CHECKING:
+    from search.catalog.store import Catalog
+
+MAX_CAPTIONS = 100_000  # known captions considered, newest typed first
+BATCH = 256
+
+
+@dataclass(frozen=True)
+class Description:
+    model_id: str
+    tags: list[dict]
+    captions: list[dict]
+
+    def to_json(self) -> dict:
+        return {"model_id": self.model_id, "tags": self.tags, "captions": self.captions}
+
+
+def known_captions(catalog: Catalog, models_dir: Path) -> list[str]:
+    """Distinct caption texts: typed in the library, then each saved model's training set."""
+    texts = [" ".join(c.text.split()) for c in reversed(catalog.captions())]
+    for path in sorted(models_dir.glob(f"*/{CAPTIONS}")):
+        try:
+            texts += path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue  # a model folder being replaced, or damaged: its captions are optional
+    return [t for t in dict.fromkeys(texts) if t][:MAX_CAPTIONS]
+
+
+class CaptionVectors:
+    """Caption embeddings by one model, kept in `cache_dir` so each caption is embedded
+    once (a library's training captions run to thousands)."""
+
+    def __init__(self, cache_dir: Path, model_id: str, encoder: Encoder | None) -> None:
+        """`encoder`: embeds what the cache lacks (None: there is nothing to embed)."""
+        digest = hashlib.sha256(model_id.encode()).hexdigest()[:24]
+        self.path = cache_dir / "captions" / f"{digest}.npz"
+        self.encoder = encoder
+
+    def of(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), np.float32)
+        held: dict[str, np.ndarray] = {}
+        try:
+            with np.load(self.path, allow_pickle=False) as f:
+                held = dict(zip(f["texts"].tolist(), f["vectors"]))
+        except (OSError, ValueError, KeyError):
+            held = {}  # none yet, or unreadable: embedded again
+        missing = [t for t in texts if t not in held]
+        for i in range(0, len(missing), BATCH):
+            chunk = missing[i : i + BATCH]
+            held.update(zip(chunk, self.encoder.encode_texts(chunk)))
+        if missing:
+            self._save(held)
+        return np.stack([held[t] for t in texts]).astype(np.float32)
+
+    def _save(self, held: dict[str, np.ndarray]) -> None:
+        from search.diskfiles import replacing
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(self.path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, texts=np.array(list(held)), vectors=np.stack(list(held.values())))
+
+
+def describe(
+    catalog: Catalog,
+    model_id: str,
+    vector: np.ndarray,
+    captions: list[str],
+    caption_vectors: np.ndarray,
+    k: int = 5,
+) -> Description:
+    """Tags: every one the image holds, best margin over its threshold first, then the
+    nearest misses up to `k`. Captions: the `k` closest by cosine."""
+    scored = []
+    for name, s in catalog.tags.scorers(model_id):
+        score = float(vector @ s.weights + s.bias)
+        scored.append((score >= s.threshold, score - s.threshold, name, score))
+    scored.sort(key=lambda t: (not t[0], -t[1]))
+    held = sum(1 for t in scored if t[0])
+    tags = [
+        {"name": name, "score": round(score, 6), "holds": holds}
+        for holds, _, name, score in scored[: max(held, k)]
+    ]
+    cosines = caption_vectors @ vector if len(captions) else np.zeros(0)
+    best = np.argsort(-cosines, kind="stable")[:k]
+    return Description(
+        model_id,
+        tags,
+        [{"text": captions[i], "score": round(float(cosines[i]), 6)} for i in best],
+    )
