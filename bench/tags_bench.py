@@ -50,7 +50,7 @@ from report import machine, write_section  # noqa: E402
 
 from indexer.synthetic import COLOURS, KINDS, generate  # noqa: E402
 from search.query.relevance import cutoff  # noqa: E402
-from search.tags.probe import fit_probe  # noqa: E402
+from search.tags.probe import fit_with_threshold  # noqa: E402
 from search.tags.tagger import Tagger  # noqa: E402
 
 EPOCHS = {"objects": 20, "scenes": 10}
@@ -202,7 +202,8 @@ def zero_shot(data: dict) -> dict:
 
 def few_shot(data: dict, penalty: float | None = None) -> dict:
     """Per shot count: mean F1 on the rest of the library of the probe (production
-    threshold), and of the zero-shot tag of the same concept under a made-up name."""
+    threshold; and cut at log-odds 0, and by the library cutoff zero-shot tags use), and
+    of the zero-shot tag of the same concept under a made-up name."""
     import search.tags.probe as probe
 
     if penalty is not None:
@@ -213,20 +214,26 @@ def few_shot(data: dict, penalty: float | None = None) -> dict:
     out: dict[int, dict] = {}
     concepts = [i for i, t in enumerate(truth) if t.sum() >= MIN_POSITIVES]
     for shots in SHOTS:
-        probe_f1, zero_f1 = [], []
+        probe_f1, zero_f1, logit0_f1, library_f1 = [], [], [], []
         for i, draw in itertools.product(concepts, range(DRAWS)):
             rng = np.random.default_rng(1000 * i + draw)
             yes = rng.choice(np.flatnonzero(truth[i]), shots, replace=False)
-            weights, bias = fit_probe(vectors, vectors[yes], vectors[:0])
+            weights, bias, threshold = fit_with_threshold(vectors, vectors[yes], vectors[:0])
             logits = vectors @ weights + bias
             rest = np.ones(len(vectors), bool)
             rest[yes] = False
-            held = logits >= cutoff(logits)
-            probe_f1.append(f1(held[rest], truth[i][rest]))
+            for into, cut in (
+                (probe_f1, threshold),
+                (logit0_f1, 0.0),
+                (library_f1, cutoff(logits)),
+            ):
+                into.append(f1((logits >= cut)[rest], truth[i][rest]))
             zero_f1.append(float(np.mean([f1(m[rest], truth[i][rest]) for m in made_up_cuts])))
         out[shots] = {
             "concepts": len(concepts),
             "probe": float(np.mean(probe_f1)),
+            "probe_logit0": float(np.mean(logit0_f1)),
+            "probe_library_cutoff": float(np.mean(library_f1)),
             "made_up_zero_shot": float(np.mean(zero_f1)),
         }
     return out
@@ -316,13 +323,15 @@ def report(rows: dict, args) -> str:
     lines = [
         "## Tags (issue 14): `bench/tags_bench.py`",
         "",
-        f"Machine: {machine()}; {time.strftime('%Y-%m-%d')}. Each family: {args.train} training "
+        f"Machine: {machine()}. Each family: {args.train} training "
         "pairs, the project trainer from the tiny architecture's random init (batch 128, CPU; "
         + ", ".join(f"{f} {e} epochs" for f, e in EPOCHS.items())
         + f"), a {args.library}-image library of the same generator (another seed), the truth "
         "from what the generator drew. Objects: one large shape on a plain, striped or noisy "
         "background; scenes: landscapes by time of day, terrain, weather, houses, trees, moon. "
-        "Reproduce: `.venv/bin/python bench/tags_bench.py`.",
+        "Training took "
+        + ", ".join(f"{f} {r['train_s']:.0f} s" for f, r in rows.items())
+        + ". Reproduce: `.venv/bin/python bench/tags_bench.py`.",
         "",
         "Zero-shot tags, mean F1 over the family's tags: per-tag calibration (production), "
         "the per-tag oracle threshold (chosen with the truth: an upper bound), the best single "
@@ -357,6 +366,25 @@ def report(rows: dict, args) -> str:
             + " | ".join(f"{few[n]['probe']:.3f}" for n in SHOTS)
             + f" | {few[SHOTS[0]]['made_up_zero_shot']:.3f} |"
         )
+    lines += [
+        "",
+        "The probe's threshold (production: the 20th percentile of the examples' out-of-fold "
+        "scores) against log-odds 0 and the library cutoff zero-shot tags use, same probes:",
+        "",
+        "| family | threshold | " + " | ".join(f"{n} examples" for n in SHOTS) + " |",
+        "|---|---|" + "---|" * len(SHOTS),
+    ]
+    for family, r in rows.items():
+        for key, label in (
+            ("probe", "out of fold (production)"),
+            ("probe_logit0", "log-odds 0"),
+            ("probe_library_cutoff", "library cutoff"),
+        ):
+            lines.append(
+                f"| {family} | {label} | "
+                + " | ".join(f"{r['few'][n][key]:.3f}" for n in SHOTS)
+                + " |"
+            )
     lines += [
         "",
         f"`describe` on each library image (none of them seen in training): its true "

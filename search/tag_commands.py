@@ -121,11 +121,11 @@ def _change(options: GlobalOptions, as_json: bool, change) -> int:
     """`change(tagger, serving model id)`: the tags it changed are shown."""
     from search.library import Library
     from search.tags.listing import tag_rows
-    from search.tags.tagger import Tagger
+    from search.tags.tagger import Tagger, index_vectors
 
     with Library(settings_from(options)) as lib:
         model_id = lib.serving_model
-        changed = change(Tagger(lib.catalog, lib.load_encoder), model_id)
+        changed = change(Tagger(lib.catalog, lib.load_encoder, index_vectors(lib.store)), model_id)
         rows = [
             r
             for r in tag_rows(lib.catalog, lib.serving_model)

@@ -10,7 +10,7 @@ from flask import Blueprint, abort, jsonify, redirect, request, url_for
 from search.library import Library
 from search.tags.describe import CaptionVectors, describe, known_captions
 from search.tags.listing import tag_rows
-from search.tags.tagger import Tagger
+from search.tags.tagger import Tagger, index_vectors
 from search.tags.vocabulary import tag_name
 from webui.api import library
 
@@ -23,7 +23,7 @@ MAX_MARKS = 1_000
 
 def tagger(lib: Library) -> Tagger:
     # The searcher's encoder: loaded once per model and shared with the searches.
-    return Tagger(lib.catalog, lib.searcher.encoder)
+    return Tagger(lib.catalog, lib.searcher.encoder, index_vectors(lib.store))
 
 
 def _row(lib: Library, name: str) -> dict:

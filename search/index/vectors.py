@@ -125,6 +125,19 @@ class VectorIndex:
         live = self._live()
         return stored.reshape(-1, self.dim)[live[_spread(len(live), n)]].copy()
 
+    def stored(self) -> tuple[np.ndarray, np.ndarray]:
+        """(image ids, vectors) of every current vector, read from the index's own storage
+        (tags score the whole library: this is a fraction of reading it from the catalog).
+        The matrix may be a view of that storage: read it, never write it."""
+        storage = self._flat()
+        flat = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * self.dim)
+        flat = flat.reshape(-1, self.dim)
+        ids = faiss.vector_to_array(self._index.id_map)
+        live = self._live()
+        if len(live) == len(ids):
+            return ids, flat
+        return ids[live], flat[live]
+
     def _flat(self):
         return faiss.downcast_index(self._index.index)
 

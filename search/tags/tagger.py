@@ -2,10 +2,10 @@
 
 A tag's scorer is linear in a model's image space: a zero-shot tag's is its prompts'
 text embedding (averaged over phrasings, search.tags.vocabulary), a taught tag's a probe
-fitted on marked examples (search.tags.probe). Its threshold is calibrated per tag, from
-that tag's own scores over the library, with the cutoff searches use
-(search.query.relevance: two Gaussians, the images that hold the tag and the rest): one
-global number cannot suit "sunset" and "red" alike. Marked examples always win over the
+fitted on marked examples (search.tags.probe, which also sets its threshold from the
+examples scored out of fold). A zero-shot tag's threshold is calibrated per tag, from that
+tag's own scores over the library, with the cutoff searches use (search.query.relevance:
+two Gaussians, the images that hold the tag and the rest). Marked examples always win over the
 threshold. Every result is stored under the model it was computed with, so a model
 switch never shows a tag computed from another model's vectors.
 """
@@ -22,11 +22,12 @@ from search.catalog.records import TagInfo, TagScore
 from search.errors import NotFound, QueryError
 from search.models.encoder import Encoder
 from search.query import relevance
-from search.tags.probe import fit_probe
+from search.tags.probe import fit_with_threshold
 from search.tags.vocabulary import phrasings
 
-if TYPE_CHECKING:  # the catalog brings SQLAlchemy
+if TYPE_CHECKING:  # the catalog brings SQLAlchemy, the index FAISS
     from search.catalog.store import Catalog
+    from search.index.store import IndexStore
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,27 @@ class Applied:
     threshold: float
 
 
+# (the model revision they reflect, image ids, vectors) of a model's whole library.
+Library = tuple[int, np.ndarray, np.ndarray]
+
+
 class Tagger:
-    def __init__(self, catalog: Catalog, encoder_for: Callable[[str], Encoder]) -> None:
-        """`encoder_for`: a model id's encoder, loaded only when a prompt needs embedding."""
+    def __init__(
+        self,
+        catalog: Catalog,
+        encoder_for: Callable[[str], Encoder],
+        vectors_for: Callable[[str], Library] | None = None,
+    ) -> None:
+        """`encoder_for`: a model id's encoder, loaded only when a prompt needs embedding.
+        `vectors_for`: the library's vectors for a model (default: the catalog's; from
+        the served index, see index_vectors, they cost a fraction of that)."""
         self.catalog = catalog
         self._encoder_for = encoder_for
+        self._vectors_for = vectors_for or self._catalog_vectors
+
+    def _catalog_vectors(self, model_id: str) -> Library:
+        revision = self.catalog.model_revision(model_id)
+        return revision, *self.catalog.vectors(model_id)
 
     def add(self, model_id: str | None, prompts: dict[str, tuple[str, ...]]) -> list[TagInfo]:
         """Define zero-shot tags (name → prompts) and apply them for `model_id` (None:
@@ -70,43 +87,49 @@ class Tagger:
         todo = self.catalog.tags.stale(model_id) if tags is None else tags
         if not todo:
             return []
-        revision = self.catalog.model_revision(model_id)
-        ids, vectors = self.catalog.vectors(model_id)
+        revision, ids, vectors = self._vectors_for(model_id)
+        rows = _Rows(ids)
+        fitted = [(tag, self._fit(tag, model_id, rows, vectors)) for tag in todo]
+        fitted = [(tag, f) for tag, f in fitted if f is not None]
+        if not fitted:
+            return []
+        # Every tag scored in one matrix product (50 tags over 100k vectors: a tenth of
+        # the time of one product per tag).
+        weights = np.stack([f[0] for _, f in fitted], axis=1)
+        all_scores = vectors @ weights if len(ids) else np.zeros((0, len(fitted)), np.float32)
         applied = []
-        for tag in todo:
-            fitted = self._fit(tag, model_id, ids, vectors)
-            if fitted is None:
-                continue
-            weights, bias, yes, no = fitted
-            scores = (vectors @ weights + bias) if len(ids) else np.zeros(0, np.float32)
-            threshold = relevance.cutoff(scores) if len(scores) else 0.0
+        for k, (tag, (w, bias, threshold, yes, no)) in enumerate(fitted):
+            scores = all_scores[:, k] + bias
+            if threshold is None:
+                threshold = relevance.cutoff(scores) if len(scores) else 0.0
             held = scores >= threshold
-            held[np.isin(ids, yes)] = True
-            held[np.isin(ids, no)] = False
-            score = TagScore(weights, bias, threshold, tag.version, revision)
+            held[rows.of(yes)] = True
+            held[rows.of(no)] = False
+            score = TagScore(w, bias, threshold, tag.version, revision)
             if self.catalog.tags.apply(tag.id, model_id, score, ids[held], scores[held]):
                 applied.append(Applied(tag.name, tag.kind, int(held.sum()), threshold))
         return applied
 
-    def _fit(self, tag: TagInfo, model_id: str, ids: np.ndarray, vectors: np.ndarray):
-        """(weights, bias, yes ids, no ids), or None when there is nothing to fit from."""
-        if tag.kind == "probe":
-            yes, no = self.catalog.tags.examples(tag.id)
-            row = {i: r for r, i in enumerate(ids.tolist())}
-            yes = [i for i in yes if i in row]
-            no = [i for i in no if i in row]
-            if not yes:
-                return None
-            weights, bias = fit_probe(
-                vectors, vectors[[row[i] for i in yes]], vectors[[row[i] for i in no]]
-            )
-            return weights, bias, np.array(yes), np.array(no)
+    def _fit(self, tag: TagInfo, model_id: str, rows: _Rows, vectors: np.ndarray):
+        """(weights, bias, threshold or None (calibrate on the library's scores), yes ids,
+        no ids), or None when there is nothing to fit from. A scorer fitted from this
+        version of the tag is kept: new images change a probe's weak negatives a little,
+        not what the examples say, and a prompt's embedding not at all."""
         held = self.catalog.tags.scorer(tag.id, model_id)
-        if held is not None and held.tag_version == tag.version:
-            weights = held.weights  # the prompts' embedding: the same until they change
-        else:
-            weights = self.prompt_vector(model_id, tag.prompts)
-        return weights, 0.0, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        current = held is not None and held.tag_version == tag.version
+        none = np.zeros(0, np.int64)
+        if tag.kind != "probe":
+            weights = held.weights if current else self.prompt_vector(model_id, tag.prompts)
+            return weights, 0.0, None, none, none
+        yes, no = (rows.held(np.array(m, np.int64)) for m in self.catalog.tags.examples(tag.id))
+        if not len(yes):
+            return None
+        if current:
+            return held.weights, held.bias, held.threshold, yes, no
+        weights, bias, threshold = fit_with_threshold(
+            vectors, vectors[rows.of(yes)], vectors[rows.of(no)]
+        )
+        return weights, bias, threshold, yes, no
 
     def prompt_vector(self, model_id: str, prompts: tuple[str, ...]) -> np.ndarray:
         if not prompts:
@@ -114,3 +137,34 @@ class Tagger:
         texts = self._encoder_for(model_id).encode_texts(phrasings(prompts))
         mean = texts.mean(axis=0)
         return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+class _Rows:
+    """Image ids → rows of the library's vector matrix (its ids come in any order)."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self._order = np.argsort(ids, kind="stable")
+        self._sorted = ids[self._order]
+
+    def held(self, wanted: np.ndarray) -> np.ndarray:
+        """Those of `wanted` the library has a vector for."""
+        at = np.searchsorted(self._sorted, wanted)
+        found = at < len(self._sorted)
+        found[found] = self._sorted[at[found]] == wanted[found]
+        return wanted[found]
+
+    def of(self, present: np.ndarray) -> np.ndarray:
+        """Rows of ids the library has (see held)."""
+        return self._order[np.searchsorted(self._sorted, present)]
+
+
+def index_vectors(store: IndexStore) -> Callable[[str], Library]:
+    """A model's vectors from its index (the revision is the one it was built at: images
+    added since count at the next application)."""
+
+    def read(model_id: str) -> Library:
+        manifest, index = store.get(model_id)
+        return manifest.revision, *index.stored()
+
+    return read
