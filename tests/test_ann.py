@@ -177,6 +177,21 @@ def test_a_sample_holds_only_current_vectors(data) -> None:
     assert len(index.sample(10)) == 10
 
 
+@pytest.mark.parametrize("threshold", [10_000, 10**9])  # an HNSW graph, an exact index
+def test_stored_gives_each_current_vector_with_its_id(data, threshold) -> None:
+    """What tags score the library with: every current vector beside its image id, none
+    of a removed image's."""
+    ids, vecs, _ = data
+    index = build_index(ids, vecs, IndexPolicy(ann_threshold=threshold)).index
+    removed = ids[1::3]
+    index.remove(removed)
+    got_ids, got = index.stored()
+    keep = ~np.isin(ids, removed)
+    assert sorted(got_ids.tolist()) == sorted(ids[keep].tolist())
+    by_id = dict(zip(ids.tolist(), vecs))
+    np.testing.assert_allclose(got, np.stack([by_id[i] for i in got_ids.tolist()]), atol=1e-6)
+
+
 # -- saving and the manifest ---------------------------------------------------------------------
 def test_save_and_load_keep_the_tuned_parameter(built, data, tmp_path) -> None:
     ids, _, queries = data
