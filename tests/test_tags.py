@@ -249,6 +249,7 @@ def test_tag_commands(tmp_path) -> None:
         (("tags", "teach", "blob", "5"), "say --yes or --no"),
         (("tags", "teach", "blob", "--yes", "x"), "'x' is not an image id"),
         (("tags", "teach", "blob", "--yes", "999"), "no image with id 999"),
+        (("tags", "teach", "new tag", "--yes", "999"), "no image with id 999"),
         (("tags", "remove", "nope"), "no tag named 'nope'"),
         (("search", "x", "--tag", "nope"), "no tag named 'nope'; tags: blob, sunset"),
         (("tags", "add"), "give a tag NAME"),
@@ -256,6 +257,9 @@ def test_tag_commands(tmp_path) -> None:
         proc = run(*args, home=home, check=False)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
+    # A refused mark leaves no tag behind.
+    names = [t["name"] for t in json.loads(run("tags", "--json", home=home).stdout)["tags"]]
+    assert names == ["blob", "sunset"]
     starter = json.loads(run("tags", "add", "--starter", "--json", home=home).stdout)["tags"]
     assert len(starter) >= 40 and all(t["threshold"] is not None for t in starter)
     assert {"beach", "dog", "sunset"} <= {t["name"] for t in starter}

@@ -55,17 +55,25 @@ class TagStore:
             s.execute(delete(Tag).where(Tag.id == tag_id))
 
     # -- examples ---------------------------------------------------------------------------
-    def teach(self, name: str, yes: Iterable[int], no: Iterable[int]) -> TagInfo:
+    def teach(
+        self, name: str, yes: Iterable[int], no: Iterable[int], *, create: bool = False
+    ) -> TagInfo:
         """Record images that are (yes) or are not (no) the tag; the tag becomes a probe.
-        A later mark of the same image replaces an earlier one."""
+        A later mark of the same image replaces an earlier one. `create`: a new name
+        becomes a tag taught from examples alone, in the same transaction (a refused mark
+        leaves no tag behind)."""
         yes, no = list(dict.fromkeys(yes)), list(dict.fromkeys(no))
         if set(yes) & set(no):
             both = sorted(set(yes) & set(no))
             raise QueryError(f"image {both[0]} is marked both as {name!r} and as not")
         with self._tx() as s:
             tag = s.scalar(select(Tag).where(Tag.name == name))
-            if tag is None:
+            if tag is None and not create:
                 raise _unknown(s, name)
+            if tag is None:
+                tag = Tag(name=name, kind="probe", prompts="[]", version=0, created_at=utcnow())
+                s.add(tag)
+                s.flush()
             wanted = yes + no
             found = set(s.scalars(select(Image.id).where(Image.id.in_(wanted))))
             if missing := [i for i in wanted if i not in found]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from search.catalog.records import TagInfo, TagScore
-from search.errors import NotFound, QueryError
+from search.errors import QueryError
 from search.models.encoder import Encoder
 from search.query import relevance
 from search.tags.probe import fit_with_threshold
@@ -71,11 +71,7 @@ class Tagger:
     def teach(self, model_id: str | None, name: str, yes: list[int], no: list[int]) -> TagInfo:
         """Mark images as being the tag or not (a new name becomes a tag taught from
         examples alone, e.g. a made-up word) and fit it again for `model_id`."""
-        try:
-            self.catalog.tags.get(name)
-        except NotFound:
-            self.catalog.tags.define(name, "probe", ())
-        tag = self.catalog.tags.teach(name, yes, no)
+        tag = self.catalog.tags.teach(name, yes, no, create=True)
         if model_id is not None:
             self.apply(model_id, [tag])
         return tag
