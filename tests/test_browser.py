@@ -203,6 +203,22 @@ def test_search_open_similar_upload_and_caption_in_chromium(sample):
         assert page.locator(".why").first.inner_text() == "folder: /2019/"
         shot(page, "7b-why-matched")
 
+        # Teaching a tag from the grid: every card, also those infinite scroll adds, gets
+        # "is / is not" buttons posting for its own image; a mark comes back to the grid.
+        page.goto(base + "/?q=sky&k=4&teach=blicket")
+        page.locator("#pager").scroll_into_view_if_needed()
+        page.wait_for_function(f"() => document.querySelectorAll('a.card').length === {total}")
+        actions = page.eval_on_selector_all(
+            "form.teach", "forms => forms.map((f) => new URL(f.action).pathname)"
+        )
+        assert actions == [f"/images/{i}/tags" for i in card_ids(page)]
+        marked_id = card_ids(page)[-1]
+        page.locator("form.teach").last.locator("button[value=yes]").click()
+        page.wait_for_url("**/?q=sky&k=4&teach=blicket")
+        assert "blicket" in page.locator(".tag-facets").inner_text().split()
+        assert lib.catalog.image_tags([marked_id], lib.serving_model)[marked_id] == ["blicket"]
+        shot(page, "7c-teach-from-the-grid")
+
         page.goto(base + "/status")
         assert str(root) in page.locator("main").inner_text()
         shot(page, "8-status")

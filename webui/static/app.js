@@ -82,7 +82,9 @@ function card(hit) {
   const template = document.getElementById("teach-template");
   if (template) {
     const form = template.content.firstElementChild.cloneNode(true);
-    form.action = form.action.replace(/\/images\/0\/tags$/, `/images/${hit.id}/tags`);
+    // The attribute, not the property: a node cloned from a <template> has no base URL yet.
+    const action = form.getAttribute("action").replace(/\/images\/0\/tags$/, `/images/${hit.id}/tags`);
+    form.setAttribute("action", action);
     li.append(form);
   }
   return li;
