@@ -5,6 +5,8 @@ The one place that wires the parts together; the CLI and the web app both start 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from search.catalog.store import Catalog
     from search.models.encoder import Encoder
     from search.models.onnx.choose import Preload
+    from search.tags.tagger import Tagger
 
 # Catalog settings: the model the next index run embeds with (a spec, set by `use`), and
 # the model whose complete index searches use (a model id, set when an index run completes).
@@ -238,6 +241,19 @@ class Library:
             encoder.fallback = lambda: self.load_torch_encoder(model_id)
             return encoder
         return self.load_torch_encoder(model_id)
+
+    def tagger(self, encoder_for: Callable[[str], Encoder] | None = None) -> Tagger:
+        """Tags for this library: fitted from the served index's vectors, zero-shot
+        thresholds calibrated against the captions it knows. `encoder_for`: default
+        load_encoder, each model's loaded once and only when a text needs embedding."""
+        from search.tags.describe import known_caption_vectors
+        from search.tags.tagger import Tagger, index_vectors
+
+        encoder_for = encoder_for or functools.cache(self.load_encoder)
+        captions = known_caption_vectors(
+            self.catalog, self.settings.models_dir, self.settings.cache_dir, encoder_for
+        )
+        return Tagger(self.catalog, encoder_for, index_vectors(self.store), captions)
 
     def load_torch_encoder(self, model_id: str) -> Encoder:
         """load_encoder, always with torch."""

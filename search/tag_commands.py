@@ -121,11 +121,10 @@ def _change(options: GlobalOptions, as_json: bool, change) -> int:
     """`change(tagger, serving model id)`: the tags it changed are shown."""
     from search.library import Library
     from search.tags.listing import tag_rows
-    from search.tags.tagger import Tagger, index_vectors
 
     with Library(settings_from(options)) as lib:
         model_id = lib.serving_model
-        changed = change(Tagger(lib.catalog, lib.load_encoder, index_vectors(lib.store)), model_id)
+        changed = change(lib.tagger(), model_id)
         rows = [
             r
             for r in tag_rows(lib.catalog, lib.serving_model)
@@ -163,7 +162,7 @@ def describe_command(options: GlobalOptions, target: str, k: int, as_json: bool)
     from search.errors import QueryError
     from search.library import Library
     from search.query.searcher import SearchRequest
-    from search.tags.describe import CaptionVectors, describe, known_captions
+    from search.tags.describe import describe, known_caption_vectors
 
     is_file = Path(target).is_file()
     if not is_file and not target.isdigit():
@@ -175,9 +174,9 @@ def describe_command(options: GlobalOptions, target: str, k: int, as_json: bool)
         else:
             lib.catalog.image(int(target))  # "no image with id N" before "no vector"
             vector = lib.catalog.vector_of(int(target), model_id)
-        captions = known_captions(lib.catalog, lib.settings.models_dir)
-        encoder = lib.searcher.encoder(model_id) if captions else None
-        vectors = CaptionVectors(lib.settings.cache_dir, model_id, encoder).of(captions)
+        captions, vectors = known_caption_vectors(
+            lib.catalog, lib.settings.models_dir, lib.settings.cache_dir, lib.searcher.encoder
+        )(model_id)
         found = describe(lib.catalog, model_id, vector, captions, vectors, k)
     if as_json:
         print_json(found.to_json())

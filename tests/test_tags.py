@@ -20,6 +20,7 @@ from search.models.encoder import build_model
 from search.models.spec import resolve
 from search.query import relevance
 from search.query.searcher import SearchRequest
+from search.tags.calibration import PRIOR, caption_words, thresholds, weak_labels, words
 from search.tags.probe import fit_probe, fit_with_threshold
 from search.tags.tagger import Tagger
 from search.tags.vocabulary import phrasings, starter, tag_name
@@ -60,6 +61,82 @@ def test_a_marked_no_moves_the_boundary() -> None:
     marked = fit_probe(library, yes, no)
     side = library[label == 1]
     assert (side @ marked[0] + marked[1]).mean() < (side @ plain[0] + plain[1]).mean()
+
+
+def test_caption_words_make_weak_labels() -> None:
+    assert words("Foggy Hills at night") == {"fog", "hill", "night"}
+    assert words("a photo of the sea, 2 boats") == {"sea", "boat"}
+    assert words("Ölgemälde über Straßen") == {"ölgemälde", "über", "straßen"}
+    captions = [words(t) for t in ("fog over a hill", "a red cross", "hills", "")]
+    weak = weak_labels(["foggy hills", "red", "the"], captions)
+    assert weak.tolist() == [
+        [True, False, False, False],
+        [False, True, False, False],
+        [False, False, False, False],  # a name of filler words alone matches nothing
+    ]
+    # An image without a typed caption takes the words of the known caption nearest it.
+    eye = np.eye(3, dtype=np.float32)
+    known = ["a cat", "red cars", "a dog"]
+    got = caption_words(eye, ["a boat", None, None], known, eye[[1, 2, 0]])
+    assert got == [{"boat"}, {"cat"}, {"red", "car"}]
+    assert caption_words(eye, [None, "a boat", None], [], eye[:0]) == [set(), {"boat"}, set()]
+
+
+def test_thresholds_from_weak_labels_shrink_toward_one_global() -> None:
+    rng = np.random.default_rng(0)
+    # Tag 0: 200 weak "yes" scoring around 0.6, the rest around 0.2: its own cut.
+    # Tag 1: one weak "yes" at 0.9: too few to trust, pulled to the global cut.
+    # Tag 2: no caption mentions it: the global cut.
+    weak = np.zeros((3, 1000), bool)
+    weak[0, :200] = True
+    weak[1, 0] = True
+    scores = rng.normal(0.2, 0.03, (3, 1000))
+    scores[0, :200] = rng.normal(0.6, 0.03, 200)
+    scores[1, 0] = 0.9
+    cut = thresholds(scores, weak)
+    assert 0.3 < cut[0] < 0.5 and 0.3 < cut[2] < 0.9  # cut[2]: the global one
+    own = (0.9 + scores[1, 1:].max()) / 2  # tag 1's best F1 alone: all but its one "yes"
+    assert cut[1] == pytest.approx((own + PRIOR * cut[2]) / (1 + PRIOR))
+    spread = (np.sort(scores[0])[-201] + np.sort(scores[0])[-200]) / 2
+    assert cut[0] == pytest.approx((200 * spread + PRIOR * cut[2]) / (200 + PRIOR))
+    assert thresholds(scores, np.zeros_like(weak)) is None
+
+
+def test_captions_calibrate_zero_shot_tags(tagged) -> None:
+    lib, _ = tagged
+    model = lib.serving_model
+    typed = {5: "a red sofa by the window", 6: "Red sofas", 7: "a kitchen"}
+    for image_id, text in typed.items():
+        lib.catalog.add_caption(image_id, text)
+    # A caption can move a zero-shot threshold, not a taught one.
+    assert [t.name for t in lib.catalog.tags.stale(model)] == ["red sofa"]
+    sofa = lib.catalog.tags.get("red sofa")
+    ids, vectors = lib.catalog.vectors(model)
+    rows = [int(np.flatnonzero(ids == i)[0]) for i in typed]
+
+    def applied() -> float:
+        scorer = lib.catalog.tags.scorer(sofa.id, model)
+        held = set(ids[vectors @ scorer.weights >= scorer.threshold].tolist())
+        assert holding(lib, "red sofa", model) == held
+        return scorer.threshold
+
+    # Typed captions alone: the three captioned images are the labels.
+    Tagger(lib.catalog, lib.load_encoder).apply(model, [sofa])
+    scores = vectors @ lib.catalog.tags.scorer(sofa.id, model).weights
+    alone = thresholds(scores[rows][None], np.array([[True, True, False]]))[0]
+    assert applied() == pytest.approx(alone)
+    # An index run's tagger also has the model describe every other image by the known
+    # caption nearest to it, and calibrates on all thirty.
+    lib.catalog.add_caption(8, "a red sofa")
+    assert sync(lib, [], progress=False).tags_applied == 1
+    known, known_vectors = lib.tagger()._captions_for(model)
+    assert known == ["a red sofa", "a kitchen", "Red sofas", "a red sofa by the window"]
+    texts = [{**typed, 8: "a red sofa"}.get(int(i)) for i in ids]
+    labels = caption_words(vectors, texts, known, known_vectors)
+    assert set(labels) <= {words(k) for k in known} and len(labels) == 30
+    everyone = thresholds(scores[None], weak_labels(["red sofa"], labels))[0]
+    assert applied() == pytest.approx(everyone) and everyone != pytest.approx(alone)
+    assert lib.catalog.tags.stale(model) == []
 
 
 def test_names_and_the_starter_vocabulary() -> None:

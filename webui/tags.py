@@ -8,9 +8,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, jsonify, redirect, request, url_for
 
 from search.library import Library
-from search.tags.describe import CaptionVectors, describe, known_captions
+from search.tags.describe import describe, known_caption_vectors
 from search.tags.listing import tag_rows
-from search.tags.tagger import Tagger, index_vectors
+from search.tags.tagger import Tagger
 from search.tags.vocabulary import tag_name
 from webui.api import library
 
@@ -23,7 +23,13 @@ MAX_MARKS = 1_000
 
 def tagger(lib: Library) -> Tagger:
     # The searcher's encoder: loaded once per model and shared with the searches.
-    return Tagger(lib.catalog, lib.searcher.encoder, index_vectors(lib.store))
+    return lib.tagger(lib.searcher.encoder)
+
+
+def known_captions_of(lib: Library):
+    return known_caption_vectors(
+        lib.catalog, lib.settings.models_dir, lib.settings.cache_dir, lib.searcher.encoder
+    )
 
 
 def _row(lib: Library, name: str) -> dict:
@@ -80,9 +86,7 @@ def description(lib: Library, image_id: int, k: int = 5):
     lib.catalog.image(image_id)  # 404 for an unknown id
     model_id = lib.searcher.serving_model()
     vector = lib.catalog.vector_of(image_id, model_id)
-    captions = known_captions(lib.catalog, lib.settings.models_dir)
-    encoder = lib.searcher.encoder(model_id) if captions else None
-    vectors = CaptionVectors(lib.settings.cache_dir, model_id, encoder).of(captions)
+    captions, vectors = known_captions_of(lib)(model_id)
     return describe(lib.catalog, model_id, vector, captions, vectors, k)
 
 

@@ -29,7 +29,6 @@ from search.library import Library
 from search.models.encoder import Encoder
 from search.progress import Progress
 from search.settings import Settings
-from search.tags.tagger import Tagger, index_vectors
 
 
 @dataclass
@@ -150,9 +149,7 @@ def sync(
             lib.set_serving(model_id)
             lib.set_active(source.spec if source else lib.catalog.model(model_id).spec)
             # From stored vectors: new images get their tags, a new model its own.
-            applied = Tagger(lib.catalog, lib.load_encoder, index_vectors(lib.store)).apply(
-                model_id
-            )
+            applied = lib.tagger().apply(model_id)
             report.tags_applied = len(applied)
     if encoder_factory is None:
         # Everything is committed and served already (and the lock free for the next

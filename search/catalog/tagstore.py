@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from search.catalog.records import TagInfo, TagScore, utcnow
-from search.catalog.schema import Image, ImageTag, Model, Tag, TagExample, TagScorer
+from search.catalog.schema import Caption, Image, ImageTag, Model, Tag, TagExample, TagScorer
 from search.catalog.tagreads import known_tags
 from search.errors import NotFound, QueryError
 
@@ -181,24 +181,49 @@ class TagStore:
                 counted[tag_id] = (held.get(tag_id, 0), threshold)
         return counted
 
+    def captioned(self) -> dict[int, str]:
+        """Every captioned image's captions, joined: what zero-shot thresholds are
+        calibrated against (search.tags.calibration)."""
+        with self._session() as s:
+            rows = s.connection().exec_driver_sql("SELECT image_id, text FROM captions")
+            out: dict[int, str] = {}
+            for image_id, text in rows:
+                out[image_id] = f"{out[image_id]}\n{text}" if image_id in out else text
+            return out
+
     def stale(self, model_id: str) -> list[TagInfo]:
         """Tags whose images for this model are not current: no scorer, one fitted from
-        an older version of the tag, or applied before the model's vectors last changed."""
+        an older version of the tag, or applied before the model's vectors last changed;
+        and zero-shot tags calibrated before the newest caption was typed."""
         with self._session() as s:
             revision = s.scalar(select(Model.revision).where(Model.model_id == model_id))
+            newest_caption = s.scalar(select(func.max(Caption.created_at)))
             scorers = {
-                r.tag_id: (r.tag_version, r.applied_revision)
+                r.tag_id: r
                 for r in s.execute(
                     select(
-                        TagScorer.tag_id, TagScorer.tag_version, TagScorer.applied_revision
+                        TagScorer.tag_id,
+                        TagScorer.tag_version,
+                        TagScorer.applied_revision,
+                        TagScorer.fitted_at,
                     ).where(TagScorer.model_id == model_id)
                 )
             }
-            return [
-                _info(t)
-                for t in s.scalars(select(Tag).order_by(Tag.id))
-                if scorers.get(t.id) != (t.version, revision)
-            ]
+
+            def current(t: Tag) -> bool:
+                held = scorers.get(t.id)
+                if held is None or (held.tag_version, held.applied_revision) != (
+                    t.version,
+                    revision,
+                ):
+                    return False
+                return (
+                    t.kind != "prompt"
+                    or newest_caption is None
+                    or (held.fitted_at >= newest_caption)
+                )
+
+            return [_info(t) for t in s.scalars(select(Tag).order_by(Tag.id)) if not current(t)]
 
 
 def _info(tag: Tag) -> TagInfo:

@@ -5,6 +5,7 @@ trained on), ranked by the serving model's cosine."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,8 +47,8 @@ class CaptionVectors:
     """Caption embeddings by one model, kept in `cache_dir` so each caption is embedded
     once (a library's training captions run to thousands)."""
 
-    def __init__(self, cache_dir: Path, model_id: str, encoder: Encoder | None) -> None:
-        """`encoder`: embeds what the cache lacks (None: there is nothing to embed)."""
+    def __init__(self, cache_dir: Path, model_id: str, encoder: Callable[[], Encoder]) -> None:
+        """`encoder`: gives the model's encoder, called only when the cache lacks a text."""
         digest = hashlib.sha256(model_id.encode()).hexdigest()[:24]
         self.path = cache_dir / "captions" / f"{digest}.npz"
         self.encoder = encoder
@@ -62,9 +63,10 @@ class CaptionVectors:
         except (OSError, ValueError, KeyError):
             held = {}  # none yet, or unreadable: embedded again
         missing = [t for t in texts if t not in held]
+        encoder = self.encoder() if missing else None
         for i in range(0, len(missing), BATCH):
             chunk = missing[i : i + BATCH]
-            held.update(zip(chunk, self.encoder.encode_texts(chunk)))
+            held.update(zip(chunk, encoder.encode_texts(chunk)))
         if missing:
             self._save(held)
         return np.stack([held[t] for t in texts]).astype(np.float32)
@@ -75,6 +77,23 @@ class CaptionVectors:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with replacing(self.path) as tmp, open(tmp, "wb") as f:
             np.savez(f, texts=np.array(list(held)), vectors=np.stack(list(held.values())))
+
+
+KnownCaptions = Callable[[str], tuple[list[str], np.ndarray]]
+
+
+def known_caption_vectors(
+    catalog: Catalog, models_dir: Path, cache_dir: Path, encoder_for: Callable[[str], Encoder]
+) -> KnownCaptions:
+    """model id → the captions the library knows (known_captions) and their embeddings
+    by that model (cached; its encoder loaded only for captions not embedded before)."""
+
+    def read(model_id: str) -> tuple[list[str], np.ndarray]:
+        texts = known_captions(catalog, models_dir)
+        cache = CaptionVectors(cache_dir, model_id, lambda: encoder_for(model_id))
+        return texts, cache.of(texts)
+
+    return read
 
 
 def describe(

@@ -3,11 +3,13 @@
 A tag's scorer is linear in a model's image space: a zero-shot tag's is its prompts'
 text embedding (averaged over phrasings, search.tags.vocabulary), a taught tag's a probe
 fitted on marked examples (search.tags.probe, which also sets its threshold from the
-examples scored out of fold). A zero-shot tag's threshold is calibrated per tag, from that
-tag's own scores over the library, with the cutoff searches use (search.query.relevance:
-two Gaussians, the images that hold the tag and the rest). Marked examples always win over the
-threshold. Every result is stored under the model it was computed with, so a model
-switch never shows a tag computed from another model's vectors.
+examples scored out of fold). A zero-shot tag's threshold is calibrated per tag: against
+the captions typed into the library where they mention tags (search.tags.calibration),
+else from that tag's own scores over the library, with the cutoff searches use
+(search.query.relevance: two Gaussians, the images that hold the tag and the rest).
+Marked examples always win over the threshold. Every result is stored under the model it
+was computed with, so a model switch never shows a tag computed from another model's
+vectors.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from search.catalog.records import TagInfo, TagScore
 from search.errors import QueryError
 from search.models.encoder import Encoder
 from search.query import relevance
+from search.tags import calibration
+from search.tags.describe import KnownCaptions
 from search.tags.probe import fit_with_threshold
 from search.tags.vocabulary import phrasings
 
@@ -38,6 +42,8 @@ class Applied:
     threshold: float
 
 
+CALIBRATION_SAMPLE = 5_000  # uncaptioned images a model describes to calibrate against
+
 # (the model revision they reflect, image ids, vectors) of a model's whole library.
 Library = tuple[int, np.ndarray, np.ndarray]
 
@@ -48,13 +54,17 @@ class Tagger:
         catalog: Catalog,
         encoder_for: Callable[[str], Encoder],
         vectors_for: Callable[[str], Library] | None = None,
+        captions_for: KnownCaptions | None = None,
     ) -> None:
         """`encoder_for`: a model id's encoder, loaded only when a prompt needs embedding.
         `vectors_for`: the library's vectors for a model (default: the catalog's; from
-        the served index, see index_vectors, they cost a fraction of that)."""
+        the served index, see index_vectors, they cost a fraction of that).
+        `captions_for`: the captions the library knows, embedded by a model (default:
+        only the captions typed for its images calibrate, not the rest it knows)."""
         self.catalog = catalog
         self._encoder_for = encoder_for
         self._vectors_for = vectors_for or self._catalog_vectors
+        self._captions_for = captions_for
 
     def _catalog_vectors(self, model_id: str) -> Library:
         revision = self.catalog.model_revision(model_id)
@@ -93,9 +103,12 @@ class Tagger:
         # the time of one product per tag).
         weights = np.stack([f[0] for _, f in fitted], axis=1)
         all_scores = vectors @ weights if len(ids) else np.zeros((0, len(fitted)), np.float32)
+        from_captions = self._from_captions(model_id, fitted, rows, vectors)
         applied = []
         for k, (tag, (w, bias, threshold, yes, no)) in enumerate(fitted):
             scores = all_scores[:, k] + bias
+            if threshold is None:
+                threshold = from_captions.get(tag.name)
             if threshold is None:
                 threshold = relevance.cutoff(scores) if len(scores) else 0.0
             held = scores >= threshold
@@ -126,6 +139,32 @@ class Tagger:
             vectors, vectors[rows.of(yes)], vectors[rows.of(no)]
         )
         return weights, bias, threshold, yes, no
+
+    def _from_captions(self, model_id: str, fitted: list, rows: _Rows, vectors: np.ndarray):
+        """Zero-shot tag name → threshold learnt from the captions the library knows
+        (empty when it knows none). Every zero-shot tag the model has a scorer for counts
+        toward the global threshold, not only those being fitted now."""
+        typed = self.catalog.tags.captioned()
+        known, known_vectors = self._captions_for(model_id) if self._captions_for else ([], None)
+        typed_rows = rows.of(rows.held(np.fromiter(typed, np.int64, len(typed))))
+        prompts = {t.name: f[0] for t, f in fitted if t.kind != "probe"}
+        if not prompts or not (len(typed_rows) or known):
+            return {}
+        kinds = {t.name: t.kind for t in self.catalog.tags.all()}
+        for name, held in self.catalog.tags.scorers(model_id):
+            if kinds.get(name) == "prompt":
+                prompts.setdefault(name, held.weights)
+        # Every captioned image, and (described by the model) a sample of the rest.
+        others = np.setdiff1d(np.arange(len(rows.ids)), typed_rows) if known else typed_rows[:0]
+        if len(others) > CALIBRATION_SAMPLE:
+            others = np.random.default_rng(0).choice(others, CALIBRATION_SAMPLE, replace=False)
+        chosen = np.concatenate([typed_rows, others])
+        texts = [typed[int(i)] for i in rows.ids[typed_rows]] + [None] * len(others)
+        labels = calibration.caption_words(vectors[chosen], texts, known, known_vectors)
+        names = list(prompts)
+        scores = np.stack([prompts[n] for n in names]) @ vectors[chosen].T
+        cuts = calibration.thresholds(scores, calibration.weak_labels(names, labels))
+        return {} if cuts is None else dict(zip(names, cuts.tolist()))
 
     def prompt_vector(self, model_id: str, prompts: tuple[str, ...]) -> np.ndarray:
         if not prompts:

@@ -1,0 +1,115 @@
+"""Zero-shot thresholds per tag, from the captions the library knows.
+
+Every image a caption describes gives weak labels: a caption that holds a tag's words is a
+weak "yes" for its image, one that does not a weak "no" (weak: "a red ball on grass" says
+nothing of the grass being green). An image's caption is the one typed for it, else the
+known caption (typed for other images, or a saved model's training captions) closest to it
+by the model: self-labelling, which needs no typed caption at all once a model has been
+trained here. Each tag's threshold is the cut with the best F1 against those labels,
+pulled toward one global threshold (the best for all tags at once on the same labels) as if
+PRIOR more examples had agreed with the global one: a tag that three captions mention does
+not get a threshold from three points, one that many mention gets its own. Without any
+known caption there is nothing to learn from, and the caller keeps the library cutoff
+(search.query.relevance).
+
+Why not the library's own scores alone: a tag's score over the library has no mode of its
+own when few images hold it ("red cross" in 2% of them), and the two-Gaussian split then
+separates a common look instead. bench/tags_bench.py has the figures, on three families.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+PRIOR = 2.0  # pseudo-examples at the global threshold (bench: 2 and 5 within 0.02 of each other)
+GRID = 401  # global thresholds tried: quantiles of every tag's captioned scores
+CHUNK = 4096  # images matched against the known captions at once
+# Words that say nothing of what is in a picture ("a photo of the sea").
+_FILLER = frozenset(
+    ("a", "an", "the", "of", "by", "at", "in", "on", "with", "and", "or", "to")
+    + ("photo", "picture", "image")
+)
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _stem(word: str) -> str:
+    """Enough of English inflection that "foggy hills" matches "fog over a hill":
+    plurals and the -y of adjectives from nouns (a doubled last consonant with it)."""
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    if len(word) > 4 and word.endswith("y"):
+        word = word[:-1]
+        if word[-1] == word[-2]:
+            word = word[:-1]
+    return word
+
+
+def words(text: str) -> frozenset[str]:
+    """The content words of a tag name or caption, stemmed."""
+    return frozenset(_stem(w) for w in _WORD.findall(text.lower()) if w not in _FILLER)
+
+
+def caption_words(
+    vectors: np.ndarray,
+    typed: Sequence[str | None],
+    known: Sequence[str],
+    known_vectors: np.ndarray,
+) -> list[frozenset[str]]:
+    """Each image's caption words (`vectors`: its rows): the caption typed for it, else
+    the known caption its vector is closest to (the model describing it, as `describe`
+    does), else none."""
+    out = [None if t is None else words(t) for t in typed]
+    untyped = np.array([i for i, t in enumerate(typed) if t is None], dtype=np.int64)
+    if len(untyped) and len(known):
+        known_words = [words(t) for t in known]
+        for part in np.array_split(untyped, -(-len(untyped) // CHUNK)):
+            for i, j in zip(part, np.argmax(vectors[part] @ known_vectors.T, axis=1)):
+                out[i] = known_words[j]
+    return [frozenset() if w is None else w for w in out]
+
+
+def weak_labels(names: Sequence[str], captions: Sequence[frozenset[str]]) -> np.ndarray:
+    """tags × captioned images: whether the image's caption words hold all the tag's."""
+    wanted = [words(n) for n in names]
+    distinct = {c: k for k, c in enumerate(dict.fromkeys(captions))}  # captions repeat
+    each = np.array([[bool(w) and w <= c for c in distinct] for w in wanted], dtype=bool)
+    return each.reshape(len(wanted), len(distinct))[:, [distinct[c] for c in captions]]
+
+
+def thresholds(scores: np.ndarray, weak: np.ndarray) -> np.ndarray | None:
+    """Per tag (rows of `scores`, tags × captioned images), its threshold from the weak
+    labels; None when no tag has a weak "yes"."""
+    positives = weak.sum(axis=1)
+    if not positives.any():
+        return None
+    curves = [_Curve(s, w) for s, w in zip(scores, weak)]
+    grid = np.quantile(scores[positives > 0], np.linspace(0.0, 1.0, GRID))
+    mean_f1 = np.mean([c.f1_at(grid) for c, p in zip(curves, positives) if p], axis=0)
+    shared = float(grid[int(np.argmax(mean_f1))])
+    own = np.array([c.best() if p else shared for c, p in zip(curves, positives)])
+    return ((positives * own + PRIOR * shared) / (positives + PRIOR)).astype(np.float64)
+
+
+class _Curve:
+    """One tag's F1 against its weak labels as the threshold moves."""
+
+    def __init__(self, scores: np.ndarray, weak: np.ndarray) -> None:
+        order = np.argsort(-scores, kind="stable")
+        self.sorted = scores[order]
+        self.hits = np.concatenate([[0], np.cumsum(weak[order])])  # true "yes" in the top k
+        self.positives = int(weak.sum())
+
+    def f1_at(self, cuts: np.ndarray) -> np.ndarray:
+        """F1 of "score ≥ cut" for each cut."""
+        taken = np.searchsorted(-self.sorted, -cuts, side="right")
+        return 2.0 * self.hits[taken] / np.maximum(taken + self.positives, 1)
+
+    def best(self) -> float:
+        """The cut with the best F1: halfway between the last score kept and the next."""
+        taken = np.arange(1, len(self.sorted) + 1)
+        k = int(np.argmax(2.0 * self.hits[1:] / (taken + self.positives))) + 1
+        below = self.sorted[k] if k < len(self.sorted) else self.sorted[-1] - 1e-3
+        return float((self.sorted[k - 1] + below) / 2.0)
