@@ -21,23 +21,26 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from search import codecs
 from search.errors import ImageDecodeError
 from search.keywords import embedded_words
+from search.rawfiles import read_raw
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+IMAGE_EXTENSIONS: frozenset[str] = (
+    frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+    | codecs.HEIF_EXTENSIONS
+    | codecs.AVIF_EXTENSIONS
+    | codecs.RAW_EXTENSIONS
 )
 # Pictures a person keeps beside photos that are never opened here: vector and PostScript
-# files can carry script (RELIABILITY 13), HEIC needs a codec this build lacks. Found by
-# the walk and listed with these reasons, so a missing picture has an explanation.
+# files can carry script (RELIABILITY 13). Found by the walk and listed with these reasons,
+# so a missing picture has an explanation.
 UNSUPPORTED_FORMATS: dict[str, str] = {
     ".svg": "unsupported format: SVG drawings are not indexed",
     ".svgz": "unsupported format: SVG drawings are not indexed",
     ".eps": "unsupported format: PostScript files are not indexed",
     ".ps": "unsupported format: PostScript files are not indexed",
     ".ai": "unsupported format: Illustrator files are not indexed",
-    ".heic": "skipped: codec unavailable (HEIC)",
-    ".heif": "skipped: codec unavailable (HEIF)",
 }
 
 DEFAULT_MAX_MEGAPIXELS = 100.0
@@ -46,7 +49,8 @@ THUMBNAIL_QUALITY = 82
 
 # Only the formats above may be sniffed: without this list Pillow would also try exotic
 # plugins (EPS even shells out to Ghostscript) on whatever bytes a file holds. Camera JPEGs
-# with a multi-picture index still open (as format "MPO") through the JPEG entry.
+# with a multi-picture index still open (as format "MPO") through the JPEG entry. HEIF and
+# AVIF are chosen from their "ftyp" brands instead (_formats), and RAW by the file's name.
 _FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 _ORIENTATION = 0x0112
@@ -108,59 +112,91 @@ def load_image(
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     min_side: int | None = None,
     background: tuple[int, int, int] = (255, 255, 255),
+    name: str | None = None,
 ) -> DecodedImage:
     """Decode ``source`` (a path, or a seekable binary file read from its start).
 
     With ``min_side`` the image may come back smaller than the file, but its shorter side
     stays >= ``min_side``: JPEGs are DCT-scaled while decoding, other formats box-reduced
     after. Transparent pixels are composited onto ``background`` so results are repeatable.
+    ``name``, the file's name when ``source`` is an open file, tells camera RAW files
+    apart (they are TIFFs to a sniffer, whose first picture is a thumbnail).
     """
     if min_side is not None and min_side < 1:
         raise ValueError(f"min_side must be >= 1, got {min_side}")
-    with (
-        _open(source) as (fp, path),
-        _decode_errors(fp, path),
-        Image.open(fp, formats=_FORMATS) as im,
-    ):
-        header = _read_header(im, max_megapixels, path)
-        if min_side is not None:
-            # Draft only ever shrinks by 1/2, 1/4 or 1/8 while staying >= the requested size.
-            im.draft("RGB", (min_side, min_side))
-        # Feed the decoder a few MB per call, not Pillow's 64 KB: each call releases and
-        # retakes the GIL, and a 4 MB photo in 64 KB steps waited on it 60 times, for up to
-        # 5 ms each, whenever another thread ran Python (decoding 5× slower beside an import).
-        im.decodermaxblock = DECODER_BLOCK
-        # Force the decode here, so truncated data raises now and inside the error mapping.
-        im.load()
+    with _open(source) as (fp, path):
+        if codecs.is_raw(name or path):
+            raw = read_raw(fp, path, max_megapixels=max_megapixels, min_side=min_side)
+            taken_at, keywords = _dated(raw.exif, None)
+            return DecodedImage(
+                _reduced(raw.image, min_side), raw.width, raw.height, taken_at, keywords
+            )
+        with _decode_errors(fp, path), _image_open(fp, path) as im:
+            header = _read_header(im, max_megapixels, path)
+            if min_side is not None:
+                # Draft only ever shrinks by 1/2, 1/4 or 1/8 while staying >= the requested size.
+                im.draft("RGB", (min_side, min_side))
+            # Feed the decoder a few MB per call, not Pillow's 64 KB: each call releases and
+            # retakes the GIL, and a 4 MB photo in 64 KB steps waited on it 60 times, for up to
+            # 5 ms each, whenever another thread ran Python (decoding 5× slower beside an import).
+            im.decodermaxblock = DECODER_BLOCK
+            # Force the decode here, so truncated data raises now and inside the error mapping.
+            im.load()
     # Outside the error mapping on purpose: every mode a decoder yields converts, so a
     # failure here is a bug to surface, not a bad file.
-    rgb = _to_rgb(im, background)
-    if min_side is not None and (factor := min(rgb.size) // min_side) >= 2:
-        rgb = rgb.reduce(factor)
+    rgb = _reduced(_to_rgb(im, background), min_side)
     if header.orientation != 1:
         rgb = rgb.transpose(_UPRIGHT[header.orientation])
     return DecodedImage(rgb, header.width, header.height, header.taken_at, header.keywords)
 
 
-def jpeg_thumbnail(source: Source, side: int, *, max_megapixels: float) -> bytes:
+def _reduced(image: Image.Image, min_side: int | None) -> Image.Image:
+    if min_side is not None and (factor := min(image.size) // min_side) >= 2:
+        return image.reduce(factor)
+    return image
+
+
+def jpeg_thumbnail(
+    source: Source, side: int, *, max_megapixels: float, name: str | None = None
+) -> bytes:
     """An upright JPEG that fits in side x side: decoded no larger than it needs (see
     ``min_side``), then resized with Lanczos."""
-    image = load_image(source, max_megapixels=max_megapixels, min_side=side).image
+    image = load_image(source, max_megapixels=max_megapixels, min_side=side, name=name).image
     image.thumbnail((side, side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
     return out.getvalue()
 
 
-def read_header(source: Source, *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> ImageHeader:
+def read_header(
+    source: Source, *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, name: str | None = None
+) -> ImageHeader:
     """What the file header says, without decoding pixels; refuses what load_image refuses
     before decoding (unknown formats, too many pixels)."""
-    with (
-        _open(source) as (fp, path),
-        _decode_errors(fp, path),
-        Image.open(fp, formats=_FORMATS) as im,
-    ):
-        return _read_header(im, max_megapixels, path)
+    with _open(source) as (fp, path):
+        if codecs.is_raw(name or path):
+            raw = read_raw(fp, path, max_megapixels=max_megapixels, min_side=None, decode=False)
+            taken_at, keywords = _dated(raw.exif, None)
+            return ImageHeader(raw.width, raw.height, taken_at, 1, "RAW", "RGB", keywords)
+        with _decode_errors(fp, path), _image_open(fp, path) as im:
+            return _read_header(im, max_megapixels, path)
+
+
+def _image_open(fp: BinaryIO, path: str | None) -> Image.Image:
+    """Image.open limited to the formats this file may be: HEIF and AVIF by their brands
+    (each codec loaded only then), everything else by the list above."""
+    head = fp.read(codecs.FTYP_HEAD)
+    fp.seek(0)
+    kind = codecs.container_format(head)
+    if kind is None:
+        return Image.open(fp, formats=_FORMATS)
+    missing = codecs.missing_reason(kind)
+    if missing is not None:
+        raise ImageDecodeError(missing, path)
+    try:
+        return Image.open(fp, formats=(kind,))
+    except UnidentifiedImageError as exc:  # the brand says it is one: it is damaged
+        raise ImageDecodeError(f"truncated or corrupt {kind} data", path) from exc
 
 
 @contextmanager
@@ -214,15 +250,20 @@ def _read_header(im: Image.Image, max_megapixels: float, path: str | None) -> Im
             f"too large: {megapixels:.1f} MP > {max_megapixels:g} MP limit", path
         )
     exif = _read_exif(im)
+    # HEIF rotates while decoding (its "irot" box; pillow-heif then reports orientation 1).
     orientation = exif.get(_ORIENTATION, 1)
     if not isinstance(orientation, int) or orientation not in _UPRIGHT:
         orientation = 1
     if orientation in _QUARTER_TURNS:
         width, height = height, width
-    taken = _exif_value(exif.get_ifd(_EXIF_IFD), _DATETIME_ORIGINAL) or _exif_value(exif, _DATETIME)
-    taken_at = _parse_exif_datetime(taken)
-    words = embedded_words(im, exif)
+    taken_at, words = _dated(exif, im)
     return ImageHeader(width, height, taken_at, orientation, im.format or "", im.mode, words)
+
+
+def _dated(exif: Image.Exif, im: Image.Image | None) -> tuple[datetime | None, str]:
+    """The capture date and the embedded words (search.keywords) a file's metadata holds."""
+    taken = _exif_value(exif.get_ifd(_EXIF_IFD), _DATETIME_ORIGINAL) or _exif_value(exif, _DATETIME)
+    return _parse_exif_datetime(taken), embedded_words(im, exif)
 
 
 def _read_exif(im: Image.Image) -> Image.Exif:

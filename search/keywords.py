@@ -22,12 +22,15 @@ _XMP_ITEM = re.compile(rb"<rdf:li\b[^>]*>(.*?)</rdf:li>", re.S | re.I)
 _TAG = re.compile(rb"<[^>]*>")
 
 
-def embedded_words(img: Image.Image, exif: Image.Exif) -> str:
+def embedded_words(img: Image.Image | None, exif: Image.Exif) -> str:
     """The words, one piece per line; '' when the file has none. `exif`: the image's, as
-    search.imageio already parsed it. Never raises: metadata is extra, and a photo with
-    broken metadata is still a photo."""
+    search.imageio already parsed it; `img` None where only EXIF exists (camera RAW).
+    Never raises: metadata is extra, and a photo with broken metadata is still a photo."""
     pieces: list[str] = []
-    for read in (lambda: _iptc(img), lambda: _xmp(img), lambda: _exif(exif)):
+    readers = [lambda: _exif(exif)]
+    if img is not None:
+        readers = [lambda: _iptc(img), lambda: _xmp(img), *readers]
+    for read in readers:
         try:
             pieces += read()
         except Exception:  # noqa: BLE001 - malformed metadata of any kind is only skipped

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from imagetree import make_jpeg, make_png
+from mediafiles import make_avif, make_dng, make_heic
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 from savedmodel import train_saved_model
@@ -289,3 +290,64 @@ def test_models_page_switches_the_model_while_search_keeps_answering(sample, tmp
     switch = models.index(new) if new in models else len(models)
     assert models[0] == old and set(models[:switch]) == {old} and set(models[switch:]) <= {new}
     assert any(t.startswith("Step 2 of 2: re-indexing") for t in shown), shown
+
+
+# Top and bottom quarter means of an <img>, read back through a canvas (same origin).
+IMAGE_BANDS = """(img) => {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const g = c.getContext('2d');
+    g.drawImage(img, 0, 0);
+    const band = (y0, y1) => {
+        const d = g.getImageData(0, y0, c.width, y1 - y0).data;
+        const sum = [0, 0, 0];
+        for (let i = 0; i < d.length; i += 4) {
+            for (let k = 0; k < 3; k++) sum[k] += d[i + k];
+        }
+        return sum.map((s) => s / (d.length / 4));
+    };
+    const h = c.height;
+    return {w: c.width, h: h, top: band(0, h >> 2), bottom: band(h - (h >> 2), h)};
+}"""
+
+
+def test_phone_and_camera_formats_show_upright_in_chromium(tmp_path):
+    """HEIC, AVIF and DNG stored sideways (EXIF orientation 6): the grid's thumbnails and
+    the detail page's picture are upright in the browser; the original downloads as is."""
+    root = tmp_path / "phone"
+    files = {
+        "iphone.heic": make_heic(root / "iphone.heic", "2018:07:06 05:04:03"),
+        "android.avif": make_avif(root / "android.avif", "2021:03:02 10:00:00"),
+        "camera.dng": make_dng(root / "camera.dng", "2022:01:02 03:04:05", preview=True),
+    }
+    problems: list[str] = []
+    with Library(tiny_settings(tmp_path / "home", workers=1)) as lib:
+        sync(lib, [str(root)], progress=False)
+        assert lib.catalog.image_count() == 3 and lib.catalog.failures() == []
+        with running(create_app(library=lib)) as base, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.goto(base + "/?q=photo")
+            page.wait_for_function(ALL_THUMBS_LOADED)
+            names = page.locator("a.card .name").all_inner_texts()
+            assert sorted(names) == sorted(files)
+            for thumb in page.locator("img.thumb").all():
+                assert _upright(thumb.evaluate(IMAGE_BANDS))
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shot(page, "12-phone-formats")
+            for image_id in card_ids(page):
+                page.goto(f"{base}/images/{image_id}")
+                page.wait_for_function("() => document.querySelector('img.full').naturalWidth > 0")
+                assert _upright(page.locator("img.full").evaluate(IMAGE_BANDS))
+                name = page.locator("h1.name").inner_text()
+                status, body = fetch(f"{base}/files/{image_id}")
+                assert status == 200 and body == files[name].read_bytes()
+            browser.close()
+    assert problems == []
+
+
+def _upright(bands: dict) -> bool:
+    """Portrait, blue on top, red below (see tests/mediafiles.py)."""
+    top, bottom = bands["top"], bands["bottom"]
+    return bands["h"] > bands["w"] and top[2] > 150 > top[0] and bottom[0] > 150 > bottom[2]

@@ -57,7 +57,10 @@ def half_red(size: tuple[int, int]) -> Image.Image:
 
 
 def test_extensions() -> None:
-    assert {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"} == IMAGE_EXTENSIONS
+    pillow = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+    phone = {".heic", ".heif", ".avif"}
+    raw = {".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"}
+    assert pillow | phone | raw == IMAGE_EXTENSIONS
     assert all(e == e.lower() and e.startswith(".") for e in IMAGE_EXTENSIONS)
 
 

@@ -47,6 +47,10 @@ MIME_TYPES = {
     ".bmp": "image/bmp",
     ".tif": "image/tiff",
     ".tiff": "image/tiff",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".avif": "image/avif",
+    ".dng": "image/x-adobe-dng",
 }
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -63,14 +67,15 @@ class Thumbnails:
         name = f"{image_id}-{st.st_size}-{st.st_mtime_ns}-v{THUMB_VERSION}.jpg"
         return self.folder / str(image_id // 1000) / name
 
-    def get(self, image_id: int, fp: BinaryIO, st: os.stat_result) -> bytes:
-        """The cached thumbnail for this version of the file, made now if missing."""
+    def get(self, image_id: int, fp: BinaryIO, st: os.stat_result, name: str) -> bytes:
+        """The cached thumbnail for this version of the file (named `name`), made now if
+        missing."""
         path = self.path_for(image_id, st)
         try:
             return path.read_bytes()
         except FileNotFoundError:
             pass
-        data = jpeg_thumbnail(fp, THUMB_SIDE, max_megapixels=self.max_megapixels)
+        data = jpeg_thumbnail(fp, THUMB_SIDE, max_megapixels=self.max_megapixels, name=name)
         try:
             atomic_write(path, data)
         except OSError as exc:
@@ -150,11 +155,11 @@ def original(image_id: int):
 
 @bp.get("/thumbs/<int:image_id>")
 def thumbnail(image_id: int):
-    _, fp, st = open_indexed(library(), image_id)
+    meta, fp, st = open_indexed(library(), image_id)
     thumbs: Thumbnails = current_app.extensions["imgsearch.thumbnails"]
     with fp:
         try:
-            data = thumbs.get(image_id, fp, st)
+            data = thumbs.get(image_id, fp, st, meta.path)
         except ImageDecodeError as exc:
             abort(404, f"image {image_id} cannot be decoded any more: {exc.reason}")
     response = send_file(

@@ -12,6 +12,7 @@ import os
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
+from search.codecs import RAW_EXTENSIONS
 from search.errors import ImageDecodeError, NotFound, QueryError
 from search.imageio import jpeg_thumbnail
 from search.query.searcher import SearchResult
@@ -24,8 +25,9 @@ bp = Blueprint("pages", __name__)
 
 PAGE_SIZE = 48
 PREVIEW_SIDE = 160
-# Browsers cannot show these, so the detail page shows the (upright JPEG) thumbnail.
-_NOT_DISPLAYABLE = (".tif", ".tiff")
+# The detail page shows these through their (upright JPEG) thumbnail: browsers cannot
+# decode TIFF, HEIC or RAW. AVIF they show, turned by its "irot" box as Pillow reads it.
+_NOT_DISPLAYABLE = (".tif", ".tiff", ".heic", ".heif", *RAW_EXTENSIONS)
 
 
 def _library_state() -> dict:

@@ -23,6 +23,7 @@ import numpy as np
 from indexer.sync.backoff import TOO_LARGE, Backoff
 from indexer.sync.scan import file_hash, storable_path
 from search.catalog.records import FailureData, ImageData, utcnow
+from search.codecs import missing_codec
 from search.errors import ImageDecodeError
 from search.imageio import UNSUPPORTED_FORMATS, ImageHeader, load_image, read_header
 
@@ -115,6 +116,7 @@ def make_decoder(
         if storable_path(item.path) != item.path:
             return Failed(item, "file name is not valid UTF-8; rename the file to index it")
         unsupported = UNSUPPORTED_FORMATS.get(os.path.splitext(item.path)[1].lower())
+        unsupported = unsupported or missing_codec(item.path)
         if unsupported is not None:
             return Failed(item, unsupported)  # never opened
         encoded = image = None
@@ -125,11 +127,13 @@ def make_decoder(
                 # `meta`, a header or a decoded image, carries the upright size and date.
                 if for_device is not None:
                     f.seek(0)
-                    meta = read_header(f, max_megapixels=max_megapixels)
+                    meta = read_header(f, max_megapixels=max_megapixels, name=item.path)
                     encoded = for_device(f, meta)
                 if encoded is None:
                     f.seek(0)
-                    meta = image = load_image(f, max_megapixels=max_megapixels, min_side=min_side)
+                    meta = image = load_image(
+                        f, max_megapixels=max_megapixels, min_side=min_side, name=item.path
+                    )
                 after = os.fstat(f.fileno())
             if (after.st_size, after.st_mtime_ns) != (item.size, item.mtime_ns):
                 return Failed(item, CHANGED_DURING_READ)

@@ -43,6 +43,7 @@ from search.catalog.schema import (
     Setting,
 )
 from search.catalog.tagstore import TagStore
+from search.codecs import CODEC_MISSING
 from search.errors import CatalogError, NotFound
 from search.models.spec import ModelSpec
 
@@ -230,8 +231,10 @@ class Catalog:
             return {row.path: FileRecord(*row) for row in s.execute(stmt)}
 
     def failure_records(self, root_id: int) -> dict[str, tuple[int, int]]:
+        """The failures not worth another try while the file is unchanged: all but those
+        waiting for a codec, which a later install makes readable."""
         stmt = select(Failure.path, Failure.size, Failure.mtime_ns).where(
-            Failure.root_id == root_id
+            Failure.root_id == root_id, Failure.reason.not_like(f"{CODEC_MISSING}%")
         )
         with self._session() as s:
             return {p: (size, mt) for p, size, mt in s.execute(stmt)}
