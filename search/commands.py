@@ -50,6 +50,11 @@ from search.settings import PRECISIONS
 @click.option(
     "--tag", "tags", multiple=True, metavar="NAME", help="only images with this tag (repeatable)"
 )
+@click.option(
+    "--collapse",
+    is_flag=True,
+    help='one result per photo: its copies and edits listed under "duplicates"',
+)
 @click.option("--max-megapixels", type=float, metavar="MP", help="refuse larger query images")
 @click.option("--device", metavar="DEVICE", help="auto, cpu or cuda")
 @click.option(
@@ -75,6 +80,7 @@ def search_command(
     mode: str,
     relevant: bool,
     tags: tuple[str, ...],
+    collapse: bool,
     max_megapixels: float | None,
     device: str | None,
     precision: str | None,
@@ -102,6 +108,7 @@ def search_command(
         mode=mode,
         relevant=True if relevant else None,
         tags=tuple(tag_name(t) for t in tags),
+        collapse=collapse,
     )
     settings = settings_from(
         options, device=device, precision=precision, max_megapixels=max_megapixels

@@ -7,6 +7,7 @@ image or raises ``ImageDecodeError`` with a short reason the user can act on.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import struct
@@ -166,6 +167,14 @@ def jpeg_thumbnail(
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
     return out.getvalue()
+
+
+def pixel_digest(image: Image.Image) -> str:
+    """The decoded image's size and pixels, hashed (blake2b, 128 bits)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{image.mode} {image.size}".encode())
+    digest.update(image.tobytes())
+    return digest.hexdigest()
 
 
 def read_header(

@@ -285,9 +285,12 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
     try:
         with cat.engine.connect() as conn:
             assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == (
-                "0005"
+                "0006"
             )
             columns = {c["name"] for c in inspect(conn).get_columns("index_manifest")}
+            # Images from before signatures have none: `duplicates` makes them when asked.
+            signed = conn.exec_driver_sql("select count(signature) from images").scalar()
+            assert signed == 0
         assert {"params", "recall_at_10"} <= columns
         assert cat.manifest(MODEL) == Manifest(
             MODEL, 3, "f.3.faiss", "flat-ip", 2, "ab" * 32, 4, BASE_DATE, None, None

@@ -26,6 +26,7 @@ COMMANDS = [
     "failures",
     "demo",
     "tags",
+    "duplicates",
 ]
 # What no command's --help may import: the model, the index, the catalog, the web app.
 HEAVY = {"torch", "open_clip", "faiss", "numpy", "sqlalchemy", "alembic", "flask", "PIL"}

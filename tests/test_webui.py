@@ -97,6 +97,8 @@ def post_headers(token, origin="http://localhost") -> dict:
 
 
 ROUTES = {
+    ("/duplicates", "GET"),  # these two: tests/test_duplicates.py
+    ("/api/duplicates", "GET"),
     ("/", "GET"),
     ("/", "POST"),
     ("/images/<int:image_id>", "GET"),
@@ -160,7 +162,8 @@ def test_search_page_shows_results_with_thumbnails_scores_and_bookmarkable_pages
     assert html.count('class="thumb"') == 4
     assert re.search(r'class="score">-?\d\.\d{3}<', html)
     assert 'href="/?q=a+red+square&amp;k=4&amp;offset=4"' in html  # next page
-    assert 'data-more="/api/search?q=a+red+square&amp;k=4&amp;offset=4"' in html
+    # Scrolling for more asks the API to fold copies, as the page does by default.
+    assert 'data-more="/api/search?q=a+red+square&amp;k=4&amp;offset=4&amp;collapse=1"' in html
     second = client.get("/?q=a+red+square&k=4&offset=4").get_data(as_text=True)
     assert "Results 5–8" in second and 'rel="prev"' in second
 

@@ -27,7 +27,7 @@ def create_app(*, library: Library, warm_up: bool = True) -> Flask:
     # Imported here: `imgsearch --help` loads webui.commands, and must stay fast.
     from flask import Flask
 
-    from webui import api, errors, files, models, pages, security, tags
+    from webui import api, duplicates, errors, files, models, pages, security, tags
     from webui.warmup import WarmUp
 
     settings = library.settings
@@ -44,6 +44,7 @@ def create_app(*, library: Library, warm_up: bool = True) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(tags.bp)
+    app.register_blueprint(duplicates.bp)
     models.init_app(app, settings)
     warmup = app.extensions["imgsearch.warmup"] = WarmUp(library)
     if warm_up:

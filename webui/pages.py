@@ -55,8 +55,10 @@ def _render_search(
         if len(result.hits) == params.k and params.offset + params.k <= MAX_OFFSET:
             following = params.query_args(PAGE_SIZE, offset=params.offset + params.k)
             pages["next"] = url_for("pages.search", **following)
+            # The API does not fold copies unless told: the page's default is said out loud.
+            folded = params.collapse or "1"
             pages["more"] = url_for(
-                "api.search", **params.query_args(0, offset=following["offset"])
+                "api.search", **params.query_args(0, offset=following["offset"], collapse=folded)
             )
         if params.offset > 0:
             earlier = max(0, params.offset - params.k)
@@ -94,7 +96,7 @@ def search():
     if not params.has_query or lib.serving_model is None:
         return _render_search(params)
     try:
-        result = lib.searcher.search(params.request())
+        result = lib.searcher.search(params.request(collapse_by_default=True))
     except QueryError as exc:
         return _render_search(params, error=str(exc), status=400)
     return _render_search(params, result)
@@ -115,7 +117,7 @@ def search_by_image():
     if lib.serving_model is None:
         return _render_search(params)
     try:
-        result = lib.searcher.search(params.request(image))
+        result = lib.searcher.search(params.request(image, collapse_by_default=True))
     except QueryError as exc:
         return _render_search(params, error=str(exc), status=400)
     return _render_search(params, result, preview=preview)

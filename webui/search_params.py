@@ -43,6 +43,9 @@ class SearchParams:
     # "1" only relevant hits, "0" all, "": the default (only relevant when sorted by date).
     relevant: str = ""
     tag: tuple[str, ...] = ()  # every one must hold
+    # "1" one hit per photo (copies and edits folded into it), "0" every file, "": the
+    # caller's default (the pages fold, the JSON API does not).
+    collapse: str = ""
     teach: str = ""  # the pages: a tag each result can be marked as being, or not
 
     @classmethod
@@ -63,6 +66,7 @@ class SearchParams:
             mode=_choice("mode", values.get("mode", ""), MODES),
             relevant=_choice("relevant", values.get("relevant", ""), ("1", "0"), ""),
             tag=_tags(values),
+            collapse=_choice("collapse", values.get("collapse", ""), ("1", "0"), ""),
             teach=tag_name(values["teach"]) if values.get("teach", "").strip() else "",
         )
 
@@ -80,9 +84,12 @@ class SearchParams:
             or self.mode != "hybrid"
             or self.relevant
             or self.tag
+            or self.collapse
         )
 
-    def request(self, image: io.BytesIO | None = None) -> SearchRequest:
+    def request(
+        self, image: io.BytesIO | None = None, *, collapse_by_default: bool = False
+    ) -> SearchRequest:
         return SearchRequest(
             text=self.q or None,
             image=image,
@@ -96,6 +103,7 @@ class SearchParams:
             mode=self.mode,
             relevant=None if not self.relevant else self.relevant == "1",
             tags=self.tag,
+            collapse=self.collapse == "1" or (not self.collapse and collapse_by_default),
         )
 
     def query_args(self, default_k: int, **changes: object) -> dict[str, object]:

@@ -9,7 +9,6 @@ for the collate stage to decode on the device in one call (indexer.sync.devicede
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,8 +23,15 @@ from indexer.sync.backoff import TOO_LARGE, Backoff
 from indexer.sync.scan import file_hash, storable_path
 from search.catalog.records import FailureData, ImageData, utcnow
 from search.codecs import missing_codec
+from search.duplicates.signature import signature
 from search.errors import ImageDecodeError
-from search.imageio import UNSUPPORTED_FORMATS, ImageHeader, load_image, read_header
+from search.imageio import (
+    UNSUPPORTED_FORMATS,
+    ImageHeader,
+    load_image,
+    pixel_digest,
+    read_header,
+)
 
 # RELIABILITY 20: a file still being written (a copy in progress, an editor saving) is
 # not stored half-read; its failure keeps the scan's size and time, so the next run, which
@@ -62,6 +68,7 @@ class Decoded:
     read_at: datetime | None = None  # when the read began (plan.py's racy-file check)
     keywords: str = ""  # words embedded in the file, for the lexical index
     pixel_hash: str | None = None  # pixel_digest of the decoded image (None: not decoded)
+    signature: bytes | None = None  # for the duplicate finder (None: not decoded)
 
     @property
     def same_pixels(self) -> bool:
@@ -84,6 +91,7 @@ class Decoded:
             read_at=self.read_at,
             keywords=self.keywords,
             pixel_hash=self.pixel_hash,
+            signature=self.signature,
         )
 
 
@@ -139,6 +147,7 @@ def make_decoder(
                 return Failed(item, CHANGED_DURING_READ)
             pixels = None if image is None else prepare(image.image)
             pixel_hash = None if image is None else pixel_digest(image.image)
+            sig = None if image is None else signature(image.image)
         except ImageDecodeError as exc:
             return Failed(item, exc.reason)
         except OSError as exc:
@@ -156,17 +165,10 @@ def make_decoder(
             read_at,
             meta.keywords,
             pixel_hash,
+            sig,
         )
 
     return decode
-
-
-def pixel_digest(image) -> str:
-    """The decoded image's size and pixels, hashed (blake2b, 128 bits)."""
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{image.mode} {image.size}".encode())
-    digest.update(image.tobytes())
-    return digest.hexdigest()
 
 
 def decode_ahead(

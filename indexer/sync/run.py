@@ -24,6 +24,7 @@ from indexer.sync.plan import missing_vectors, plan_run, run_roots
 from indexer.sync.prefetch import Prefetch, prefetched_first, start_prefetch
 from indexer.sync.scan import FoundFile, scan_root
 from indexer.sync.writer import CatalogWriter
+from search.duplicates.groups import duplicate_groups
 from search.errors import ConfigError
 from search.library import Library
 from search.models.encoder import Encoder
@@ -55,6 +56,7 @@ class IndexReport:
     exported: bool = False
     # Tags fitted or re-applied for the model at the end of this run (search.tags).
     tags_applied: int = 0
+    duplicate_groups: int = 0  # groups of copies, edits and bursts after the run
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -151,6 +153,9 @@ def sync(
             # From stored vectors: new images get their tags, a new model its own.
             applied = lib.tagger().apply(model_id)
             report.tags_applied = len(applied)
+        # Found again only when images changed: `search --collapse` and the UI read them.
+        groups = duplicate_groups(lib.catalog, lib.settings.max_megapixels, shown)
+        report.duplicate_groups = len(groups)
     if encoder_factory is None:
         # Everything is committed and served already (and the lock free for the next
         # run): an interrupted export loses nothing, and the next run tries again.

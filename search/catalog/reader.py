@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.catalog import lexical, tagreads
+from search.catalog import dupreads, lexical, tagreads
 from search.catalog.records import ImageMeta, Manifest, ModelInfo
 from search.errors import NotFound
 from search.library import SERVING_MODEL
@@ -26,7 +26,7 @@ from search.models.spec import ModelSpec
 
 # The newest migration, as search.catalog.store.SCHEMA_HEAD (which imports SQLAlchemy); a test
 # holds the two equal.
-SCHEMA = "0005"
+SCHEMA = "0006"
 _IMAGE = "id, root_id, path, size, mtime_ns, width, height, taken_at, date"
 
 
@@ -151,6 +151,9 @@ class CatalogReader:
 
     def image_tags(self, ids: Sequence[int], model_id: str) -> dict[int, list[str]]:
         return tagreads.image_tags(self._conn.execute, ids, model_id)
+
+    def photo_groups(self, ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
+        return dupreads.photo_groups(self._conn.execute, ids)
 
 
 # The image reads both catalogs make, in plain SQL: `execute` is sqlite3's

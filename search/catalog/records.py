@@ -54,6 +54,7 @@ class ImageData:
     read_at: datetime | None = None
     keywords: str = ""  # words embedded in the file (search.keywords)
     pixel_hash: str | None = None  # of the decoded pixels (None: decoded on the device)
+    signature: bytes | None = None  # search.duplicates.signature (None: as pixel_hash)
 
 
 @dataclass(frozen=True)

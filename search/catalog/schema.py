@@ -67,9 +67,12 @@ class Image(Base):
     # Words embedded in the file (IPTC, XMP, EXIF: search.keywords), one piece a line;
     # NULL: not read yet (catalogued before revision 0004). The lexical index holds them.
     keywords: Mapped[str | None] = mapped_column(Text)
-    # A digest of the decoded pixels (indexer.sync.pipeline.pixel_digest): a file whose
+    # A digest of the decoded pixels (search.imageio.pixel_digest): a file whose
     # bytes changed but whose pixels did not (new keywords, a new date) keeps its vectors.
     pixel_hash: Mapped[str | None] = mapped_column(String(32))
+    # A 384-byte picture of the pixels (search.duplicates.signature) the duplicate finder
+    # compares; NULL: not made yet (catalogued before revision 0006, or device-decoded).
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Embedding(Base):
@@ -216,3 +219,16 @@ class ImageTag(Base):
         ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
     )
     score: Mapped[float] = mapped_column(Float)
+
+
+class DuplicateMember(Base):
+    """An image in a group of exact copies, edits of one photo, or a burst
+    (search.duplicates); one image may be in one group of each kind."""
+
+    __tablename__ = "duplicate_members"
+
+    group_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(10))

@@ -16,7 +16,8 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.catalog import lexical, tagreads
+from search.catalog import dupreads, lexical, tagreads
+from search.catalog.dupstore import DuplicateStore, mark_pixels_changed
 from search.catalog.lexical import LexicalHit
 from search.catalog.reader import read_ids, read_image, read_images
 from search.catalog.records import (
@@ -68,7 +69,7 @@ def make_engine(path: Path) -> Engine:
 # The newest migration in migrations/versions (a test holds the two in step). A catalog
 # stamped with it, or a new one, needs nothing from Alembic, whose machinery costs a cold
 # command a tenth to half a second to import, read its scripts and run them.
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 # The columns of a FileRecord, in its field order.
 _FILE_RECORD = (
@@ -166,6 +167,7 @@ class Catalog:
         self.engine = engine
         self._session = sessionmaker(engine, expire_on_commit=False)
         self.tags = TagStore(self._session, self._tx)
+        self.duplicates = DuplicateStore(self._session, self._tx)
 
     @classmethod
     def open(cls, path: Path) -> Catalog:
@@ -295,10 +297,12 @@ class Catalog:
                 ids.append(image_id)
             if ids:
                 self._insert_vectors(s, model_id, ids, vectors)
+                mark_pixels_changed(s)
             # A failed file that used to be a good image is no longer searchable.
             if failed_paths:
                 s.execute(delete(Image).where(Image.path.in_(failed_paths)))
                 self._bump_all_revisions(s)
+                mark_pixels_changed(s)
                 s.execute(insert(Failure), [dict(vars(f), failed_at=now) for f in failures])
         return ids
 
@@ -356,6 +360,7 @@ class Catalog:
             for start in range(0, len(ids), 500):
                 s.execute(delete(Image).where(Image.id.in_(ids[start : start + 500])))
             self._bump_all_revisions(s)
+            mark_pixels_changed(s)
 
     def remove_failures(self, paths: Sequence[str]) -> None:
         if paths:
@@ -475,6 +480,10 @@ class Catalog:
     def image_tags(self, ids: Sequence[int], model_id: str) -> dict[int, list[str]]:
         with self.engine.connect() as conn:
             return tagreads.image_tags(conn.exec_driver_sql, ids, model_id)
+
+    def photo_groups(self, ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
+        with self.engine.connect() as conn:
+            return dupreads.photo_groups(conn.exec_driver_sql, ids)
 
     def image_count(self) -> int:
         with self._session() as s:

@@ -44,6 +44,7 @@ LEXICAL_LIMIT = 10_000
 BROAD_MATCHES = 2_000
 # Hits read beyond the page, in case some were deleted since the index was built.
 SPARE = 8
+COLLAPSE_DEPTH = 4
 # Library vectors a query is scored against to place its cutoff.
 CUTOFF_SAMPLE = 4096
 
@@ -98,6 +99,9 @@ class SearchRequest:
     # Only the relevant hits; None: only with --sort date (the relevant set by date).
     relevant: bool | None = None
     tags: tuple[str, ...] = ()  # only images holding every one of these tags
+    # One hit per photo: the best-ranked of each group of exact copies and edits stands
+    # for the rest (search.duplicates), which it lists.
+    collapse: bool = False
 
     @property
     def relevant_only(self) -> bool:
@@ -134,6 +138,7 @@ class Hit:
     # Those fields' text, the matched words between lexical.MARK_START and MARK_END.
     highlights: dict[str, str] = field(default_factory=dict, compare=False)
     tags: tuple[str, ...] = ()  # the image's tags by the serving model
+    duplicates: tuple[int, ...] = ()  # with collapse: the copies and edits it stands for
 
     def to_json(self) -> dict:
         """The keys `search --json` and the JSON API both give a hit (DESIGN.md)."""
@@ -148,6 +153,7 @@ class Hit:
             "relevant": self.relevant,
             "matched": list(self.matched),
             "tags": list(self.tags),
+            "duplicates": list(self.duplicates),
         }
 
 
@@ -271,11 +277,15 @@ class Searcher:
         else:
             # Only the best offset+k count (a few spare: see below); date order then
             # applies to those, not to the library.
-            ranked = ranked[: req.offset + req.k + SPARE]
+            deeper = COLLAPSE_DEPTH if req.collapse else 1
+            ranked = ranked[: (req.offset + req.k) * deeper + SPARE]
         metas = self.catalog.images(c.id for c in ranked)
         # The index may be a snapshot a little behind the catalog: a hit deleted since is
         # dropped rather than pointed elsewhere.
         ranked = [c for c in ranked if c.id in metas]
+        stands_for: dict[int, tuple[int, ...]] = {}
+        if req.collapse:
+            ranked, stands_for = self._collapsed(ranked)
         count = len(ranked) if req.relevant_only else None
         if not req.relevant_only:
             ranked = ranked[: req.offset + req.k]
@@ -301,9 +311,27 @@ class Searcher:
                     tuple(fields),
                     fields,
                     tuple(tags.get(c.id, ())),
+                    stands_for.get(c.id, ()),
                 )
             )
         return SearchResult(model_id, req.describe(), hits, count)
+
+    def _collapsed(
+        self, ranked: list[_Candidate]
+    ) -> tuple[list[_Candidate], dict[int, tuple[int, ...]]]:
+        """The first-ranked image of each group of copies and edits, and for each such
+        image the others of its group."""
+        groups = self.catalog.photo_groups([c.id for c in ranked])
+        kept, seen, stands_for = [], set(), {}
+        for c in ranked:
+            members = groups.get(c.id, (c.id,))
+            if members in seen:
+                continue
+            seen.add(members)
+            kept.append(c)
+            if len(members) > 1:
+                stands_for[c.id] = tuple(m for m in members if m != c.id)
+        return kept, stands_for
 
     def similar(self, image_id: int, k: int = 20) -> SearchResult:
         return self.search(SearchRequest(like=image_id, k=k, mode="semantic"))
@@ -314,7 +342,9 @@ class Searcher:
         """The candidates best first: enough of them for the page (a few spare, for hits
         deleted since the index was built), or all relevant ones when only those count."""
         exclude = {req.like} if req.like is not None else set()
-        depth = req.offset + req.k + len(exclude) + SPARE
+        # Collapsing drops the copies and edits below their best: read deeper to fill the page.
+        depth = (req.offset + req.k) * (COLLAPSE_DEPTH if req.collapse else 1)
+        depth += len(exclude) + SPARE
         whole = req.relevant_only  # the whole relevant set is read, not just a page
         lexical_hits: dict[int, float] = {}
         # A broad word (a city in a sixth of the folders) matches thousands of images alike:

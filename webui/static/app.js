@@ -76,6 +76,14 @@ function card(hit) {
     });
     link.append(tags);
   }
+  const copies = (hit.duplicates || []).length;
+  if (copies) {
+    const badge = document.createElement("span");
+    badge.className = "copies";
+    badge.title = "copies and edits of this photo, folded into it";
+    badge.textContent = `+${copies} ${copies === 1 ? "copy" : "copies"}`;
+    link.append(badge);
+  }
   if (!hit.relevant) li.className = "below-cutoff";
   li.append(link);
   // "Teach a tag" is on: the page's own form, pointed at this image.
