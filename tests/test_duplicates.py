@@ -189,11 +189,13 @@ def test_nothing_alike_gives_no_groups():
     assert find_groups(np.arange(2), sigs, sizes, np.full(2, np.nan), lambda a, b: True) == []
 
 
-def test_flat_pictures_are_compared_without_warnings():
-    """Blank frames (all one grey) have no luma pattern and no colour: nothing to divide."""
+def test_blank_copies_are_exact_and_compared_without_warnings():
+    """Blank frames (all one grey) have no luma pattern and no colour to align: two of
+    the same size are still asked about, and are exact copies when their pixels agree."""
     flat = [Image.new("RGB", (64, 48), (128, 128, 128))] * 2 + [picture(8)]
     sigs = np.stack([np.frombuffer(signature(f), np.uint8) for f in flat])
     sizes = np.array([[64, 48], [64, 48], [480, 360]])
     with np.errstate(all="raise"):
         groups = find_groups(np.arange(3), sigs, sizes, np.full(3, np.nan), lambda a, b: True)
-    assert all(2 not in g.ids for g in groups)
+    assert [(g.kind, g.ids) for g in groups] == [("exact", (0, 1))]
+    assert find_groups(np.arange(3), sigs, sizes, np.full(3, np.nan), lambda a, b: False) == []

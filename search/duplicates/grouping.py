@@ -8,9 +8,10 @@
 - burst: different shots of the same scene seconds apart: capture times within
   BURST_SECONDS and pictures alike, though not alike enough to be one photo.
 
-Candidates come from each image's nearest neighbours by coarse luma (FAISS: exact search
-on small libraries, HNSW on large ones) and, for bursts, from the capture-time order, so
-the cost grows with the library, not with its square.
+Candidates come from each image's nearest neighbours by coarse luma and chroma (FAISS:
+exact search on small libraries, HNSW on large ones), from the capture-time order (for
+bursts) and from identical signatures (blank pictures), so the cost grows with the
+library, not with its square.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from search.duplicates.signature import LUMA, unpack
+from search.duplicates.signature import CHROMA, LUMA, unpack
 
-NEIGHBOURS = 8  # candidates per image by coarse luma
+NEIGHBOURS = 8  # candidates per image by coarse similarity
 # Coarse similarity below which neighbours are not looked at closely. Versions of one
-# photo score above it (5th percentile 0.82-0.91 on the bench's families) except some
-# crops of crops, which join their group through the original; 0.1-0.3% of unrelated
-# pairs pass.
+# photo score above it (by luma alone, 5th percentile 0.82-0.91 on the bench's families;
+# their colours agree too) except some crops of crops, which join their group through the
+# original.
 COARSE = 0.8
 CHROMA_WEIGHT = 0.5
 NEAR = 0.95  # aligned luma correlation of one photo and its edit
@@ -103,7 +104,11 @@ def candidates(signatures: np.ndarray, taken: np.ndarray) -> np.ndarray:
     sims, nbrs = index.search(coarse, k)
     rows = np.repeat(np.arange(len(coarse)), k)
     keep = (nbrs.ravel() >= 0) & (sims.ravel() >= COARSE) & (nbrs.ravel() != rows)
-    found = [np.stack([rows[keep], nbrs.ravel()[keep]], axis=1), _close_in_time(taken)]
+    found = [
+        np.stack([rows[keep], nbrs.ravel()[keep]], axis=1),
+        _close_in_time(taken),
+        _same_signature(signatures),
+    ]
     pairs = np.concatenate(found)
     pairs = np.sort(pairs, axis=1)
     return np.unique(pairs, axis=0)
@@ -118,14 +123,26 @@ def measure(
     seconds = np.abs(taken[i] - taken[j])
     # What a pair must reach to count for anything: BURST when its times are close, else NEAR.
     floor = np.where(seconds <= BURST_SECONDS, BURST, NEAR) - REFINE_MARGIN
-    aligned = np.maximum(
-        _aligned(luma[i], luma[j], aspect[j] - aspect[i], floor),
-        _aligned(luma[j], luma[i], aspect[i] - aspect[j], floor),
-    )
-    # Chroma compared as 2×2 means: robust to the crops the luma was aligned over.
-    pooled = chroma.reshape(-1, 2, 2, 4, 2, 4).mean(axis=(3, 5))
-    chroma_diff = np.abs(pooled[i] - pooled[j]).mean(axis=(1, 2, 3))
-    return Pairs(i, j, aligned, chroma_diff, seconds)
+    in_i, where_i = _aligned(luma[i], luma[j], aspect[j] - aspect[i], floor)
+    in_j, where_j = _aligned(luma[j], luma[i], aspect[i] - aspect[j], floor)
+    # The chroma is compared over the crop the luma found: a crop that cuts off a red
+    # coat changes the colours of the whole frame, not those of what it kept.
+    first = in_i >= in_j
+    whole = np.where(first[:, None, None, None], chroma[i], chroma[j])
+    part = np.where(first[:, None, None, None], chroma[j], chroma[i])
+    where = np.where(first[:, None], where_i, where_j)
+    ratio = np.exp(np.where(first, aspect[j] - aspect[i], aspect[i] - aspect[j]))
+    sx, ax, ay = where.T
+    ry = _resamplers(ay, sx / ratio, CHROMA)[:, None]
+    rx = _resamplers(ax, sx, CHROMA)[:, None]
+    view = ry @ whole @ rx.transpose(0, 1, 3, 2)
+    # As 2×2 means: what the alignment leaves over does not count.
+    chroma_diff = np.abs(_pooled_chroma(view) - _pooled_chroma(part)).mean(axis=(1, 2, 3))
+    return Pairs(i, j, np.maximum(in_i, in_j), chroma_diff, seconds)
+
+
+def _pooled_chroma(chroma: np.ndarray) -> np.ndarray:
+    return chroma.reshape(-1, 2, 2, CHROMA // 2, 2, CHROMA // 2).mean(axis=(3, 5))
 
 
 def group(
@@ -144,11 +161,15 @@ def group(
         & ~near
     )
     sig = signatures.astype(np.int16)
+    same_size = (sizes[pairs.i] == sizes[pairs.j]).all(axis=1)
+    difference = np.abs(sig[pairs.i] - sig[pairs.j]).mean(axis=1)
+    # Identical signatures are asked about even when nothing in them aligns: blank or
+    # single-colour pictures (a black frame, an empty screenshot) have no pattern to.
+    maybe = same_size & (((difference <= EXACT_TOLERANCE) & near) | (difference == 0))
     exact = np.zeros(len(pairs.i), bool)
-    for n in np.flatnonzero(near):
-        a, b = pairs.i[n], pairs.j[n]
-        if (sizes[a] == sizes[b]).all() and np.abs(sig[a] - sig[b]).mean() <= EXACT_TOLERANCE:
-            exact[n] = same_pixels(int(ids[a]), int(ids[b]))
+    for n in np.flatnonzero(maybe):
+        exact[n] = same_pixels(int(ids[pairs.i[n]]), int(ids[pairs.j[n]]))
+    near |= exact
     # Each kind's groups are the connected pieces of its pairs and the stronger kinds'.
     exact_groups = _components(len(ids), pairs.i[exact], pairs.j[exact], pairs.i[exact])
     near_groups = _components(len(ids), pairs.i[near], pairs.j[near], pairs.i[near & ~exact])
@@ -200,6 +221,14 @@ def _close_in_time(taken: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.empty((0, 2), np.int64)
 
 
+def _same_signature(signatures: np.ndarray) -> np.ndarray:
+    """Pairs with identical signatures, chained (each to the next of its kind)."""
+    _, inverse = np.unique(signatures, axis=0, return_inverse=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    same = inverse.ravel()[order[1:]] == inverse.ravel()[order[:-1]]
+    return np.stack([order[:-1][same], order[1:][same]], axis=1)
+
+
 def _resampler(start: float, scale: float, side: int) -> np.ndarray:
     """(side, side) bilinear weights taking the part [start, start + scale) of an axis
     to the full `side` samples."""
@@ -226,7 +255,7 @@ _TABLES = {
             for s in (1 - np.arange(_SCALE_STEPS) * _GRID)
         ]
     )
-    for side in (COARSE_SIDE, LUMA)
+    for side in {COARSE_SIDE, CHROMA, LUMA}
 }
 
 
@@ -266,8 +295,9 @@ class _Search:
 
 def _aligned(
     whole: np.ndarray, part: np.ndarray, log_aspect: np.ndarray, floor: np.ndarray
-) -> np.ndarray:
-    """Best correlation of `part` with a crop of `whole`. A crop keeps scale sx of the
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best correlation of `part` with a crop of `whole`, and that crop (sx, x anchor,
+    y anchor). A crop keeps scale sx of the
     width, and of the height the share the two images' aspect ratios then require
     (log_aspect: log(aspect of part / aspect of whole)).
 
@@ -302,7 +332,9 @@ def _aligned(
                     )
         step_s, step_a = step_s / 2, step_a / 2
     # Pairs never looked at closely keep their 8×8 best, below their floor all the same.
-    return np.where(fine.best > -1.0, fine.best, np.minimum(coarse.best, floor - 1e-3))
+    looked = fine.best > -1.0
+    best = np.where(looked, fine.best, np.minimum(coarse.best, floor - 1e-3))
+    return best, np.where(looked[:, None], fine.where, coarse.where)
 
 
 def _pooled(luma: np.ndarray) -> np.ndarray:
