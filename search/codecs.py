@@ -70,18 +70,26 @@ def missing_codec(path: str) -> str | None:
     """Why a file with this name cannot be read here, when the reason is a codec this
     installation lacks; None when nothing is missing."""
     ext = os.path.splitext(path)[1].lower()
-    if ext in HEIF_EXTENSIONS and not heif_available():
-        return f"{CODEC_MISSING}: install imgsearch[heif] to index HEIC/HEIF photos"
-    if ext in AVIF_EXTENSIONS and not avif_available():
-        return f"{CODEC_MISSING}: this Pillow has no AVIF codec; install Pillow >= 11.3"
-    if ext in RAW_EXTENSIONS and rawpy_module() is None:
-        return f"{CODEC_MISSING}: install imgsearch[raw] to index camera RAW files"
+    for kind, extensions in (
+        ("HEIF", HEIF_EXTENSIONS),
+        ("AVIF", AVIF_EXTENSIONS),
+        ("RAW", RAW_EXTENSIONS),
+    ):
+        if ext in extensions:
+            return missing_reason(kind)
     return None
 
 
 def missing_reason(kind: str) -> str | None:
-    """missing_codec for a container sniffed from the bytes ("HEIF", "AVIF")."""
-    return missing_codec("x.heic" if kind == "HEIF" else "x.avif")
+    """Why files of this kind ("HEIF", "AVIF", "RAW") cannot be read here; None when
+    their codec is installed."""
+    if kind == "HEIF" and not heif_available():
+        return f"{CODEC_MISSING}: install imgsearch[heif] to index HEIC/HEIF photos"
+    if kind == "AVIF" and not avif_available():
+        return f"{CODEC_MISSING}: this Pillow has no AVIF codec; install Pillow >= 11.3"
+    if kind == "RAW" and rawpy_module() is None:
+        return f"{CODEC_MISSING}: install imgsearch[raw] to index camera RAW files"
+    return None
 
 
 def is_raw(name: str | None) -> bool:

@@ -51,7 +51,7 @@ THUMBNAIL_QUALITY = 82
 # Only the formats above may be sniffed: without this list Pillow would also try exotic
 # plugins (EPS even shells out to Ghostscript) on whatever bytes a file holds. Camera JPEGs
 # with a multi-picture index still open (as format "MPO") through the JPEG entry. HEIF and
-# AVIF are chosen from their "ftyp" brands instead (_formats), and RAW by the file's name.
+# AVIF are chosen from their "ftyp" brands instead (_image_open), and RAW by the file's name.
 _FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 _ORIENTATION = 0x0112

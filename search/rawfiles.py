@@ -15,7 +15,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from search.codecs import missing_codec, rawpy_module
+from search.codecs import missing_reason, rawpy_module
 from search.errors import ImageDecodeError
 
 # LibRaw's flip -> the transpose that makes the preview upright (its real decode applies it).
@@ -47,7 +47,7 @@ def read_raw(
 ) -> RawPicture:
     rawpy = rawpy_module()
     if rawpy is None:
-        raise ImageDecodeError(missing_codec(".dng") or "RAW codec missing", path)
+        raise ImageDecodeError(missing_reason("RAW") or "RAW codec missing", path)
     data = fp.read()
     try:
         with rawpy.imread(io.BytesIO(data)) as raw:

@@ -104,6 +104,12 @@ class SearchRequest:
     collapse: bool = False
 
     @property
+    def reach(self) -> int:
+        """How many ranked candidates the page needs: collapsing drops the copies and
+        edits below their best, so it reads deeper to fill the page."""
+        return (self.offset + self.k) * (COLLAPSE_DEPTH if self.collapse else 1)
+
+    @property
     def relevant_only(self) -> bool:
         return self.sort == "date" if self.relevant is None else self.relevant
 
@@ -277,8 +283,7 @@ class Searcher:
         else:
             # Only the best offset+k count (a few spare: see below); date order then
             # applies to those, not to the library.
-            deeper = COLLAPSE_DEPTH if req.collapse else 1
-            ranked = ranked[: (req.offset + req.k) * deeper + SPARE]
+            ranked = ranked[: req.reach + SPARE]
         metas = self.catalog.images(c.id for c in ranked)
         # The index may be a snapshot a little behind the catalog: a hit deleted since is
         # dropped rather than pointed elsewhere.
@@ -342,9 +347,7 @@ class Searcher:
         """The candidates best first: enough of them for the page (a few spare, for hits
         deleted since the index was built), or all relevant ones when only those count."""
         exclude = {req.like} if req.like is not None else set()
-        # Collapsing drops the copies and edits below their best: read deeper to fill the page.
-        depth = (req.offset + req.k) * (COLLAPSE_DEPTH if req.collapse else 1)
-        depth += len(exclude) + SPARE
+        depth = req.reach + len(exclude) + SPARE
         whole = req.relevant_only  # the whole relevant set is read, not just a page
         lexical_hits: dict[int, float] = {}
         # A broad word (a city in a sixth of the folders) matches thousands of images alike:
