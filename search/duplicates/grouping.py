@@ -35,6 +35,11 @@ NEAR = 0.95  # aligned luma correlation of one photo and its edit
 BURST = 0.75  # of two shots of one scene
 CHROMA_NEAR = 10.0  # mean chroma difference (of 0..255) one photo's edits stay within
 CHROMA_BURST = 12.0
+# Luma spread (standard deviation) of one photo over its edit's: retouching moves it by
+# 15% or so, recompressing and resizing by less. Correlation alone ignores it, so a faint
+# picture and a strong one laid out alike would pass for one photo (a dim square on
+# purple and a bright disc on purple did, on the sample pictures).
+AMPLITUDE_NEAR = 1.5
 BURST_SECONDS = 10.0
 SAME_MOMENT = 1.0  # capture times closer than this may be one photo
 # Mean signature difference within which a pair may be the same pixels, and is decoded in
@@ -68,6 +73,7 @@ class Pairs:
     j: np.ndarray
     aligned: np.ndarray  # best luma correlation over the crops either way
     chroma: np.ndarray  # mean absolute chroma difference
+    amplitude: np.ndarray  # ratio ≥ 1 of the two luma spreads over the aligned crop
     seconds: np.ndarray  # |capture time difference|; nan where either is unknown
 
 
@@ -125,20 +131,32 @@ def measure(
     floor = np.where(seconds <= BURST_SECONDS, BURST, NEAR) - REFINE_MARGIN
     in_i, where_i = _aligned(luma[i], luma[j], aspect[j] - aspect[i], floor)
     in_j, where_j = _aligned(luma[j], luma[i], aspect[i] - aspect[j], floor)
-    # The chroma is compared over the crop the luma found: a crop that cuts off a red
-    # coat changes the colours of the whole frame, not those of what it kept.
+    # The chroma and the luma spread are compared over the crop the luma found: a crop
+    # that cuts off a red coat changes the colours of the whole frame, not those of what
+    # it kept.
     first = in_i >= in_j
-    whole = np.where(first[:, None, None, None], chroma[i], chroma[j])
-    part = np.where(first[:, None, None, None], chroma[j], chroma[i])
     where = np.where(first[:, None], where_i, where_j)
     ratio = np.exp(np.where(first, aspect[j] - aspect[i], aspect[i] - aspect[j]))
     sx, ax, ay = where.T
-    ry = _resamplers(ay, sx / ratio, CHROMA)[:, None]
-    rx = _resamplers(ax, sx, CHROMA)[:, None]
-    view = ry @ whole @ rx.transpose(0, 1, 3, 2)
+
+    def crop(whole: np.ndarray, side: int) -> np.ndarray:
+        ry = _resamplers(ay, sx / ratio, side)
+        rx = _resamplers(ax, sx, side)
+        if whole.ndim == 4:  # chroma: two planes
+            ry, rx = ry[:, None], rx[:, None]
+        return ry @ whole @ np.swapaxes(rx, -1, -2)
+
+    whole = np.where(first[:, None, None, None], chroma[i], chroma[j])
+    part = np.where(first[:, None, None, None], chroma[j], chroma[i])
     # As 2×2 means: what the alignment leaves over does not count.
+    view = crop(whole, CHROMA)
     chroma_diff = np.abs(_pooled_chroma(view) - _pooled_chroma(part)).mean(axis=(1, 2, 3))
-    return Pairs(i, j, np.maximum(in_i, in_j), chroma_diff, seconds)
+    whole = np.where(first[:, None, None], luma[i], luma[j])
+    part = np.where(first[:, None, None], luma[j], luma[i])
+    spreads = np.stack([crop(whole, LUMA).std(axis=(1, 2)), part.std(axis=(1, 2))], axis=1)
+    spreads = np.maximum(spreads, 1.0)  # flat pictures: no spread to compare
+    amplitude = spreads.max(axis=1) / spreads.min(axis=1)
+    return Pairs(i, j, np.maximum(in_i, in_j), chroma_diff, amplitude, seconds)
 
 
 def _pooled_chroma(chroma: np.ndarray) -> np.ndarray:
@@ -153,7 +171,12 @@ def group(
     same_pixels: Callable[[int, int], bool],
 ) -> list[Group]:
     different_moments = pairs.seconds >= SAME_MOMENT  # False where a time is unknown
-    near = (pairs.aligned >= NEAR) & (pairs.chroma <= CHROMA_NEAR) & ~different_moments
+    near = (
+        (pairs.aligned >= NEAR)
+        & (pairs.chroma <= CHROMA_NEAR)
+        & (pairs.amplitude <= AMPLITUDE_NEAR)
+        & ~different_moments
+    )
     burst = (
         (pairs.seconds <= BURST_SECONDS)
         & (pairs.aligned >= BURST)
