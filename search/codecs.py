@@ -1,5 +1,6 @@
 """The optional codecs: HEIC/HEIF through pillow-heif (the imgsearch[heif] extra), AVIF
-through Pillow's own plugin, camera RAW through LibRaw (rawpy, imgsearch[raw]).
+through Pillow's own plugin, camera RAW through LibRaw (rawpy, imgsearch[raw]), videos
+through PyAV (imgsearch[video], search.videos).
 
 Each is imported on the first file that needs it, so a library without such files, and
 every text search, never pays for the import (pillow-heif 27 ms, rawpy 57 ms here).
@@ -10,6 +11,8 @@ from __future__ import annotations
 import functools
 import os
 
+from search import videos
+
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 AVIF_EXTENSIONS = frozenset({".avif"})
 RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"})
@@ -17,7 +20,7 @@ RAW_EXTENSIONS = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw
 # The reason a file is listed with when its codec is not installed. Such failures are tried
 # again on every run (search.catalog.store.failure_records), so installing the codec is
 # enough: nobody has to touch the files.
-CODEC_MISSING = "codec missing"
+CODEC_MISSING = "codec missing"  # search.videos.MISSING starts with it too
 
 # ISO base media files (HEIF, AVIF) open with a "ftyp" box naming brands. "mif1"/"msf1" are
 # generic image brands both formats list, so they decide nothing alone.
@@ -74,6 +77,7 @@ def missing_codec(path: str) -> str | None:
         ("HEIF", HEIF_EXTENSIONS),
         ("AVIF", AVIF_EXTENSIONS),
         ("RAW", RAW_EXTENSIONS),
+        ("VIDEO", videos.VIDEO_EXTENSIONS),
     ):
         if ext in extensions:
             return missing_reason(kind)
@@ -81,14 +85,16 @@ def missing_codec(path: str) -> str | None:
 
 
 def missing_reason(kind: str) -> str | None:
-    """Why files of this kind ("HEIF", "AVIF", "RAW") cannot be read here; None when
-    their codec is installed."""
+    """Why files of this kind ("HEIF", "AVIF", "RAW", "VIDEO") cannot be read here; None
+    when their codec is installed."""
     if kind == "HEIF" and not heif_available():
         return f"{CODEC_MISSING}: install imgsearch[heif] to index HEIC/HEIF photos"
     if kind == "AVIF" and not avif_available():
         return f"{CODEC_MISSING}: this Pillow has no AVIF codec; install Pillow >= 11.3"
     if kind == "RAW" and rawpy_module() is None:
         return f"{CODEC_MISSING}: install imgsearch[raw] to index camera RAW files"
+    if kind == "VIDEO" and videos.av_module() is None:
+        return videos.MISSING
     return None
 
 

@@ -163,6 +163,11 @@ def jpeg_thumbnail(
     """An upright JPEG that fits in side x side: decoded no larger than it needs (see
     ``min_side``), then resized with Lanczos."""
     image = load_image(source, max_megapixels=max_megapixels, min_side=side, name=name).image
+    return thumbnail_jpeg(image, side)
+
+
+def thumbnail_jpeg(image: Image.Image, side: int) -> bytes:
+    """`image` (RGB, upright), fitted in side x side with Lanczos, as JPEG."""
     image.thumbnail((side, side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=THUMBNAIL_QUALITY, optimize=True)

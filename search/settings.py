@@ -70,6 +70,11 @@ class Settings:
     # How often a training run writes a checkpoint to resume from (after the epoch that
     # passes it): each costs seconds of writing, and what a kill loses is at most this.
     checkpoint_seconds: float = 60.0
+    # Videos (search.videos): a frame embedded at least this often (seconds), besides one
+    # at each cut; at most this many a video (64 at most); and no video decoded longer.
+    video_every: float = 10.0
+    video_frames: int = 40
+    video_timeout: float = 300.0
 
     # What the library folder holds.
     catalog_path = _in_home("catalog.db")
@@ -130,6 +135,12 @@ class Settings:
             raise ConfigError("IMGSEARCH_ANN_THRESHOLD must be 0 or more")
         if not 0 < self.target_recall <= 1:
             raise ConfigError("IMGSEARCH_TARGET_RECALL must be above 0 and at most 1")
+        if self.video_every <= 0:
+            raise ConfigError("IMGSEARCH_VIDEO_EVERY must be positive (seconds)")
+        if not 1 <= self.video_frames <= 64:
+            raise ConfigError("IMGSEARCH_VIDEO_FRAMES must be between 1 and 64")
+        if self.video_timeout <= 0:
+            raise ConfigError("IMGSEARCH_VIDEO_TIMEOUT must be positive (seconds)")
         if self.checkpoint_seconds < 0:
             raise ConfigError("IMGSEARCH_CHECKPOINT_SECONDS must be 0 (every epoch) or more")
 

@@ -22,6 +22,7 @@ from playwright.sync_api import Page, sync_playwright
 from savedmodel import train_saved_model
 from test_webui_live import fetch, running
 from tinylib import tiny_settings
+from videofiles import make_video, scene_picture
 
 from indexer.sync.run import sync
 from search.library import Library
@@ -351,3 +352,48 @@ def _upright(bands: dict) -> bool:
     """Portrait, blue on top, red below (see tests/mediafiles.py)."""
     top, bottom = bands["top"], bands["bottom"]
     return bands["h"] > bands["w"] and top[2] > 150 > top[0] and bottom[0] > 150 > bottom[2]
+
+
+PLAYER_READY = """() => {
+    const v = document.querySelector('video#player');
+    return v !== null && v.readyState >= 1;
+}"""
+
+
+def test_a_video_found_by_its_second_scene_plays_from_there_in_chromium(tmp_path):
+    """The grid shows the video once, at its best frame's time; its page plays it from
+    that second (a WebM that Debian's Chromium decodes)."""
+    root = tmp_path / "clips"
+    make_video(root / "holiday.webm", [(1, 4.0), (2, 4.0), (3, 4.0)])
+    make_jpeg(root / "photo.jpg", 5, size=(400, 300))
+    query = tmp_path / "query.png"
+    scene_picture(2, step=3).save(query)
+    problems: list[str] = []
+    with Library(tiny_settings(tmp_path / "home", workers=1)) as lib:
+        sync(lib, [str(root)], progress=False)
+        assert lib.catalog.failures() == []
+        with running(create_app(library=lib)) as base, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1000, "height": 700})
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.goto(base + "/")
+            with page.expect_navigation():
+                page.locator("#image").set_input_files(str(query))
+            page.wait_for_function(ALL_THUMBS_LOADED)
+            names = page.locator("a.card .name").all_inner_texts()
+            assert names.count("holiday.webm") == 1 and names[0] == "holiday.webm"
+            badge = page.locator("a.card .video").first.inner_text()
+            minutes, seconds = badge.lstrip("▶ ").split(":")
+            assert 3 <= int(minutes) * 60 + int(seconds) <= 9
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shot(page, "13-video-result")
+            page.locator("a.card").first.click()
+            page.wait_for_url("**/images/*")
+            page.wait_for_function(PLAYER_READY)
+            t = float(page.locator("video#player").get_attribute("data-t"))
+            assert 3.0 <= t <= 9.0
+            now = page.evaluate("document.querySelector('video#player').currentTime")
+            assert abs(now - t) < 0.5
+            shot(page, "14-video-page")
+            browser.close()
+    assert problems == []

@@ -285,12 +285,16 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
     try:
         with cat.engine.connect() as conn:
             assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == (
-                "0006"
+                "0007"
             )
             columns = {c["name"] for c in inspect(conn).get_columns("index_manifest")}
             # Images from before signatures have none: `duplicates` makes them when asked.
             signed = conn.exec_driver_sql("select count(signature) from images").scalar()
             assert signed == 0
+            # Everything catalogued before videos were is a photo, with no frames.
+            videos = conn.exec_driver_sql("select count(duration) from images").scalar()
+            assert videos == 0
+            assert conn.exec_driver_sql("select count(*) from frames").scalar() == 0
         assert {"params", "recall_at_10"} <= columns
         assert cat.manifest(MODEL) == Manifest(
             MODEL, 3, "f.3.faiss", "flat-ip", 2, "ab" * 32, 4, BASE_DATE, None, None
@@ -299,8 +303,8 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
         assert got_ids.tolist() == [1, 2]
         np.testing.assert_array_equal(got, vecs)
         # Written "at" the model's revision 4: new to an index built at 3, not to one at 4.
-        assert cat.vectors_since(MODEL, 3)[0].tolist() == [1, 2]
-        assert cat.vectors_since(MODEL, 4)[0].tolist() == []
+        assert cat.index_vectors(MODEL, since=3)[0].tolist() == [1, 2]
+        assert cat.index_vectors(MODEL, since=4)[0].tolist() == []
         assert [(r.path, r.image_count) for r in cat.roots()] == [("/photos", 2)]
         assert [(c.image_id, c.text) for c in cat.captions()] == [(2, "a red bicycle")]
         # 0004's lexical index is filled from what was there: names, folders, captions.

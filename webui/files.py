@@ -17,13 +17,14 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from flask import Blueprint, abort, current_app, send_file
+from flask import Blueprint, abort, current_app, request, send_file
 
 from search.catalog.records import ImageMeta
 from search.diskfiles import atomic_write
 from search.errors import ImageDecodeError, NotFound, storage_failure
-from search.imageio import jpeg_thumbnail
+from search.imageio import jpeg_thumbnail, thumbnail_jpeg
 from search.library import Library
+from search.videos import frame_at, is_video
 from webui.api import library
 
 bp = Blueprint("files", __name__)
@@ -51,6 +52,12 @@ MIME_TYPES = {
     ".heif": "image/heif",
     ".avif": "image/avif",
     ".dng": "image/x-adobe-dng",
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".avi": "video/x-msvideo",
 }
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -63,19 +70,29 @@ class Thumbnails:
         self.folder = folder
         self.max_megapixels = max_megapixels
 
-    def path_for(self, image_id: int, st: os.stat_result) -> Path:
-        name = f"{image_id}-{st.st_size}-{st.st_mtime_ns}-v{THUMB_VERSION}.jpg"
+    def path_for(self, image_id: int, st: os.stat_result, t: float | None = None) -> Path:
+        name = f"{self._version(image_id, st)}{'' if t is None else f'-t{round(t * 1000)}'}.jpg"
         return self.folder / str(image_id // 1000) / name
 
-    def get(self, image_id: int, fp: BinaryIO, st: os.stat_result, name: str) -> bytes:
-        """The cached thumbnail for this version of the file (named `name`), made now if
-        missing."""
-        path = self.path_for(image_id, st)
+    @staticmethod
+    def _version(image_id: int, st: os.stat_result) -> str:
+        return f"{image_id}-{st.st_size}-{st.st_mtime_ns}-v{THUMB_VERSION}"
+
+    def get(
+        self, image_id: int, fp: BinaryIO, st: os.stat_result, name: str, t: float | None = None
+    ) -> bytes:
+        """The cached thumbnail for this version of the file (named `name`; a video's at
+        `t` seconds, default its first frame), made now if missing."""
+        path = self.path_for(image_id, st, t)
         try:
             return path.read_bytes()
         except FileNotFoundError:
             pass
-        data = jpeg_thumbnail(fp, THUMB_SIDE, max_megapixels=self.max_megapixels, name=name)
+        if is_video(name):
+            frame = frame_at(fp, t or 0.0, max_megapixels=self.max_megapixels)
+            data = thumbnail_jpeg(frame, THUMB_SIDE)
+        else:
+            data = jpeg_thumbnail(fp, THUMB_SIDE, max_megapixels=self.max_megapixels, name=name)
         try:
             atomic_write(path, data)
         except OSError as exc:
@@ -86,10 +103,22 @@ class Thumbnails:
             # again next time, and cached once the disk has room.
             log.warning("thumbnail not cached: %s", line)
             return data
+        # Other versions of the file go; a video's other frames of this version stay.
+        current = self._version(image_id, st)
         for stale in path.parent.glob(f"{image_id}-*.jpg"):
-            if stale != path:
+            if not stale.name.startswith(current):
                 stale.unlink(missing_ok=True)
         return data
+
+
+def frame_time(raw: str | None) -> float | None:
+    """A `t` query parameter: seconds into a video, or None when absent or not a
+    number (a bad one shows the first frame rather than failing the page)."""
+    try:
+        t = float(raw) if raw else None
+    except ValueError:
+        return None
+    return t if t is not None and 0 <= t < 1e7 else None
 
 
 def open_indexed(lib: Library, image_id: int) -> tuple[ImageMeta, BinaryIO, os.stat_result]:
@@ -144,9 +173,15 @@ def original(image_id: int):
         fp,
         mimetype=mimetype,
         download_name=download_name(meta.path),
-        conditional=True,
+        conditional=False,
         etag=f"{image_id}-{st.st_size}-{st.st_mtime_ns}",
         last_modified=st.st_mtime,
+    )
+    # Conditional and ranged by the size of the file opened (send_file knows a size only
+    # for paths): a browser seeks in a video by asking for ranges.
+    response.content_length = st.st_size
+    response = response.make_conditional(
+        request.environ, accept_ranges=True, complete_length=st.st_size
     )
     response.cache_control.private = True
     response.cache_control.no_cache = True
@@ -157,16 +192,17 @@ def original(image_id: int):
 def thumbnail(image_id: int):
     meta, fp, st = open_indexed(library(), image_id)
     thumbs: Thumbnails = current_app.extensions["imgsearch.thumbnails"]
+    t = frame_time(request.args.get("t")) if meta.kind == "video" else None
     with fp:
         try:
-            data = thumbs.get(image_id, fp, st, meta.path)
+            data = thumbs.get(image_id, fp, st, meta.path, t)
         except ImageDecodeError as exc:
             abort(404, f"image {image_id} cannot be decoded any more: {exc.reason}")
     response = send_file(
         io.BytesIO(data),
         mimetype="image/jpeg",
         conditional=True,
-        etag=thumbs.path_for(image_id, st).stem,
+        etag=thumbs.path_for(image_id, st, t).stem,
         last_modified=st.st_mtime,
         max_age=THUMB_MAX_AGE,
     )

@@ -18,6 +18,7 @@ from search.imageio import jpeg_thumbnail
 from search.query.searcher import SearchResult
 from search.tags.listing import tag_rows
 from webui.api import caption_text, image_tags, library
+from webui.files import frame_time
 from webui.search_params import MAX_OFFSET, SearchParams, marked, uploaded_image
 from webui.tags import description
 
@@ -129,6 +130,8 @@ def image(image_id: int):
     meta = lib.catalog.image(image_id)
     route = "files.thumbnail" if meta.path.lower().endswith(_NOT_DISPLAYABLE) else "files.original"
     shown = url_for(route, image_id=image_id)
+    # A video plays from the moment a search found (its best frame), poster at that frame.
+    t = (frame_time(request.args.get("t")) or 0.0) if meta.kind == "video" else None
     model_id = lib.serving_model
     try:
         described = description(lib, image_id) if model_id is not None else None
@@ -138,6 +141,7 @@ def image(image_id: int):
         "image.html",
         image=meta,
         shown_url=shown,
+        t=t,
         captions=lib.catalog.captions(image_id),
         tags=image_tags(lib, image_id),
         described=described,
@@ -180,3 +184,11 @@ def filesize(size: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
+
+
+@bp.app_template_filter("clock")
+def clock(seconds: float | None) -> str:
+    """Seconds as m:ss, or h:mm:ss past an hour (static/app.js writes them alike)."""
+    s = int(seconds or 0)
+    h, m = divmod(s // 60, 60)
+    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"

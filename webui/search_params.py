@@ -168,7 +168,8 @@ def hit_json(hit: Hit) -> dict:
         # Why it matched: each field's text as HTML, matched words in <mark>, the rest
         # escaped (as search engines' highlight responses are).
         "highlights": {name: str(marked(text)) for name, text in hit.highlights.items()},
-        "thumb_url": url_for("files.thumbnail", image_id=hit.id),
+        # A video's thumbnail and page show it at its best frame for the query.
+        "thumb_url": url_for("files.thumbnail", image_id=hit.id, t=hit.t),
         "file_url": url_for("files.original", image_id=hit.id),
-        "page_url": url_for("pages.image", image_id=hit.id),
+        "page_url": url_for("pages.image", image_id=hit.id, t=hit.t),
     }

@@ -1,6 +1,8 @@
 """The embedding pipeline: reader → decoder (threads) → collate → encoder (batches) → writer.
 
 Each stage is a plain callable so tests can swap any of them (clip-retrieval's seam).
+A video is one item whose decode gives several frames (search.videos): they are embedded
+together, and the video's own vector is their mean.
 Decoding runs ahead of the model in a thread pool (Pillow releases the GIL while it
 decodes and resizes); every batch is written in one transaction, so an interrupted run
 keeps every batch before the interruption. On a GPU the threads may leave JPEGs undecoded
@@ -13,7 +15,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import BinaryIO
 
@@ -21,7 +23,7 @@ import numpy as np
 
 from indexer.sync.backoff import TOO_LARGE, Backoff
 from indexer.sync.scan import file_hash, storable_path
-from search.catalog.records import FailureData, ImageData, utcnow
+from search.catalog.records import FailureData, FrameSet, ImageData, utcnow
 from search.codecs import missing_codec
 from search.duplicates.signature import signature
 from search.errors import ImageDecodeError
@@ -32,6 +34,8 @@ from search.imageio import (
     pixel_digest,
     read_header,
 )
+from search.settings import Settings
+from search.videos import is_video, read_video
 
 # RELIABILITY 20: a file still being written (a copy in progress, an editor saving) is
 # not stored half-read; its failure keeps the scan's size and time, so the next run, which
@@ -69,6 +73,17 @@ class Decoded:
     keywords: str = ""  # words embedded in the file, for the lexical index
     pixel_hash: str | None = None  # pixel_digest of the decoded image (None: not decoded)
     signature: bytes | None = None  # for the duplicate finder (None: not decoded)
+    # A video: its length, and the times of its frames (`pixels` holds one row each);
+    # once embedded, the frames' vectors.
+    duration: float | None = None
+    frame_times: tuple[float, ...] = ()
+    frame_vectors: np.ndarray | None = None
+
+    @property
+    def frames(self) -> FrameSet | None:
+        if self.frame_vectors is None:
+            return None
+        return FrameSet(self.frame_times, self.frame_vectors)
 
     @property
     def same_pixels(self) -> bool:
@@ -92,6 +107,7 @@ class Decoded:
             keywords=self.keywords,
             pixel_hash=self.pixel_hash,
             signature=self.signature,
+            duration=self.duration,
         )
 
 
@@ -105,12 +121,26 @@ class Failed:
         return FailureData(root_id, storable_path(i.path), i.size, i.mtime_ns, self.reason)
 
 
+@dataclass(frozen=True)
+class VideoOptions:
+    """How videos are sampled and bounded (Settings.video_*; search.videos)."""
+
+    every: float = Settings.video_every
+    most: int = Settings.video_frames
+    timeout: float = Settings.video_timeout
+
+    @classmethod
+    def of(cls, settings: Settings) -> VideoOptions:
+        return cls(settings.video_every, settings.video_frames, settings.video_timeout)
+
+
 def make_decoder(
     prepare: Callable,
     *,
     max_megapixels: float,
     min_side: int,
     for_device: Callable[[BinaryIO, ImageHeader], object | None] | None = None,
+    video: VideoOptions | None = None,
 ) -> Callable[[WorkItem], Decoded | Failed]:
     """A function that turns one file into model-ready pixels, or a failure with a reason.
 
@@ -119,6 +149,7 @@ def make_decoder(
     its header) are left undecoded for the device. It never raises: one bad file must not
     stop a run.
     """
+    video = video or VideoOptions()
 
     def decode(item: WorkItem) -> Decoded | Failed:
         if storable_path(item.path) != item.path:
@@ -130,6 +161,8 @@ def make_decoder(
         encoded = image = None
         read_at = utcnow()
         try:
+            if is_video(item.path):
+                return decode_video(item, read_at)
             with open(item.path, "rb") as f:
                 digest = file_hash(f, item.size)
                 # `meta`, a header or a decoded image, carries the upright size and date.
@@ -166,6 +199,36 @@ def make_decoder(
             meta.keywords,
             pixel_hash,
             sig,
+        )
+
+    def decode_video(item: WorkItem, read_at: datetime) -> Decoded | Failed:
+        with open(item.path, "rb") as f:
+            digest = file_hash(f, item.size)
+            f.seek(0)
+            frames = read_video(
+                f,
+                every=video.every,
+                most=video.most,
+                min_side=min_side,
+                max_megapixels=max_megapixels,
+                timeout=video.timeout,
+            )
+            after = os.fstat(f.fileno())
+        if (after.st_size, after.st_mtime_ns) != (item.size, item.mtime_ns):
+            return Failed(item, CHANGED_DURING_READ)
+        # No pixel digest (a changed video is embedded again) and no signature (the
+        # duplicate finder compares photos). Held as float16 until embedded: up to 40
+        # frames wait in the look-ahead per video, 12 MB instead of 24 at 224 px.
+        return Decoded(
+            item,
+            digest,
+            frames.width,
+            frames.height,
+            frames.taken_at,
+            np.stack([prepare(im) for im in frames.images]).astype(np.float16),
+            read_at=read_at,
+            duration=frames.duration,
+            frame_times=frames.times,
         )
 
     return decode
@@ -244,6 +307,8 @@ def run_pipeline(
         ok = [r for r in batch if isinstance(r, Decoded) and not r.same_pixels]
         kept = [r for r in batch if isinstance(r, Decoded) and r.same_pixels]
         bad = [r for r in batch if isinstance(r, Failed)]
+        videos = [r for r in ok if r.frame_times]
+        ok = [r for r in ok if not r.frame_times]
         vectors = np.zeros((0, 0), "f4")
         if ok:
             ok, pixels, late = collate(ok)
@@ -251,9 +316,32 @@ def run_pipeline(
         if ok:
             ok, vectors, too_large = fitting(ok, pixels)
             bad += [Failed(r.item, TOO_LARGE) for r in too_large]
+        if videos:
+            embedded, video_vectors, too_large = _embed_videos(videos, fitting)
+            bad += too_large
+            if embedded:
+                vectors = np.concatenate([vectors, video_vectors]) if ok else video_vectors
+                ok += embedded
         write(ok, vectors, bad, kept)
         counts.ok.update(r.item.kind for r in ok)
         counts.failed += len(bad)
         counts.kept += len(kept)
         progress(len(batch))
     return counts
+
+
+def _embed_videos(videos: list[Decoded], fitting: Backoff):
+    """Each video's frames embedded (as one batch, halved on out-of-memory like any):
+    (the videos with their frame vectors, each video's vector, the failed ones). A
+    video's vector is the mean of its frames', for what scores whole images (tags)."""
+    done, means, failed = [], [], []
+    for video in videos:
+        rows = list(range(len(video.frame_times)))
+        fitted, frame_vectors, too_large = fitting(rows, video.pixels.astype(np.float32))
+        if too_large:
+            failed.append(Failed(video.item, TOO_LARGE))
+            continue
+        mean = frame_vectors.mean(axis=0)
+        means.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        done.append(replace(video, pixels=None, frame_vectors=frame_vectors))
+    return done, np.stack(means).astype(np.float32) if means else None, failed

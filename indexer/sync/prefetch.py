@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from itertools import islice
 
-from indexer.sync.pipeline import Decoded, Failed, WorkItem, make_decoder
+from indexer.sync.pipeline import Decoded, Failed, VideoOptions, WorkItem, make_decoder
 from search.library import Library
 from search.models.encoder import Encoder, prepare_pixels
 from search.models.spec import ModelSource, ModelSpec, PrepareGuess, preprocess_guess
@@ -159,6 +159,7 @@ def start_prefetch(
         ),
         max_megapixels=lib.settings.max_megapixels,
         min_side=guess.size,
+        video=VideoOptions.of(lib.settings),
     )
     workers = lib.settings.decode_workers()
     # One core stays with the model loading (torch: seconds of importing and building).

@@ -19,7 +19,13 @@ from functools import partial
 from indexer.sync.backfill import fill_keywords
 from indexer.sync.devicedecode import DeviceCollate, device_decoder, read_jpeg
 from indexer.sync.engines import ONNX_BATCH, export_after_run, onnx_loader, torch_loader
-from indexer.sync.pipeline import WorkItem, make_decoder, run_pipeline, stack_pixels
+from indexer.sync.pipeline import (
+    VideoOptions,
+    WorkItem,
+    make_decoder,
+    run_pipeline,
+    stack_pixels,
+)
 from indexer.sync.plan import missing_vectors, plan_run, run_roots
 from indexer.sync.prefetch import Prefetch, prefetched_first, start_prefetch
 from indexer.sync.scan import FoundFile, scan_root
@@ -200,6 +206,7 @@ def _embed(
         encoder.prepare,
         max_megapixels=settings.max_megapixels,
         min_side=encoder.image_size,
+        video=VideoOptions.of(settings),
     )
     cpu_decode = decoder()
     decode, collate = cpu_decode, stack_pixels

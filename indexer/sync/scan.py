@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from search.imageio import IMAGE_EXTENSIONS, UNSUPPORTED_FORMATS
+from search.videos import VIDEO_EXTENSIONS
 
-# What the walk reports: images, and the pictures it lists as not indexed, with why.
-FOUND_EXTENSIONS = IMAGE_EXTENSIONS | frozenset(UNSUPPORTED_FORMATS)
+# What the walk reports: images, videos, and the pictures it lists as not indexed, with why.
+FOUND_EXTENSIONS = IMAGE_EXTENSIONS | VIDEO_EXTENSIONS | frozenset(UNSUPPORTED_FORMATS)
 
 # Folders that NAS boxes, OSes and tools fill with thumbnails or trash, never photos.
 SYSTEM_DIRS = frozenset(

@@ -59,13 +59,15 @@ class CatalogWriter:
         fresh = [i for i, d in enumerate(ok) if d.item.kind != "reembed"]
         if again:
             ids = [ok[i].item.image_id for i in again]
-            self.catalog.add_vectors(self.model_id, ids, vectors[again])
+            frames = [ok[i].frames for i in again]
+            self.catalog.add_vectors(self.model_id, ids, vectors[again], frames)
         if fresh or bad:
             self.catalog.write_batch(
                 self.model_id,
                 [ok[i].image_data(self.root_ids[ok[i].item.root]) for i in fresh],
                 vectors[fresh] if fresh else np.zeros((0, self.dim), np.float32),
                 [f.as_failure(self.root_ids[f.item.root]) for f in bad],
+                [ok[i].frames for i in fresh],
             )
         if ok and self.on_first_commit is not None:
             first, self.on_first_commit = self.on_first_commit, None

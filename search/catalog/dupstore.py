@@ -47,7 +47,12 @@ class DuplicateStore:
 
     def unsigned(self) -> list[tuple[int, str]]:
         """(id, path) of the images without a signature yet."""
-        stmt = select(Image.id, Image.path).where(Image.signature.is_(None)).order_by(Image.id)
+        # Videos have none: the duplicate finder compares photos.
+        stmt = (
+            select(Image.id, Image.path)
+            .where(Image.signature.is_(None), Image.duration.is_(None))
+            .order_by(Image.id)
+        )
         with self._session() as s:
             return [(i, p) for i, p in s.execute(stmt)]
 

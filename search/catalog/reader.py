@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from search.catalog import dupreads, lexical, tagreads
-from search.catalog.records import ImageMeta, Manifest, ModelInfo
+from search.catalog.records import FrameSet, ImageMeta, Manifest, ModelInfo
 from search.errors import NotFound
 from search.library import SERVING_MODEL
 from search.models.spec import ModelSpec
 
 # The newest migration, as search.catalog.store.SCHEMA_HEAD (which imports SQLAlchemy); a test
 # holds the two equal.
-SCHEMA = "0006"
-_IMAGE = "id, root_id, path, size, mtime_ns, width, height, taken_at, date"
+SCHEMA = "0007"
+_IMAGE = "id, root_id, path, size, mtime_ns, width, height, taken_at, date, duration"
 
 
 def _when(raw: str | None) -> datetime | None:
@@ -126,6 +126,9 @@ class CatalogReader:
     def image(self, image_id: int) -> ImageMeta:
         return read_image(self._conn.execute, image_id)
 
+    def frames_of(self, ids: Iterable[int], model_id: str) -> dict[int, FrameSet]:
+        return read_frames(self._conn.execute, ids, model_id)
+
     def lexical_search(self, words: list[str], limit: int) -> list[lexical.LexicalHit]:
         return lexical.search(self._conn.execute, words, limit)
 
@@ -169,6 +172,28 @@ def read_images(execute: lexical.Execute, ids: Iterable[int]) -> dict[int, Image
     return out
 
 
+def read_frames(execute: lexical.Execute, ids: Iterable[int], model_id: str) -> dict[int, FrameSet]:
+    """image id → FrameSet of the videos among `ids`, for one model."""
+    ids = [int(i) for i in ids]
+    rows: dict[int, list] = {}
+    for start in range(0, len(ids), 500):
+        chunk = tuple(ids[start : start + 500])
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            f"SELECT image_id, t, vector FROM frames WHERE model_id = ? AND image_id IN ({marks})"
+            " ORDER BY image_id, position"
+        )
+        for image_id, t, vector in execute(sql, (model_id, *chunk)):
+            rows.setdefault(image_id, []).append((t, vector))
+    return {
+        image_id: FrameSet(
+            tuple(t for t, _ in found),
+            np.frombuffer(b"".join(v for _, v in found), dtype="<f4").reshape(len(found), -1),
+        )
+        for image_id, found in rows.items()
+    }
+
+
 def read_image(execute: lexical.Execute, image_id: int) -> ImageMeta:
     row = next(iter(execute(f"SELECT {_IMAGE} FROM images WHERE id = ?", (image_id,))), None)
     if row is None:
@@ -199,7 +224,7 @@ def read_ids(
 
 
 def _meta(row) -> ImageMeta:
-    return ImageMeta(*row[:7], _when(row[7]), _when(row[8]))
+    return ImageMeta(*row[:7], _when(row[7]), _when(row[8]), row[9])
 
 
 def serving_model(path: Path) -> tuple[str, ModelSpec] | None:

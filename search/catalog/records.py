@@ -55,6 +55,15 @@ class ImageData:
     keywords: str = ""  # words embedded in the file (search.keywords)
     pixel_hash: str | None = None  # of the decoded pixels (None: decoded on the device)
     signature: bytes | None = None  # search.duplicates.signature (None: as pixel_hash)
+    duration: float | None = None  # seconds, for a video; None: a photo
+
+
+@dataclass(frozen=True)
+class FrameSet:
+    """A video's embedded frames: their times (seconds) and one model's vectors."""
+
+    times: tuple[float, ...]
+    vectors: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,11 @@ class ImageMeta:
     height: int
     taken_at: datetime | None
     date: datetime
+    duration: float | None = None  # seconds, for a video
+
+    @property
+    def kind(self) -> str:
+        return "image" if self.duration is None else "video"
 
 
 @dataclass(frozen=True)

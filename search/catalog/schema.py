@@ -73,6 +73,9 @@ class Image(Base):
     # A 384-byte picture of the pixels (search.duplicates.signature) the duplicate finder
     # compares; NULL: not made yet (catalogued before revision 0006, or device-decoded).
     signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A video's length in seconds; NULL: a photo. A video's vector (in embeddings) is the
+    # mean of its frames' (in frames), which are what the index holds for it.
+    duration: Mapped[float | None] = mapped_column(Float)
 
 
 class Embedding(Base):
@@ -90,6 +93,25 @@ class Embedding(Base):
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     # The model's revision in the transaction that wrote this vector.
     revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Frame(Base):
+    """A video frame's vector for one model, at its time in the video. Frames go with
+    their video's vectors: written, replaced and dropped together."""
+
+    __tablename__ = "frames"
+    __table_args__ = (Index("ix_frames_model_id_revision", "model_id", "revision"),)
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.model_id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0, 1, ... in time order
+    t: Mapped[float] = mapped_column(Float)  # seconds from the start
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # as Embedding.vector
+    revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Model(Base):

@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from search.catalog import dupreads, lexical, tagreads
 from search.catalog.dupstore import DuplicateStore, mark_pixels_changed
 from search.catalog.lexical import LexicalHit
-from search.catalog.reader import read_ids, read_image, read_images
+from search.catalog.reader import read_frames, read_ids, read_image, read_images
 from search.catalog.records import (
     CaptionInfo,
     FailureData,
     FailureInfo,
     FileRecord,
+    FrameSet,
     ImageData,
     ImageMeta,
     Manifest,
@@ -37,6 +38,7 @@ from search.catalog.schema import (
     Caption,
     Embedding,
     Failure,
+    Frame,
     Image,
     IndexManifest,
     Model,
@@ -69,7 +71,7 @@ def make_engine(path: Path) -> Engine:
 # The newest migration in migrations/versions (a test holds the two in step). A catalog
 # stamped with it, or a new one, needs nothing from Alembic, whose machinery costs a cold
 # command a tenth to half a second to import, read its scripts and run them.
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 # The columns of a FileRecord, in its field order.
 _FILE_RECORD = (
@@ -267,11 +269,13 @@ class Catalog:
         images: Sequence[ImageData],
         vectors: np.ndarray,
         failures: Sequence[FailureData] = (),
+        frames: Sequence[FrameSet | None] = (),
     ) -> list[int]:
         """Upsert images (by path) with their vectors and record failures, atomically.
+        `frames`, beside `images` (or empty: no videos): each video's frames.
 
-        An existing path keeps its id; its vectors for other models are dropped because
-        the file's content changed. Returns the image ids in input order.
+        An existing path keeps its id; its vectors (and frames) for other models are
+        dropped because the file's content changed. Returns the image ids in input order.
         """
         if len(images) != len(vectors):
             raise ValueError("one vector per image")
@@ -285,7 +289,9 @@ class Catalog:
             stmt = select(Image.path, Image.id).where(Image.path.in_(image_paths))
             existing = {path: image_id for path, image_id in s.execute(stmt)}
             if existing:
-                s.execute(delete(Embedding).where(Embedding.image_id.in_(list(existing.values()))))
+                replaced = list(existing.values())
+                s.execute(delete(Embedding).where(Embedding.image_id.in_(replaced)))
+                s.execute(delete(Frame).where(Frame.image_id.in_(replaced)))
                 self._bump_all_revisions(s)
             for im in images:
                 values = _image_values(im, now)
@@ -296,7 +302,8 @@ class Catalog:
                     image_id = s.execute(insert(Image).values(**values)).inserted_primary_key[0]
                 ids.append(image_id)
             if ids:
-                self._insert_vectors(s, model_id, ids, vectors)
+                revision = self._insert_vectors(s, model_id, ids, vectors)
+                self._insert_frames(s, model_id, ids, frames, revision)
                 mark_pixels_changed(s)
             # A failed file that used to be a good image is no longer searchable.
             if failed_paths:
@@ -306,15 +313,24 @@ class Catalog:
                 s.execute(insert(Failure), [dict(vars(f), failed_at=now) for f in failures])
         return ids
 
-    def add_vectors(self, model_id: str, image_ids: Sequence[int], vectors: np.ndarray) -> None:
-        """Vectors for already-catalogued images (re-embedding with another model)."""
+    def add_vectors(
+        self,
+        model_id: str,
+        image_ids: Sequence[int],
+        vectors: np.ndarray,
+        frames: Sequence[FrameSet | None] = (),
+    ) -> None:
+        """Vectors (and a video's frames) for already-catalogued images (re-embedding
+        with another model)."""
         with self._tx() as s:
-            s.execute(
-                delete(Embedding).where(
-                    Embedding.model_id == model_id, Embedding.image_id.in_(list(image_ids))
+            for table in (Embedding, Frame):
+                s.execute(
+                    delete(table).where(
+                        table.model_id == model_id, table.image_id.in_(list(image_ids))
+                    )
                 )
-            )
-            self._insert_vectors(s, model_id, image_ids, vectors)
+            revision = self._insert_vectors(s, model_id, image_ids, vectors)
+            self._insert_frames(s, model_id, image_ids, frames, revision)
 
     def move_images(
         self, moves: Iterable[tuple[int, str, int, int]], *, checked_at: datetime | None = None
@@ -369,7 +385,8 @@ class Catalog:
 
     def _insert_vectors(
         self, s: Session, model_id: str, image_ids: Sequence[int], vectors: np.ndarray
-    ) -> None:
+    ) -> int:
+        """Returns the revision the vectors carry."""
         revision = self._bump_revision(s, model_id)
         vecs = np.ascontiguousarray(vectors, dtype="<f4")
         s.execute(
@@ -379,6 +396,31 @@ class Catalog:
                 for i, v in zip(image_ids, vecs)
             ],
         )
+        return revision
+
+    @staticmethod
+    def _insert_frames(
+        s: Session,
+        model_id: str,
+        image_ids: Sequence[int],
+        frames: Sequence[FrameSet | None],
+        revision: int,
+    ) -> None:
+        rows = [
+            {
+                "image_id": image_id,
+                "model_id": model_id,
+                "position": n,
+                "t": float(t),
+                "vector": np.ascontiguousarray(v, dtype="<f4").tobytes(),
+                "revision": revision,
+            }
+            for image_id, video in zip(image_ids, frames)
+            if video is not None
+            for n, (t, v) in enumerate(zip(video.times, video.vectors))
+        ]
+        if rows:
+            s.execute(insert(Frame), rows)
 
     @staticmethod
     def _bump_revision(s: Session, model_id: str) -> int:
@@ -409,21 +451,56 @@ class Catalog:
         flat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
         return ids, flat.reshape(len(rows), -1).astype(np.float32, copy=False)
 
-    def vectors_since(self, model_id: str, revision: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, vectors) of one model written after `revision`, ordered by image id."""
-        return self._read_vectors(
-            (Embedding.model_id == model_id) & (Embedding.revision > revision)
-        )
-
-    def embedding_ids(self, model_id: str) -> np.ndarray:
-        """Every image id with a vector for the model, ascending."""
+    def index_vectors(
+        self, model_id: str, since: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What a model's index holds (written after revision `since`, if given): each
+        photo's vector, and in place of each video's its frames' (the video's id repeated
+        once per frame), ordered by id."""
+        where = Embedding.model_id == model_id
+        frames_where = Frame.model_id == model_id
+        if since is not None:
+            where &= Embedding.revision > since
+            frames_where &= Frame.revision > since
+        ids, vectors = self._read_vectors(where)
         stmt = (
-            select(Embedding.image_id)
-            .where(Embedding.model_id == model_id)
-            .order_by(Embedding.image_id)
+            select(Frame.image_id, Frame.vector)
+            .where(frames_where)
+            .order_by(Frame.image_id, Frame.position)
         )
         with self.engine.connect() as conn:
-            return np.fromiter(conn.execute(stmt).scalars(), dtype=np.int64)
+            rows = conn.execute(stmt).all()
+            if not rows and since is not None:
+                return ids, vectors
+            videos = conn.execute(
+                select(Frame.image_id).where(Frame.model_id == model_id).distinct()
+            ).scalars()
+            videos = np.fromiter(videos, dtype=np.int64)
+        photos = ~np.isin(ids, videos)
+        if not rows:
+            return ids[photos], vectors[photos]
+        frame_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        flat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+        all_ids = np.concatenate([ids[photos], frame_ids])
+        order = np.argsort(all_ids, kind="stable")
+        stacked = np.concatenate([vectors[photos].reshape(-1, flat.shape[1]), flat])
+        return all_ids[order], stacked[order].astype(np.float32, copy=False)
+
+    def index_ids(self, model_id: str) -> np.ndarray:
+        """The ids of index_vectors (one per vector: a video's once per frame), ascending;
+        read without the vectors."""
+        frames = select(Frame.image_id).where(Frame.model_id == model_id)
+        photos = select(Embedding.image_id).where(
+            Embedding.model_id == model_id, ~Embedding.image_id.in_(frames)
+        )
+        with self.engine.connect() as conn:
+            ids = [np.fromiter(conn.execute(q).scalars(), dtype=np.int64) for q in (photos, frames)]
+        return np.sort(np.concatenate(ids))
+
+    def frames_of(self, ids: Iterable[int], model_id: str) -> dict[int, FrameSet]:
+        """The embedded frames of the videos among `ids`, for one model."""
+        with self.engine.connect() as conn:
+            return read_frames(conn.exec_driver_sql, ids, model_id)
 
     def vector_of(self, image_id: int, model_id: str) -> np.ndarray:
         with self._session() as s:

@@ -95,7 +95,7 @@ class IndexStore:
         revision = self.catalog.model_revision(model_id)
         built = None if full or old is None else self._updated(old)
         if built is None:
-            ids, vectors = self.catalog.vectors(model_id)
+            ids, vectors = self.catalog.index_vectors(model_id)
             built = build_index(ids, vectors, self.policy)
         index = built.index
         generation = (old.generation + 1) if old else 1
@@ -116,7 +116,9 @@ class IndexStore:
         factory = (old.params or {}).get("factory")
         if factory == EXACT:
             return None  # an exact index builds in well under a second
-        current = self.catalog.embedding_ids(old.model_id)
+        # Ids repeat (a video's, once per frame): what changed is counted in ids, what
+        # the index holds in vectors.
+        current = self.catalog.index_ids(old.model_id)
         dim = self.catalog.model(old.model_id).dim
         if choose_factory(len(current), dim, self.policy) != factory:
             return None  # the library outgrew (or shrank below) this kind of index
@@ -124,11 +126,11 @@ class IndexStore:
         index = self._load(old)
         if index is None:
             return None
-        ids, vectors = self.catalog.vectors_since(old.model_id, old.revision)
-        present = index.ids()
-        removed = np.setdiff1d(present, current, assume_unique=True)
-        replaced = np.intersect1d(present, ids, assume_unique=True)
-        limit = MAX_UPDATE_SHARE * max(len(present), 1)
+        ids, vectors = self.catalog.index_vectors(old.model_id, since=old.revision)
+        present = np.unique(index.ids())
+        removed = np.setdiff1d(present, current)
+        replaced = np.intersect1d(present, ids)
+        limit = MAX_UPDATE_SHARE * max(len(index), 1)
         if len(removed) + len(ids) > limit:
             return None
         index.remove(np.concatenate([removed, replaced]))  # a replaced vector is added anew
@@ -182,7 +184,7 @@ class IndexStore:
 
     def _unsaved(self, model_id: str) -> tuple[Manifest, VectorIndex]:
         old = self.catalog.manifest(model_id)
-        ids, vectors = self.catalog.vectors(model_id)
+        ids, vectors = self.catalog.index_vectors(model_id)
         built = build_index(ids, vectors, self.policy)
         revision = self.catalog.model_revision(model_id)
         generation = old.generation if old else 0

@@ -1,4 +1,6 @@
 """The VectorIndex seam: numpy in, (scores, ids) out. FAISS ids are catalog image ids.
+A video's frames all carry its id, so an id may hold several vectors: a search answers
+each id once, with its best-scoring vector.
 
 Inner product over L2-normalised vectors, i.e. cosine similarity. One class per kind of
 index (ExactIndex, HnswIndex, IvfIndex), chosen once from the FAISS object when an index is
@@ -94,8 +96,9 @@ class VectorIndex:
     def search(
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids) for one query vector, best first; `allowed` restricts the
-        hits to those ids. Fewer than k come back when fewer exist."""
+        """Top-k (scores, ids) for one query vector, best first, each id once (at its
+        best vector); `allowed` restricts the hits to those ids. Fewer than k come back
+        when fewer exist."""
         k = min(k, len(self))
         if allowed is not None:
             allowed = np.ascontiguousarray(allowed, dtype=np.int64)
@@ -103,7 +106,17 @@ class VectorIndex:
         if k <= 0 or (allowed is not None and len(allowed) == 0):
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        return self._search(q, k, allowed)
+        depth = k
+        while True:
+            scores, ids = self._search(q, depth, allowed)
+            _, first = np.unique(ids, return_index=True)
+            if len(first) == len(ids):
+                return scores[:k], ids[:k]
+            # A video's frames took several places: read deeper for k distinct ids.
+            first.sort()
+            if len(first) >= k or len(ids) < depth or depth >= len(self):
+                return scores[first[:k]], ids[first[:k]]
+            depth = min(4 * depth, len(self))
 
     def _search(self, q: np.ndarray, k: int, allowed: np.ndarray | None):
         with _one_thread():
@@ -287,10 +300,16 @@ class HnswIndex(VectorIndex):
         return scores[0][keep], self._ids[found[0][keep]]
 
     def _positions(self, ids: np.ndarray) -> np.ndarray:
-        """The graph positions holding these ids; ids not in the graph are left out."""
-        at = np.searchsorted(self._ids, ids, sorter=self._order)
-        at = self._order[np.minimum(at, len(self._order) - 1)]
-        return at[self._ids[at] == ids]
+        """The graph positions holding these ids (each of a video's frames); ids not in
+        the graph are left out."""
+        ranked = self._ids[self._order]
+        start = np.searchsorted(ranked, ids, side="left")
+        count = np.searchsorted(ranked, ids, side="right") - start
+        if not count.any():
+            return np.zeros(0, np.int64)
+        # Each id's run of positions in sorted order: start, start + 1, ...
+        offsets = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        return self._order[np.repeat(start, count) + offsets]
 
 
 class IvfIndex(VectorIndex):

@@ -145,6 +145,8 @@ class Hit:
     highlights: dict[str, str] = field(default_factory=dict, compare=False)
     tags: tuple[str, ...] = ()  # the image's tags by the serving model
     duplicates: tuple[int, ...] = ()  # with collapse: the copies and edits it stands for
+    kind: str = "image"  # or "video"
+    t: float | None = None  # a video's best frame for the query, in seconds from its start
 
     def to_json(self) -> dict:
         """The keys `search --json` and the JSON API both give a hit (DESIGN.md)."""
@@ -160,6 +162,8 @@ class Hit:
             "matched": list(self.matched),
             "tags": list(self.tags),
             "duplicates": list(self.duplicates),
+            "kind": self.kind,
+            "t": None if self.t is None else round(self.t, 3),
         }
 
 
@@ -277,7 +281,7 @@ class Searcher:
         if req.tags:
             tagged = self.catalog.tagged_ids(req.tags, model_id)
             allowed = tagged if allowed is None else np.intersect1d(allowed, tagged)
-        ranked = self._rank(req, model_id, words, allowed)
+        ranked, vector = self._rank(req, model_id, words, allowed)
         if req.relevant_only:
             ranked = [c for c in ranked if c.relevant]
         else:
@@ -300,6 +304,8 @@ class Searcher:
         holding = [c.id for c in page if c.words]
         matched = self.catalog.fields_matched(words, holding) if holding else {}
         tags = self.catalog.image_tags([c.id for c in page], model_id)
+        videos = [c.id for c in page if metas[c.id].duration is not None]
+        times = self._best_frames(videos, model_id, vector) if videos else {}
         hits = []
         for c in page:
             m, fields = metas[c.id], matched.get(c.id, {})
@@ -317,9 +323,22 @@ class Searcher:
                     fields,
                     tuple(tags.get(c.id, ())),
                     stands_for.get(c.id, ()),
+                    m.kind,
+                    times.get(c.id),
                 )
             )
         return SearchResult(model_id, req.describe(), hits, count)
+
+    def _best_frames(
+        self, videos: list[int], model_id: str, vector: np.ndarray | None
+    ) -> dict[int, float]:
+        """Each video's time to show: its frame closest to the query (the one that ranked
+        it), or its first frame when the query has no vector (words only)."""
+        found = self.catalog.frames_of(videos, model_id)
+        return {
+            i: f.times[int(np.argmax(f.vectors @ vector)) if vector is not None else 0]
+            for i, f in found.items()
+        }
 
     def _collapsed(
         self, ranked: list[_Candidate]
@@ -343,9 +362,10 @@ class Searcher:
 
     def _rank(
         self, req: SearchRequest, model_id: str, words: list[str], allowed: np.ndarray | None
-    ) -> list[_Candidate]:
+    ) -> tuple[list[_Candidate], np.ndarray | None]:
         """The candidates best first: enough of them for the page (a few spare, for hits
-        deleted since the index was built), or all relevant ones when only those count."""
+        deleted since the index was built), or all relevant ones when only those count;
+        and the query's vector (None in text mode)."""
         exclude = {req.like} if req.like is not None else set()
         depth = req.reach + len(exclude) + SPARE
         whole = req.relevant_only  # the whole relevant set is read, not just a page
@@ -368,7 +388,7 @@ class Searcher:
                 if h.id not in exclude and (permitted is None or h.id in permitted)
             }
         if req.mode == "text":
-            return [_Candidate(i, s, True, True) for i, s in lexical_hits.items()]
+            return [_Candidate(i, s, True, True) for i, s in lexical_hits.items()], None
 
         vector = self.query_vector(req, model_id)
         _, index = self.store.get(model_id)
@@ -383,7 +403,7 @@ class Searcher:
         scores, ids = self._semantic(index, vector, depth, allowed, cut if whole else None)
         cosine = {i: s for i, s in zip(ids.tolist(), scores.tolist()) if i not in exclude}
         if req.mode == "semantic" or not lexical_hits:
-            return [_Candidate(i, s, s >= cut, False) for i, s in cosine.items()]
+            return [_Candidate(i, s, s >= cut, False) for i, s in cosine.items()], vector
 
         # Hybrid: reciprocal-rank fusion of the two rankings. A lexical hit the semantic
         # ranking did not reach still gets its own cosine, scored over just those ids (a
@@ -400,7 +420,7 @@ class Searcher:
         for rank, i in enumerate(lexical_hits):
             fused[i] = fused.get(i, 0.0) + LEXICAL_WEIGHT / (RRF_K + rank + 1)
         order = sorted(fused, key=fused.__getitem__, reverse=True)
-        return [
+        ranked = [
             _Candidate(
                 i,
                 cosine.get(i, 0.0),
@@ -409,6 +429,7 @@ class Searcher:
             )
             for i in order
         ]
+        return ranked, vector
 
     def _semantic(self, index, vector, depth, allowed, cut):
         """(scores, ids) best first: the top `depth`, and with `cut` also every hit scoring

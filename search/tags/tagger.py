@@ -200,6 +200,22 @@ def index_vectors(store: IndexStore) -> Callable[[str], Library]:
 
     def read(model_id: str) -> Library:
         manifest, index = store.get(model_id)
-        return manifest.revision, *index.stored()
+        return manifest.revision, *one_per_image(*index.stored())
 
     return read
+
+
+def one_per_image(ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An index's vectors with a video's frames (its id repeated) folded into their
+    normalised mean: the video's own vector, as the catalog holds it."""
+    unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if len(unique) == len(ids):
+        return ids, vectors
+    folded = vectors[first]
+    videos = counts > 1
+    frames = np.isin(ids, unique[videos])
+    order = np.argsort(ids[frames], kind="stable")
+    runs = np.concatenate([[0], np.cumsum(counts[videos])[:-1]])
+    sums = np.add.reduceat(vectors[frames][order], runs, axis=0)
+    folded[videos] = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+    return unique, folded

@@ -38,6 +38,15 @@ function setUpUpload() {
   });
 }
 
+// Seconds as m:ss (h:mm:ss past an hour), as the page's `clock` filter writes them.
+function clock(seconds) {
+  const s = Math.floor(seconds);
+  const two = (n) => String(n).padStart(2, "0");
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h ? `${h}:${two(m)}:${two(s % 60)}` : `${m}:${two(s % 60)}`;
+}
+
 function basename(path) {
   return path.split(/[\\/]/).pop();
 }
@@ -75,6 +84,13 @@ function card(hit) {
       tags.append(chip);
     });
     link.append(tags);
+  }
+  if (hit.kind === "video") {
+    const at = document.createElement("span");
+    at.className = "video";
+    at.title = "a video: shown at its best frame";
+    at.textContent = `▶ ${clock(hit.t || 0)}`;
+    link.append(at);
   }
   const copies = (hit.duplicates || []).length;
   if (copies) {
