@@ -125,9 +125,7 @@ def measure(family: str, seed: int, args, work: Path) -> dict:
         report = sync(lib, [str(folder)], progress=False)
         sync_s = time.perf_counter() - started
         model = lib.serving_model
-        (video_id,) = lib.catalog.frames_of(
-            lib.catalog.index_ids(model).tolist(), model
-        ).keys()
+        (video_id,) = lib.catalog.frames_of(lib.catalog.index_ids(model).tolist(), model).keys()
         stored = lib.catalog.frames_of([video_id], model)[video_id]
         found = looked = 0
         if family == "cuts":
