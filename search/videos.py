@@ -5,9 +5,10 @@ A video is read once, front to back. Every CHECK_EVERY seconds a frame is shrunk
 16×16 and compared with the last one looked at (a cut) and with the last one kept (a
 slow change: a pan, a fade); a frame is kept at a cut, after such a change, and at least
 every `every` seconds. At most `most` frames are held: when one more is kept, the one
-that differs least from the frame kept before it goes (a still stretch's periodic frames
-before any cut). So a 10-minute video costs at most `most` frames' embedding, and memory
-holds only those frames, each reduced to the model's size.
+worth least goes, its difference from the frame kept before it times the time it stands
+for (a still stretch's periodic frames first, then the cuts into the shortest shots). So
+a 10-minute video costs at most `most` frames' embedding, and memory holds only those
+frames, each reduced to the model's size.
 
 Decoding is bounded: the frame size is checked against the pixel cap before any frame is
 decoded, a run longer than `timeout` seconds stops with a failure, and a stream whose
@@ -130,8 +131,7 @@ def read_video(
                 kept.append(_Kept(t, drift, _upright(frame, rotation, min_side)))
                 last = (t, small)
                 if len(kept) > most:
-                    # The first frame stays: it is the video's poster.
-                    del kept[1 + min(range(len(kept) - 1), key=lambda i: kept[i + 1].novelty)]
+                    del kept[_least_worth(kept)]
         except av.FFmpegError as exc:
             if not kept:
                 raise ImageDecodeError(f"corrupt video data: {_ffmpeg_reason(exc)}") from exc
@@ -185,6 +185,15 @@ def frame_at(source: str | BinaryIO, t: float, *, max_megapixels: float) -> Imag
             return _upright(shown, getattr(shown, "rotation", 0) or 0, None)
     except av.FFmpegError as exc:
         raise ImageDecodeError(f"corrupt video data: {_ffmpeg_reason(exc)}") from exc
+
+
+def _least_worth(kept: list[_Kept]) -> int:
+    """The kept frame to let go: the one whose novelty times the time it stands for
+    (until the next kept frame) is least. A still stretch's periodic frames go first,
+    then the cuts into shots of a second or two. The first frame (the poster) and the
+    newest (whose stretch has only begun) stay."""
+    worth = [kept[i].novelty * (kept[i + 1].t - kept[i].t) for i in range(1, len(kept) - 1)]
+    return 1 + int(np.argmin(worth))
 
 
 def _upright(frame, rotation: int, min_side: int | None) -> Image.Image:

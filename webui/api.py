@@ -37,6 +37,8 @@ def image_json(meta: ImageMeta, captions: list[CaptionInfo], tags: list[str]) ->
         "size": meta.size,
         "taken_at": meta.taken_at.isoformat() if meta.taken_at else None,
         "date": meta.date.isoformat(),
+        "kind": meta.kind,
+        "duration": meta.duration,  # seconds, for a video; None for a photo
         "thumb_url": url_for("files.thumbnail", image_id=meta.id),
         "file_url": url_for("files.original", image_id=meta.id),
         "page_url": url_for("pages.image", image_id=meta.id),

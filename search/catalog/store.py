@@ -470,8 +470,6 @@ class Catalog:
         )
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-            if not rows and since is not None:
-                return ids, vectors
             videos = conn.execute(
                 select(Frame.image_id).where(Frame.model_id == model_id).distinct()
             ).scalars()
