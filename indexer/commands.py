@@ -68,6 +68,12 @@ def model_options(command: Callable) -> Callable:
     default=None,
     help="index hidden files and folders too (a leading dot; skipped by default)",
 )
+@click.option(
+    "--ocr/--no-ocr",
+    default=None,
+    help="read the text in photos, so searching a word on a sign or a receipt finds it "
+    "(remembered by the library; needs the ocr extra)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.pass_obj
@@ -80,6 +86,7 @@ def index_command(
     max_megapixels: float | None,
     exclude: tuple[str, ...],
     include_hidden: bool | None,
+    ocr: bool | None,
     as_json: bool,
     quiet: bool,
     model_flags: dict[str, str | None],
@@ -98,6 +105,8 @@ def index_command(
         include_hidden=include_hidden,
     )
     with Library(settings) as lib:
+        if ocr is not None:
+            lib.set_reads_text(ocr)
         report = sync(lib, list(paths), progress=not quiet)
     if as_json:
         print_json(report.as_dict())

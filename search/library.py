@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.errors import ModelError, NotFound
+from search.errors import ConfigError, ModelError, NotFound
 from search.models.spec import ModelSource, ModelSpec, quick_model_id, resolve
 from search.settings import Settings
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # the model whose complete index searches use (a model id, set when an index run completes).
 ACTIVE_MODEL = "active_model"
 SERVING_MODEL = "serving_model"
+READS_TEXT = "reads_text"  # "1": index runs read the text in photos (search.ocr)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,31 @@ class Library:
 
     def set_active(self, spec: ModelSpec) -> None:
         self.catalog.set_setting(ACTIVE_MODEL, spec.dumps())
+
+    def set_reads_text(self, on: bool) -> None:
+        """Turn reading the text in photos on or off for this library; on without the
+        ocr extra is a ConfigError, and nothing is recorded."""
+        if on:
+            self._need_ocr("")
+        self.catalog.set_setting(READS_TEXT, "1" if on else "0")
+
+    def reads_text(self) -> bool:
+        """Whether index runs read the text in photos: once IMGSEARCH_OCR or `index --ocr`
+        turned it on, until `index --no-ocr`."""
+        if self.settings.ocr:
+            self.set_reads_text(True)
+        if self.catalog.get_setting(READS_TEXT) != "1":
+            return False
+        # Uninstalled since: said before the run writes anything.
+        self._need_ocr(" (or `imgsearch index --no-ocr` stops reading text)")
+        return True
+
+    @staticmethod
+    def _need_ocr(alternative: str) -> None:
+        from search import ocr
+
+        if not ocr.available():
+            raise ConfigError(ocr.MISSING + alternative)
 
     def status(self) -> LibraryStatus:
         serving = self.serving_model

@@ -75,6 +75,9 @@ class Settings:
     video_every: float = 10.0
     video_frames: int = 40
     video_timeout: float = 300.0
+    # Read the text in photos while indexing (search.ocr). Once on, a library remembers it
+    # (Library.reads_text): `index --no-ocr` turns it off.
+    ocr: bool = False
 
     # What the library folder holds.
     catalog_path = _in_home("catalog.db")

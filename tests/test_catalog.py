@@ -87,8 +87,10 @@ def test_autogenerate_finds_no_difference_between_models_and_migrations(tmp_path
             # Every table of the models exists, plus Alembic's own and the lexical index
             # (an FTS5 table and the shadow tables SQLite keeps for it).
             tables = set(inspect(conn).get_table_names())
-        lexical = {"lexical"} | {
-            f"lexical_{t}" for t in ("config", "content", "data", "docsize", "idx")
+        lexical = {"lexical", "lexical_grams"} | {
+            f"{fts}_{t}"
+            for fts in ("lexical", "lexical_grams")
+            for t in ("config", "content", "data", "docsize", "idx")
         }
         assert tables == set(Base.metadata.tables) | {"alembic_version"} | lexical
     finally:
@@ -285,7 +287,7 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
     try:
         with cat.engine.connect() as conn:
             assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == (
-                "0007"
+                "0008"
             )
             columns = {c["name"] for c in inspect(conn).get_columns("index_manifest")}
             # Images from before signatures have none: `duplicates` makes them when asked.

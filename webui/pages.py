@@ -142,6 +142,7 @@ def image(image_id: int):
         image=meta,
         shown_url=shown,
         t=t,
+        text_lines=lib.catalog.texts.lines(image_id),
         captions=lib.catalog.captions(image_id),
         tags=image_tags(lib, image_id),
         described=described,

@@ -29,6 +29,7 @@ from indexer.sync.pipeline import (
 from indexer.sync.plan import missing_vectors, plan_run, run_roots
 from indexer.sync.prefetch import Prefetch, prefetched_first, start_prefetch
 from indexer.sync.scan import FoundFile, scan_root
+from indexer.sync.textread import read_texts
 from indexer.sync.writer import CatalogWriter
 from search.duplicates.groups import duplicate_groups
 from search.errors import ConfigError
@@ -63,6 +64,7 @@ class IndexReport:
     # Tags fitted or re-applied for the model at the end of this run (search.tags).
     tags_applied: int = 0
     duplicate_groups: int = 0  # groups of copies, edits and bursts after the run
+    text_read: int = 0  # photos whose text was read this run (search.ocr)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +85,7 @@ def sync(
         if not os.path.isdir(p):
             raise ConfigError(f"{p}: not a folder")
     with lib.lock:
+        reads_text = lib.reads_text()  # before anything is written: the extra may be missing
         spec = lib.active_spec()
         # The model resolves (importing torch) and later loads in a thread, while this one
         # plans the run and starts decoding what it will embed (indexer.sync.prefetch). A model
@@ -149,6 +152,15 @@ def sync(
         report.keywords_read = fill_keywords(
             lib.catalog, catalogued, lib.settings.max_megapixels, shown
         )
+        if reads_text:
+            reachable = {r.path for r in plan.reachable}
+            report.text_read = read_texts(
+                lib.catalog,
+                [r.id for r in lib.catalog.roots() if r.path in reachable],
+                max_megapixels=lib.settings.max_megapixels,
+                workers=lib.settings.decode_workers(),
+                shown=shown,
+            )
         # Every reachable image now has a vector for the model (or failed and left the
         # catalog): the run is complete once the catalog holds the model at all.
         if model_id in {m.model_id for m in lib.catalog.models()}:

@@ -1,14 +1,16 @@
 """The lexical index: the words of each image's file name, folders under its root, typed
-captions and embedded keywords, in SQLite FTS5.
+captions, embedded keywords and the text OCR read in it, in SQLite FTS5.
 
-Its rows are kept in step by triggers on `images` and `captions`, so every writer (the
-indexer's sync, a caption typed in the UI, a rename found by the content hash, a migration)
-updates it in the same transaction as the row it derives from, and none can forget to.
+Its rows are kept in step by triggers on `images`, `captions` and `image_text`, so every
+writer (the indexer's sync, a caption typed in the UI, a rename found by the content hash,
+text read, a migration) updates it in the same transaction as the row it derives from,
+and none can forget to.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -39,10 +41,12 @@ _FOLDER = (
     + " END"
 )
 _CAPTIONS = "coalesce((SELECT group_concat(text, ' ') FROM captions WHERE image_id = {i}), '')"
+_TEXT = "coalesce((SELECT text FROM image_text WHERE image_id = {i}), '')"
 
 
-def _row(alias: str) -> str:
-    """name, folder, caption, keywords of images row `alias` (new, old or images)."""
+def _row(alias: str, text: bool = True) -> str:
+    """name, folder, caption, keywords, text of images row `alias` (new, old or images);
+    without `text`, its text is empty."""
     p, r, i = f"{alias}.path", f"{alias}.root_id", f"{alias}.id"
     return ", ".join(
         [
@@ -50,22 +54,33 @@ def _row(alias: str) -> str:
             _FOLDER.format(p=p, r=r),
             _CAPTIONS.format(i=i),
             f"coalesce({alias}.keywords, '')",
+            _TEXT.format(i=i) if text else "''",
         ]
     )
 
+
+def image_triggers(text: bool = True) -> tuple[str, str]:
+    """An image's row, written anew when the image is added or renamed; `text`: with the
+    text read in it (revision 0008; before, the text table did not exist)."""
+    return (
+        "CREATE TRIGGER lexical_image_insert AFTER INSERT ON images BEGIN "
+        "INSERT INTO lexical (rowid, name, folder, caption, keywords, text) "
+        f"VALUES (new.id, {_row('new', text)}); END",
+        "CREATE TRIGGER lexical_image_update AFTER UPDATE OF path, root_id, keywords ON images "
+        "BEGIN DELETE FROM lexical WHERE rowid = old.id; "
+        "INSERT INTO lexical (rowid, name, folder, caption, keywords, text) "
+        f"VALUES (new.id, {_row('new', text)}); END",
+    )
+
+
+IMAGE_TRIGGERS = image_triggers()
 
 # Porter stemming folds "weddings" to "wedding"; remove_diacritics folds "Málaga" to
 # "malaga"; unicode61 splits on punctuation, so "IMG_2034_beach.jpg" is img 2034 beach jpg.
 DDL = (
     "CREATE VIRTUAL TABLE lexical USING fts5(" + ", ".join(FIELDS) + ", "
     "tokenize = 'porter unicode61 remove_diacritics 2')",
-    "CREATE TRIGGER lexical_image_insert AFTER INSERT ON images BEGIN "
-    "INSERT INTO lexical (rowid, name, folder, caption, keywords, text) "
-    f"VALUES (new.id, {_row('new')}, ''); END",
-    "CREATE TRIGGER lexical_image_update AFTER UPDATE OF path, root_id, keywords ON images "
-    "BEGIN DELETE FROM lexical WHERE rowid = old.id; "
-    "INSERT INTO lexical (rowid, name, folder, caption, keywords, text) "
-    f"VALUES (new.id, {_row('new')}, ''); END",
+    *IMAGE_TRIGGERS,
     "CREATE TRIGGER lexical_image_delete AFTER DELETE ON images BEGIN "
     "DELETE FROM lexical WHERE rowid = old.id; END",
     "CREATE TRIGGER lexical_caption_insert AFTER INSERT ON captions BEGIN "
@@ -80,7 +95,31 @@ DDL = (
     f"UPDATE lexical SET caption = {_CAPTIONS.format(i='old.image_id')} "
     "WHERE rowid = old.image_id; END",
 )
-TRIGGERS = tuple(re.match(r"CREATE TRIGGER (\w+)", d).group(1) for d in DDL if "TRIGGER" in d)
+# Text read in a photo also goes, folded (`fold`), to a trigram index: OCR drops
+# the space between words now and then ("netrabensumire"), and a word typed is still
+# found inside such a run, or inside a longer word ("voice" in "invoice").
+GRAMS = "lexical_grams"
+# Text read (or read again) in an image: its row's text column and its grams follow
+# (the table came with revision 0008, after DDL's).
+TEXT_TRIGGERS = (
+    f"CREATE VIRTUAL TABLE {GRAMS} USING fts5(text, tokenize = 'trigram')",
+    *(
+        f"CREATE TRIGGER lexical_text_{event.lower()} AFTER {event} ON image_text BEGIN "
+        f"UPDATE lexical SET text = {_TEXT.format(i=f'{row}.image_id')} "
+        f"WHERE rowid = {row}.image_id; "
+        f"DELETE FROM {GRAMS} WHERE rowid = {row}.image_id; "
+        + (
+            f"INSERT INTO {GRAMS} (rowid, text) VALUES (new.image_id, new.folded); "
+            if row == "new"
+            else ""
+        )
+        + "END"
+        for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old"))
+    ),
+)
+TRIGGERS = tuple(
+    re.match(r"CREATE TRIGGER (\w+)", d).group(1) for d in DDL + TEXT_TRIGGERS if "TRIGGER" in d
+)
 
 
 def described_elsewhere(name: str | None, type_: str, _parent) -> bool:
@@ -90,16 +129,23 @@ def described_elsewhere(name: str | None, type_: str, _parent) -> bool:
     return not (type_ == "table" and name is not None and name.split("_")[0] == "lexical")
 
 
-# Every image already in the catalog (a migration from an earlier version).
+# Every image already in the catalog (revision 0004, before any text was read).
 FILL = (
     "INSERT INTO lexical (rowid, name, folder, caption, keywords, text) "
-    f"SELECT images.id, {_row('images')}, '' FROM images"
+    f"SELECT images.id, {_row('images', text=False)} FROM images"
 )
 
 # At most this many words of a query go to the index: 10 kB pasted into the box is still
 # one cheap query.
 MAX_TERMS = 16
 _WORD = re.compile(r"[^\W_]+")  # as unicode61 splits: "img_2034" is two words
+
+
+def fold(text: str) -> str:
+    """Lower case without accents ("Grüße" → "grusse"), as unicode61's remove_diacritics
+    matches words: what the trigram index holds and is asked for."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def terms(text: str) -> list[str]:
@@ -117,6 +163,32 @@ def match_expression(words: list[str], columns: tuple[str, ...] = ()) -> str:
     return "{" + " ".join(columns) + "} : (" + quoted + ")" if columns else quoted
 
 
+GRAM = 3  # the trigram index finds nothing shorter
+
+
+def grams_expression(words: list[str], join: str = " AND ") -> str | None:
+    """Every word inside the text read in a photo; None when a word is too short to look
+    for that way (then only whole words count)."""
+    folded = [fold(w) for w in words]
+    if not folded or any(len(w) < GRAM for w in folded):
+        return None
+    return join.join(f'"{w}"' for w in folded)
+
+
+def _where(execute: Execute, words: list[str]) -> tuple[str, str, str]:
+    """(table, its MATCH argument, its bm25 call) that answers `words`: the whole words
+    anywhere, or, when no image holds them all as whole words, the words inside the
+    text read in photos. A fallback, not a union: a word some image holds whole is
+    not diluted by every longer word it is part of ("exit" in "exiting")."""
+    whole = match_expression(words)
+    weights = ", ".join(str(w) for w in WEIGHTS)
+    found = execute("SELECT 1 FROM lexical WHERE lexical MATCH ? LIMIT 1", (whole,))
+    grams = grams_expression(words)
+    if grams is None or next(iter(found), None) is not None:
+        return "lexical", whole, f"bm25(lexical, {weights})"
+    return GRAMS, grams, f"bm25({GRAMS})"
+
+
 @dataclass(frozen=True)
 class LexicalHit:
     id: int
@@ -132,11 +204,10 @@ def search(execute: Execute, words: list[str], limit: int) -> list[LexicalHit]:
     """The images holding every word, best first (bm25 with the field weights)."""
     if not words:
         return []
-    weights = ", ".join(str(w) for w in WEIGHTS)
+    table, match, rank = _where(execute, words)
     rows = execute(
-        f"SELECT rowid, bm25(lexical, {weights}) AS r FROM lexical WHERE lexical MATCH ? "
-        "ORDER BY r LIMIT ?",
-        (match_expression(words), limit),
+        f"SELECT rowid, {rank} AS r FROM {table} WHERE {table} MATCH ? ORDER BY r LIMIT ?",
+        (match, limit),
     )
     return [LexicalHit(int(i), float(r)) for i, r in rows]
 
@@ -146,8 +217,10 @@ def matching_ids(execute: Execute, words: list[str]) -> list[int]:
     broad word's thousands of matches is most of a query's time."""
     if not words:
         return []
-    rows = execute("SELECT rowid FROM lexical WHERE lexical MATCH ?", (match_expression(words),))
-    return [int(r[0]) for r in rows]
+    table, match, _ = _where(execute, words)
+    return [
+        int(r[0]) for r in execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (match,))
+    ]
 
 
 def count(execute: Execute, words: list[str], most: int) -> int:
@@ -155,9 +228,10 @@ def count(execute: Execute, words: list[str], most: int) -> int:
     would cost a pass over all its matches)."""
     if not words:
         return 0
+    table, match, _ = _where(execute, words)
     rows = execute(
-        "SELECT count(*) FROM (SELECT 1 FROM lexical WHERE lexical MATCH ? LIMIT ?)",
-        (match_expression(words), most),
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)",
+        (match, most),
     )
     return int(next(iter(rows))[0])
 
@@ -165,6 +239,8 @@ def count(execute: Execute, words: list[str], most: int) -> int:
 # Around each matched word in a field's text (FTS5 highlight()); control characters no
 # name, folder or caption can hold, so a display can mark them without ambiguity.
 MARK_START, MARK_END = "\x02", "\x03"
+SNIPPET_WORDS = 12
+GRAM_SNIPPET = 48  # trigrams: about as many characters
 
 
 def fields_matched(execute: Execute, words: list[str], ids: list[int]) -> dict[int, dict[str, str]]:
@@ -176,11 +252,29 @@ def fields_matched(execute: Execute, words: list[str], ids: list[int]) -> dict[i
     if not words or not ids:
         return found
     marks = ", ".join("?" * len(ids))
-    shown = ", ".join(f"highlight(lexical, {c}, char(2), char(3))" for c in range(len(FIELDS)))
+    # Text read in a photo may be a page long: of it, a snippet around the words.
+    shown = ", ".join(
+        f"snippet(lexical, {c}, char(2), char(3), '…', {SNIPPET_WORDS})"
+        if name == "text"
+        else f"highlight(lexical, {c}, char(2), char(3))"
+        for c, name in enumerate(FIELDS)
+    )
     rows = execute(
         f"SELECT rowid, {shown} FROM lexical WHERE lexical MATCH ? AND rowid IN ({marks})",
         (" OR ".join(f'"{w}"' for w in words), *ids),
     )
     for i, *texts in rows:
         found[int(i)] = {f: t for f, t in zip(FIELDS, texts) if MARK_START in t}
+    # Words found only inside a photo's text: marked in its folded form.
+    grams = grams_expression(words, " OR ")
+    inside = [i for i, fields in found.items() if "text" not in fields]
+    if grams is not None and inside:
+        marks = ", ".join("?" * len(inside))
+        rows = execute(
+            f"SELECT rowid, snippet({GRAMS}, 0, char(2), char(3), '…', {GRAM_SNIPPET})"
+            f" FROM {GRAMS} WHERE {GRAMS} MATCH ? AND rowid IN ({marks})",
+            (grams, *inside),
+        )
+        for i, text in rows:
+            found[int(i)]["text"] = text
     return found

@@ -26,7 +26,7 @@ from search.models.spec import ModelSpec
 
 # The newest migration, as search.catalog.store.SCHEMA_HEAD (which imports SQLAlchemy); a test
 # holds the two equal.
-SCHEMA = "0007"
+SCHEMA = "0008"
 _IMAGE = "id, root_id, path, size, mtime_ns, width, height, taken_at, date, duration"
 
 

@@ -114,6 +114,22 @@ class Frame(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class ImageText(Base):
+    """The text OCR read in an image (search.ocr): its lines joined, for the lexical
+    index (whose `text` column triggers keep in step), and each line with its box and
+    confidence. A row with no text: read, none found. No row: not read (yet)."""
+
+    __tablename__ = "image_text"
+
+    image_id: Mapped[int] = mapped_column(
+        ForeignKey("images.id", ondelete="CASCADE"), primary_key=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    folded: Mapped[str] = mapped_column(Text)  # the text as the trigram index holds it
+    lines: Mapped[str] = mapped_column(Text)  # JSON: [[text, [left, top, right, bottom], conf]]
+    read_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class Model(Base):
     """Every model that has embedded something, with the spec that loads it again."""
 

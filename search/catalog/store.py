@@ -40,12 +40,14 @@ from search.catalog.schema import (
     Failure,
     Frame,
     Image,
+    ImageText,
     IndexManifest,
     Model,
     Root,
     Setting,
 )
 from search.catalog.tagstore import TagStore
+from search.catalog.textstore import TextStore
 from search.codecs import CODEC_MISSING
 from search.errors import CatalogError, NotFound
 from search.models.spec import ModelSpec
@@ -71,7 +73,7 @@ def make_engine(path: Path) -> Engine:
 # The newest migration in migrations/versions (a test holds the two in step). A catalog
 # stamped with it, or a new one, needs nothing from Alembic, whose machinery costs a cold
 # command a tenth to half a second to import, read its scripts and run them.
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 # The columns of a FileRecord, in its field order.
 _FILE_RECORD = (
@@ -121,7 +123,8 @@ def _create_at_head(engine: Engine) -> bool:
         if _tables(conn):
             return False
         Base.metadata.create_all(conn)
-        for statement in lexical.DDL:  # not a table the models describe (FTS5, triggers)
+        # Not what the models describe (FTS5, triggers).
+        for statement in lexical.DDL + lexical.TEXT_TRIGGERS:
             conn.exec_driver_sql(statement)
         conn.exec_driver_sql(
             "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
@@ -170,6 +173,7 @@ class Catalog:
         self._session = sessionmaker(engine, expire_on_commit=False)
         self.tags = TagStore(self._session, self._tx)
         self.duplicates = DuplicateStore(self._session, self._tx)
+        self.texts = TextStore(self._session, self._tx)
 
     @classmethod
     def open(cls, path: Path) -> Catalog:
@@ -292,6 +296,8 @@ class Catalog:
                 replaced = list(existing.values())
                 s.execute(delete(Embedding).where(Embedding.image_id.in_(replaced)))
                 s.execute(delete(Frame).where(Frame.image_id.in_(replaced)))
+                # New pixels: their text is read again (when reading text is on).
+                s.execute(delete(ImageText).where(ImageText.image_id.in_(replaced)))
                 self._bump_all_revisions(s)
             for im in images:
                 values = _image_values(im, now)

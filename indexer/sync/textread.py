@@ -1,0 +1,57 @@
+"""Reading the text in photos (search.ocr), for libraries that have it on: after the
+embedding, every reachable photo whose text was never read is decoded again at reading
+size and read, in threads; each batch is one transaction, so an interrupted pass keeps
+what it read and the next run reads the rest. Unchanged files are never read twice."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from search.catalog.store import Catalog
+from search.errors import ImageDecodeError
+from search.imageio import load_image
+from search.ocr import DECODE_SIDE, TextLine, TextReader
+from search.progress import Progress
+
+BATCH = 16  # images a transaction
+
+
+def read_texts(
+    catalog: Catalog,
+    root_ids: list[int],
+    *,
+    max_megapixels: float,
+    workers: int,
+    shown: Progress,
+    reader: TextReader | None = None,
+) -> int:
+    """Read the text of the roots' photos that have none recorded; returns how many."""
+    todo = catalog.texts.unread(root_ids)
+    if not todo:
+        return 0
+    reader = reader or TextReader()
+
+    def read(row: tuple[int, str]) -> tuple[int, list[TextLine] | None]:
+        image_id, path = row
+        try:
+            image = load_image(path, max_megapixels=max_megapixels, min_side=DECODE_SIDE)
+        except ImageDecodeError:
+            return image_id, []  # it decoded when indexed: changed since, the sync will see
+        except OSError:
+            return image_id, None  # gone or unreadable for now: tried again next run
+        return image_id, reader.read(image.image)
+
+    done: list[tuple[int, list[TextLine]]] = []
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ocr") as pool,
+        shown.bar(len(todo), desc="reading text", unit="img") as bar,
+    ):
+        for image_id, lines in pool.map(read, todo):
+            bar.update(1)
+            if lines is not None:
+                done.append((image_id, lines))
+            if len(done) >= BATCH:
+                catalog.texts.record(done)
+                done = []
+        catalog.texts.record(done)
+    return len(todo)

@@ -1,0 +1,144 @@
+"""Text in photos: read when the library has it on (upright after EXIF, turned lines too),
+found by typing a word, read once per version of a file, kept through renames, and never
+a crash on hostile pictures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from ocrfiles import words_picture
+from PIL import Image
+from test_cli import TINY, run
+
+from indexer.sync.run import sync
+from search import ocr
+from search.errors import ConfigError
+from search.query.searcher import SearchRequest
+from webui import create_app
+
+
+def name_of(lib, hit_id: int) -> str:
+    return lib.catalog.image(hit_id).path.rsplit("/", 1)[1]
+
+
+def first_hit(lib, word: str):
+    hits = lib.searcher.search(SearchRequest(text=word, mode="text", k=5)).hits
+    return hits[0] if hits else None
+
+
+@pytest.fixture
+def signs(library, tmp_path):
+    root = tmp_path / "photos"
+    root.mkdir()
+    words_picture(["INVOICE 2023", "total 42.50"]).save(root / "receipt.png")
+    words_picture(["NETRABENSUMIRE"], seed=4).save(root / "runon.png")  # words run together
+    words_picture(["Lisbon harbour"], photo=True, seed=1).save(root / "sign.jpg", quality=92)
+    # Turned on the picture itself: a line running bottom to top.
+    words_picture(["PHARMACY"], size=(480, 200)).rotate(90, expand=True).save(root / "turned.png")
+    # Stored sideways, shown upright by its EXIF orientation (6: turn 90° clockwise).
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright = words_picture(["MUSEUM tickets"], seed=2)
+    upright.rotate(90, expand=True).save(root / "sideways.jpg", quality=92, exif=exif)
+    Image.new("RGB", (640, 480), (120, 140, 160)).save(root / "plain.png")
+    noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "noise.png")
+    Image.new("RGB", (20000, 300), (200, 200, 200)).save(root / "strip.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    library.set_reads_text(True)
+    report = sync(library, [str(root)], progress=False)
+    return library, root, report
+
+
+def test_words_in_photos_are_found_by_typing_them(signs):
+    lib, _, report = signs
+    assert report.text_read == 8 and report.failed == 1  # the broken file: a listed failure
+    for word, name in (
+        ("invoice", "receipt.png"),
+        ("42.50", "receipt.png"),
+        ("harbour", "sign.jpg"),
+        ("pharmacy", "turned.png"),
+        ("museum", "sideways.jpg"),
+    ):
+        hit = first_hit(lib, word)
+        assert hit is not None and name_of(lib, hit.id) == name, word
+        assert hit.matched == ("text",)
+    hit = first_hit(lib, "invoice")
+    assert "\x02INVOICE\x03" in hit.highlights["text"]
+    # Inside a word, or inside words OCR ran together, and without the accents typed.
+    for typed in ("voice", "hârbour", "isbon", "sumire"):
+        hit = first_hit(lib, typed)
+        assert hit is not None and hit.matched == ("text",), typed
+    assert name_of(lib, first_hit(lib, "voice").id) == "receipt.png"
+    assert "\x02" in first_hit(lib, "voice").highlights["text"]
+    assert first_hit(lib, "zzq") is None
+    # Hybrid (the default) ranks it first too.
+    result = lib.searcher.search(SearchRequest(text="invoice 2023", k=3))
+    assert name_of(lib, result.hits[0].id) == "receipt.png"
+    # Pictures without text were read and hold none; the strip did not stop the run.
+    metas = lib.catalog.images(range(1, 20))
+    for name in ("strip.png", "plain.png", "noise.png"):
+        (image_id,) = [i for i, m in metas.items() if m.path.endswith("/" + name)]
+        assert lib.catalog.texts.lines(image_id) == [], name
+
+
+def test_text_is_read_once_per_version_of_a_file_and_follows_renames(signs):
+    lib, root, _ = signs
+    assert sync(lib, [], progress=False).text_read == 0  # nothing changed: nothing read
+    words_picture(["STATION exit"], seed=3).save(root / "receipt.png")
+    report = sync(lib, [], progress=False)
+    assert report.text_read == 1
+    assert first_hit(lib, "invoice") is None
+    assert name_of(lib, first_hit(lib, "station").id) == "receipt.png"
+    shutil.move(root / "sign.jpg", root / "lisbon-sign.jpg")
+    report = sync(lib, [], progress=False)
+    assert report.moved == 1 and report.text_read == 0
+    assert name_of(lib, first_hit(lib, "harbour").id) == "lisbon-sign.jpg"
+
+
+def test_the_image_page_and_api_show_the_text(signs):
+    lib, _, _ = signs
+    hit = first_hit(lib, "invoice")
+    client = create_app(library=lib).test_client()
+    page = client.get(f"/images/{hit.id}").get_data(as_text=True)
+    assert "Text in the photo" in page and "INVOICE 2023" in page
+    assert page.count('class="textbox"') == len(lib.catalog.texts.lines(hit.id)) >= 2
+    doc = client.get("/api/search?q=invoice&mode=text").get_json()
+    assert doc["results"][0]["matched"] == ["text"]
+
+
+def test_off_by_default_and_on_is_remembered(library, tmp_path):
+    root = tmp_path / "p"
+    root.mkdir()
+    words_picture(["GARDEN"]).save(root / "a.png")
+    assert sync(library, [str(root)], progress=False).text_read == 0
+    assert first_hit(library, "garden") is None
+    library.set_reads_text(True)
+    assert sync(library, [], progress=False).text_read == 1  # catalogued images too
+    assert first_hit(library, "garden") is not None
+    library.set_reads_text(False)
+    words_picture(["BAKERY"]).save(root / "b.png")
+    assert sync(library, [], progress=False).text_read == 0
+
+
+def test_without_the_extra_ocr_is_a_one_line_error(library, tmp_path, monkeypatch):
+    monkeypatch.setattr(ocr, "available", lambda: False)
+    with pytest.raises(ConfigError, match=r"pip install 'imgsearch\[ocr\]'"):
+        library.set_reads_text(True)
+    assert library.reads_text() is False  # nothing was recorded
+
+
+def test_index_ocr_on_the_command_line_is_remembered(tmp_path):
+    home, root = tmp_path / "home", tmp_path / "p"
+    root.mkdir()
+    words_picture(["GARDEN"]).save(root / "a.png")
+    first = json.loads(run("index", "--ocr", *TINY, "--json", root, home=home).stdout)
+    assert first["text_read"] == 1
+    words_picture(["BAKERY"]).save(root / "b.png")
+    again = json.loads(run("index", "--json", home=home).stdout)
+    assert again["text_read"] == 1
+    found = json.loads(run("search", "bakery", "--mode", "text", "--json", home=home).stdout)
+    assert [r["path"].rsplit("/", 1)[1] for r in found["results"]] == ["b.png"]
