@@ -142,3 +142,25 @@ def test_index_ocr_on_the_command_line_is_remembered(tmp_path):
     assert again["text_read"] == 1
     found = json.loads(run("search", "bakery", "--mode", "text", "--json", home=home).stdout)
     assert [r["path"].rsplit("/", 1)[1] for r in found["results"]] == ["b.png"]
+
+
+def test_a_reader_failure_on_one_picture_does_not_stop_the_run(library, tmp_path, monkeypatch):
+    root = tmp_path / "p"
+    root.mkdir()
+    words_picture(["GARDEN"]).save(root / "a.png")
+    words_picture(["BAKERY"]).save(root / "b.png")
+    read = ocr.TextReader.read
+
+    def flaky(self, image):
+        if image.size == (640, 480) and flaky.calls == 0:
+            flaky.calls += 1
+            raise RuntimeError("onnxruntime: bad input")
+        return read(self, image)
+
+    flaky.calls = 0
+    monkeypatch.setattr(ocr.TextReader, "read", flaky)
+    library.set_reads_text(True)
+    report = sync(library, [str(root)], progress=False)
+    assert report.text_read == 2 and flaky.calls == 1
+    found = [first_hit(library, w) for w in ("garden", "bakery")]
+    assert sum(h is not None for h in found) == 1  # the other picture was read

@@ -5,6 +5,7 @@ what it read and the next run reads the rest. Unchanged files are never read twi
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from search.catalog.store import Catalog
@@ -14,6 +15,7 @@ from search.ocr import DECODE_SIDE, TextLine, TextReader
 from search.progress import Progress
 
 BATCH = 16  # images a transaction
+log = logging.getLogger(__name__)
 
 
 def read_texts(
@@ -39,7 +41,11 @@ def read_texts(
             return image_id, []  # it decoded when indexed: changed since, the sync will see
         except OSError:
             return image_id, None  # gone or unreadable for now: tried again next run
-        return image_id, reader.read(image.image)
+        try:
+            return image_id, reader.read(image.image)
+        except Exception as exc:  # noqa: BLE001 - one picture must not stop the run
+            log.warning("no text read in %s: %s: %s", path, type(exc).__name__, exc)
+            return image_id, []
 
     done: list[tuple[int, list[TextLine]]] = []
     with (
