@@ -32,6 +32,7 @@ from PIL import Image
 DECODE_SIDE = 1500
 READ_SIDE = 2000
 PRESENCE_SIDE = 800
+PRESENCE_DECODE_SIDE = 600  # the shorter side of a 4:3 photo at PRESENCE_SIDE
 PRESENCE_THRESHOLDS = {"det_thresh": 0.2, "det_box_thresh": 0.3}  # reading's: 0.3, 0.5
 PRESENCE_CHARACTERS = 2  # a line read small needs this many letters or digits to count
 MIN_CONFIDENCE = 0.5  # lines the recogniser is less sure of are dropped
@@ -79,15 +80,18 @@ class TextReader:
             )
         return engines
 
-    def read(self, image: Image.Image) -> list[TextLine]:
-        """The lines of text in `image` (upright RGB), top to bottom."""
+    def has_text(self, image: Image.Image) -> bool:
+        """Whether `image` (upright) holds a legible line, read small (the presence pass)."""
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        presence, reader = self._engines()
-        glimpse, _ = presence(_within(rgb, PRESENCE_SIDE))
-        if not any(_legible(text, confidence) for _, text, confidence in glimpse or []):
-            return []
+        glimpse, _ = self._engines()[0](_within(rgb, PRESENCE_SIDE))
+        return any(_legible(text, confidence) for _, text, confidence in glimpse or [])
+
+    def read(self, image: Image.Image) -> list[TextLine]:
+        """The lines of text in `image` (upright RGB), top to bottom: read in full, at up
+        to READ_SIDE (ask has_text first: this costs 1-2 s where there is text)."""
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
         rgb = _within(rgb, READ_SIDE)
-        found, _ = reader(rgb)
+        found, _ = self._engines()[1](rgb)
         width, height = rgb.size
         lines = []
         for points, text, confidence in found or []:

@@ -1,7 +1,8 @@
 """Reading the text in photos (search.ocr), for libraries that have it on: after the
-embedding, every reachable photo whose text was never read is decoded again at reading
-size and read, in threads; each batch is one transaction, so an interrupted pass keeps
-what it read and the next run reads the rest. Unchanged files are never read twice."""
+embedding, every reachable photo whose text was never read is decoded small for the
+presence pass and, where that finds text, again at reading size and read, in threads.
+Each batch is one transaction, so an interrupted pass keeps what it read and the next
+run reads the rest. Unchanged files are never read twice."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from search.catalog.store import Catalog
 from search.errors import ImageDecodeError
 from search.imageio import load_image
-from search.ocr import DECODE_SIDE, TextLine, TextReader
+from search.ocr import DECODE_SIDE, PRESENCE_DECODE_SIDE, TextLine, TextReader
 from search.progress import Progress
 
 BATCH = 16  # images a transaction
@@ -36,13 +37,17 @@ def read_texts(
     def read(row: tuple[int, str]) -> tuple[int, list[TextLine] | None]:
         image_id, path = row
         try:
+            # Most photos hold no text: a small decode (JPEG DCT scaling) tells, and only
+            # those with text are decoded again at reading size.
+            small = load_image(path, max_megapixels=max_megapixels, min_side=PRESENCE_DECODE_SIDE)
+            if not reader.has_text(small.image):
+                return image_id, []
             image = load_image(path, max_megapixels=max_megapixels, min_side=DECODE_SIDE)
+            return image_id, reader.read(image.image)
         except ImageDecodeError:
             return image_id, []  # it decoded when indexed: changed since, the sync will see
         except OSError:
             return image_id, None  # gone or unreadable for now: tried again next run
-        try:
-            return image_id, reader.read(image.image)
         except Exception as exc:  # noqa: BLE001 - one picture must not stop the run
             log.warning("no text read in %s: %s: %s", path, type(exc).__name__, exc)
             return image_id, []
