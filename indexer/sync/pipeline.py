@@ -337,7 +337,7 @@ def _embed_videos(videos: list[Decoded], fitting: Backoff):
     done, means, failed = [], [], []
     for video in videos:
         rows = list(range(len(video.frame_times)))
-        fitted, frame_vectors, too_large = fitting(rows, video.pixels.astype(np.float32))
+        _, frame_vectors, too_large = fitting(rows, video.pixels.astype(np.float32))
         if too_large:
             failed.append(Failed(video.item, TOO_LARGE))
             continue

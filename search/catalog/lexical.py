@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 # The columns, in order; `bm25` weights follow the same order. A typed caption or an
@@ -175,18 +175,16 @@ def grams_expression(words: list[str], join: str = " AND ") -> str | None:
     return join.join(f'"{w}"' for w in folded)
 
 
-def _where(execute: Execute, words: list[str]) -> tuple[str, str, str]:
-    """(table, its MATCH argument, its bm25 call) that answers `words`: the whole words
-    anywhere, or, when no image holds them all as whole words, the words inside the
-    text read in photos. A fallback, not a union: a word some image holds whole is
-    not diluted by every longer word it is part of ("exit" in "exiting")."""
-    whole = match_expression(words)
+def _indexes(words: list[str]) -> Iterator[tuple[str, str, str]]:
+    """(table, its MATCH argument, its bm25 call) to ask for `words`, in turn: the whole
+    words anywhere, then the words inside the text read in photos. Callers stop at the
+    first that answers: a fallback, not a union, so a word some image holds whole is not
+    diluted by every longer word it is part of ("exit" in "exiting")."""
     weights = ", ".join(str(w) for w in WEIGHTS)
-    found = execute("SELECT 1 FROM lexical WHERE lexical MATCH ? LIMIT 1", (whole,))
+    yield "lexical", match_expression(words), f"bm25(lexical, {weights})"
     grams = grams_expression(words)
-    if grams is None or next(iter(found), None) is not None:
-        return "lexical", whole, f"bm25(lexical, {weights})"
-    return GRAMS, grams, f"bm25({GRAMS})"
+    if grams is not None:
+        yield GRAMS, grams, f"bm25({GRAMS})"
 
 
 @dataclass(frozen=True)
@@ -202,38 +200,32 @@ Execute = Callable[[str, tuple], Iterable[tuple]]
 
 def search(execute: Execute, words: list[str], limit: int) -> list[LexicalHit]:
     """The images holding every word, best first (bm25 with the field weights)."""
-    if not words:
-        return []
-    table, match, rank = _where(execute, words)
-    rows = execute(
-        f"SELECT rowid, {rank} AS r FROM {table} WHERE {table} MATCH ? ORDER BY r LIMIT ?",
-        (match, limit),
-    )
+    rows: list = []
+    for table, match, rank in _indexes(words) if words else ():
+        sql = f"SELECT rowid, {rank} AS r FROM {table} WHERE {table} MATCH ? ORDER BY r LIMIT ?"
+        if rows := list(execute(sql, (match, limit))):
+            break
     return [LexicalHit(int(i), float(r)) for i, r in rows]
 
 
 def matching_ids(execute: Execute, words: list[str]) -> list[int]:
     """The ids of every image holding every word, in no order: without bm25, which over a
     broad word's thousands of matches is most of a query's time."""
-    if not words:
-        return []
-    table, match, _ = _where(execute, words)
-    return [
-        int(r[0]) for r in execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (match,))
-    ]
+    rows: list = []
+    for table, match, _ in _indexes(words) if words else ():
+        if rows := list(execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (match,))):
+            break
+    return [int(r[0]) for r in rows]
 
 
 def count(execute: Execute, words: list[str], most: int) -> int:
     """How many images hold every word, counted up to `most` (a broad word's full count
     would cost a pass over all its matches)."""
-    if not words:
-        return 0
-    table, match, _ = _where(execute, words)
-    rows = execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)",
-        (match, most),
-    )
-    return int(next(iter(rows))[0])
+    for table, match, _ in _indexes(words) if words else ():
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)"
+        if found := int(next(iter(execute(sql, (match, most))))[0]):
+            return found
+    return 0
 
 
 # Around each matched word in a field's text (FTS5 highlight()); control characters no

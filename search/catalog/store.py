@@ -443,12 +443,13 @@ class Catalog:
     # -- reads for search -----------------------------------------------------------------
     def vectors(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
         """All (ids, float32 matrix) of one model, ordered by image id."""
-        return self._read_vectors(Embedding.model_id == model_id)
+        return self._read_vectors(Embedding, Embedding.model_id == model_id)
 
-    def _read_vectors(self, where) -> tuple[np.ndarray, np.ndarray]:
-        stmt = (
-            select(Embedding.image_id, Embedding.vector).where(where).order_by(Embedding.image_id)
-        )
+    def _read_vectors(self, table, where) -> tuple[np.ndarray, np.ndarray]:
+        """(image ids, vectors) of `table`'s rows matching `where` (Embedding, or Frame:
+        a video's id once per frame, in time order), ordered by image id."""
+        order = (table.image_id, table.position) if table is Frame else (table.image_id,)
+        stmt = select(table.image_id, table.vector).where(where).order_by(*order)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         if not rows:
@@ -468,27 +469,20 @@ class Catalog:
         if since is not None:
             where &= Embedding.revision > since
             frames_where &= Frame.revision > since
-        ids, vectors = self._read_vectors(where)
-        stmt = (
-            select(Frame.image_id, Frame.vector)
-            .where(frames_where)
-            .order_by(Frame.image_id, Frame.position)
-        )
+        ids, vectors = self._read_vectors(Embedding, where)
+        frame_ids, flat = self._read_vectors(Frame, frames_where)
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
             videos = conn.execute(
                 select(Frame.image_id).where(Frame.model_id == model_id).distinct()
             ).scalars()
             videos = np.fromiter(videos, dtype=np.int64)
         photos = ~np.isin(ids, videos)
-        if not rows:
+        if not len(frame_ids):
             return ids[photos], vectors[photos]
-        frame_ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        flat = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
         all_ids = np.concatenate([ids[photos], frame_ids])
         order = np.argsort(all_ids, kind="stable")
         stacked = np.concatenate([vectors[photos].reshape(-1, flat.shape[1]), flat])
-        return all_ids[order], stacked[order].astype(np.float32, copy=False)
+        return all_ids[order], stacked[order]
 
     def index_ids(self, model_id: str) -> np.ndarray:
         """The ids of index_vectors (one per vector: a video's once per frame), ascending;
