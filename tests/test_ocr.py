@@ -108,6 +108,10 @@ def test_the_image_page_and_api_show_the_text(signs):
     assert page.count('class="textbox"') == len(lib.catalog.texts.lines(hit.id)) >= 2
     doc = client.get("/api/search?q=invoice&mode=text").get_json()
     assert doc["results"][0]["matched"] == ["text"]
+    image = client.get(f"/api/images/{hit.id}").get_json()
+    assert image["text"].splitlines()[0] == "INVOICE 2023"
+    assert [line["text"] for line in image["text_lines"]] == image["text"].splitlines()
+    assert all(0 <= v <= 1 for line in image["text_lines"] for v in line["box"])
 
 
 def test_off_by_default_and_on_is_remembered(library, tmp_path):

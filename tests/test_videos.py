@@ -243,6 +243,7 @@ def test_thumbnail_page_and_file_of_a_video(clips, tmp_path):
 
     image = client.get(f"/api/images/{hit.id}").get_json()
     assert image["kind"] == "video" and image["duration"] == pytest.approx(12.0)
+    assert image["text"] is None  # never read: reading text is off
     page = client.get(f"/images/{hit.id}?t={hit.t}").get_data(as_text=True)
     assert "<video" in page and f"#t={hit.t:.3f}" in page
     # The original streams in ranges, so the browser can seek.

@@ -91,7 +91,15 @@ def search_by_image():
 def image(image_id: int):
     lib = library()
     meta = lib.catalog.image(image_id)
-    return jsonify(image_json(meta, lib.catalog.captions(image_id), image_tags(lib, image_id)))
+    doc = image_json(meta, lib.catalog.captions(image_id), image_tags(lib, image_id))
+    # The text read in it (DESIGN.md, wave 2): its lines, null when it was never read.
+    lines = lib.catalog.texts.lines(image_id)
+    doc["text"] = None if lines is None else "\n".join(line.text for line in lines)
+    doc["text_lines"] = [
+        {"text": line.text, "box": list(line.box), "confidence": line.confidence}
+        for line in lines or []
+    ]
+    return jsonify(doc)
 
 
 def image_tags(lib: Library, image_id: int) -> list[str]:
