@@ -114,6 +114,21 @@ def test_the_image_page_and_api_show_the_text(signs):
     assert all(0 <= v <= 1 for line in image["text_lines"] for v in line["box"])
 
 
+def test_a_word_split_by_a_space_too_many_is_still_found_inside(library, tmp_path):
+    root = tmp_path / "p"
+    root.mkdir()
+    Image.new("RGB", (64, 48), (90, 120, 30)).save(root / "a.png")
+    sync(library, [str(root)], progress=False)
+    image_id = 1
+    assert library.catalog.image(image_id).path.endswith("a.png")
+    line = ocr.TextLine("lomone dissu loben", (0.1, 0.1, 0.9, 0.2), 0.9)
+    library.catalog.texts.record([(image_id, [line])])
+    for typed in ("dissulo", "dissu", "lomone"):
+        assert first_hit(library, typed).id == image_id, typed
+    assert first_hit(library, "nedis") is not None  # across a space read: held without too
+    assert first_hit(library, "lobenx") is None
+
+
 def test_off_by_default_and_on_is_remembered(library, tmp_path):
     root = tmp_path / "p"
     root.mkdir()
@@ -168,3 +183,31 @@ def test_a_reader_failure_on_one_picture_does_not_stop_the_run(library, tmp_path
     assert report.text_read == 2 and flaky.calls == 1
     found = [first_hit(library, w) for w in ("garden", "bakery")]
     assert sum(h is not None for h in found) == 1  # the other picture was read
+
+
+def test_the_presence_pass_looks_closer_only_where_it_saw_a_line_it_could_not_read():
+    reader = ocr.TextReader()
+    looked: list[int] = []
+    answers: list = []
+
+    def glance(pixels):
+        looked.append(max(pixels.size))
+        return answers.pop(0), None
+
+    reader._local.engines = (glance, None)
+    photo = Image.new("RGB", (4000, 3000))
+    box = [[0, 0], [9, 0], [9, 3], [0, 3]]
+    glance_side, closer = ocr.GLANCE_SIDE, ocr.PRESENCE_SIDE
+    assert glance_side < closer
+    cases = (
+        ([None], False, [glance_side]),  # nothing that looks like text: done
+        ([[(box, "EXIT 24", 0.9)]], True, [glance_side]),  # read at a glance
+        ([[(box, "E~", 0.2)], [(box, "EXIT 24", 0.8)]], True, [glance_side, closer]),
+        ([[(box, "E~", 0.2)], [(box, "~", 0.3)]], False, [glance_side, closer]),
+        ([[(box, "E~", 0.2)], None], False, [glance_side, closer]),
+    )
+    for given, expected, sides in cases:
+        looked.clear()
+        answers[:] = given
+        assert reader.has_text(photo) is expected
+        assert looked == sides and not answers

@@ -1,8 +1,9 @@
 """Reading the text in photos (search.ocr), for libraries that have it on: after the
 embedding, every reachable photo whose text was never read is decoded small for the
-presence pass and, where that finds text, again at reading size and read, in threads.
-Each batch is one transaction, so an interrupted pass keeps what it read and the next
-run reads the rest. Unchanged files are never read twice."""
+presence pass (and larger where its glance asks to look closer) and, where that finds
+text, again at reading size and read, in threads. Each batch is one transaction, so an
+interrupted pass keeps what it read and the next run reads the rest. Unchanged files
+are never read twice."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from search.catalog.store import Catalog
 from search.errors import ImageDecodeError
 from search.imageio import load_image
-from search.ocr import DECODE_SIDE, PRESENCE_DECODE_SIDE, TextLine, TextReader
+from search.ocr import (
+    DECODE_SIDE,
+    GLANCE_DECODE_SIDE,
+    PRESENCE_DECODE_SIDE,
+    TextLine,
+    TextReader,
+)
 from search.progress import Progress
 
 BATCH = 16  # images a transaction
@@ -39,11 +46,13 @@ def read_texts(
         try:
             # Most photos hold no text: a small decode (JPEG DCT scaling) tells, and only
             # those with text are decoded again at reading size.
-            small = load_image(path, max_megapixels=max_megapixels, min_side=PRESENCE_DECODE_SIDE)
-            if not reader.has_text(small.image):
+            def decoded(side: int):
+                return load_image(path, max_megapixels=max_megapixels, min_side=side).image
+
+            glance = decoded(GLANCE_DECODE_SIDE)
+            if not reader.has_text(glance, lambda: decoded(PRESENCE_DECODE_SIDE)):
                 return image_id, []
-            image = load_image(path, max_megapixels=max_megapixels, min_side=DECODE_SIDE)
-            return image_id, reader.read(image.image)
+            return image_id, reader.read(decoded(DECODE_SIDE))
         except ImageDecodeError:
             return image_id, []  # it decoded when indexed: changed since, the sync will see
         except OSError:

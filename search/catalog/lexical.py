@@ -166,6 +166,15 @@ def match_expression(words: list[str], columns: tuple[str, ...] = ()) -> str:
 GRAM = 3  # the trigram index finds nothing shorter
 
 
+def grams_text(text: str) -> str:
+    """What the trigram index holds of a photo's text: folded, and each line with spaces
+    again without them, so that a word OCR split in two ("dissu loben" for "dissulo ben")
+    is still found inside."""
+    folded = fold(text)
+    joined = [line.replace(" ", "") for line in folded.splitlines() if " " in line]
+    return "\n".join([folded, *joined])
+
+
 def grams_expression(words: list[str], join: str = " AND ") -> str | None:
     """Every word inside the text read in a photo; None when a word is too short to look
     for that way (then only whole words count)."""

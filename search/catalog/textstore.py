@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
-from search.catalog.lexical import fold
+from search.catalog.lexical import grams_text
 from search.catalog.records import utcnow
 from search.catalog.schema import Image, ImageText
 from search.ocr import TextLine, dumps, loads
@@ -42,7 +42,7 @@ class TextStore:
             {
                 "image_id": image_id,
                 "text": (text := "\n".join(line.text for line in lines)),
-                "folded": fold(text),
+                "folded": grams_text(text),
                 "lines": dumps(lines),
                 "read_at": utcnow(),
             }
