@@ -74,6 +74,12 @@ def model_options(command: Callable) -> Callable:
     help="read the text in photos, so searching a word on a sign or a receipt finds it "
     "(remembered by the library; needs the ocr extra)",
 )
+@click.option(
+    "--ray",
+    metavar="ADDRESS",
+    help="embed on the Ray cluster at ADDRESS (auto: a Ray instance started here); "
+    "needs the cluster extra",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.pass_obj
@@ -87,6 +93,7 @@ def index_command(
     exclude: tuple[str, ...],
     include_hidden: bool | None,
     ocr: bool | None,
+    ray: str | None,
     as_json: bool,
     quiet: bool,
     model_flags: dict[str, str | None],
@@ -103,6 +110,7 @@ def index_command(
         max_megapixels=max_megapixels,
         exclude=exclude or None,  # none given: IMGSEARCH_EXCLUDE still applies
         include_hidden=include_hidden,
+        ray=ray,
     )
     with Library(settings) as lib:
         if ocr is not None:

@@ -78,6 +78,9 @@ class Settings:
     # Read the text in photos while indexing (search.ocr). Once on, a library remembers it
     # (Library.reads_text): `index --no-ocr` turns it off.
     ocr: bool = False
+    # Embed index runs on a Ray cluster at this address ("auto": a Ray instance started on
+    # this machine for the run; indexer.cluster.rayrun); "": in this process.
+    ray: str = ""
 
     # What the library folder holds.
     catalog_path = _in_home("catalog.db")

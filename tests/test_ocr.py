@@ -194,9 +194,10 @@ def test_the_presence_pass_looks_closer_only_where_it_saw_a_line_it_could_not_re
         looked.append(max(pixels.size))
         return answers.pop(0), None
 
-    reader._local.engines = (glance, None)
+    reader.presence = ocr.Engines(lambda: glance)
     photo = Image.new("RGB", (4000, 3000))
-    box = [[0, 0], [9, 0], [9, 3], [0, 3]]
+    box = [[0, 0], [90, 0], [90, 12], [0, 12]]  # a thin line: small text, maybe
+    blob = [[0, 0], [90, 0], [90, 60], [0, 60]]  # as thick as no small text is
     glance_side, closer = ocr.GLANCE_SIDE, ocr.PRESENCE_SIDE
     assert glance_side < closer
     cases = (
@@ -205,9 +206,75 @@ def test_the_presence_pass_looks_closer_only_where_it_saw_a_line_it_could_not_re
         ([[(box, "E~", 0.2)], [(box, "EXIT 24", 0.8)]], True, [glance_side, closer]),
         ([[(box, "E~", 0.2)], [(box, "~", 0.3)]], False, [glance_side, closer]),
         ([[(box, "E~", 0.2)], None], False, [glance_side, closer]),
+        # A blob's edge read as a number: too few letters to count, too thick to be
+        # small text worth a closer look.
+        ([[(blob, "9.0", 0.91)]], False, [glance_side]),
+        (
+            [[(blob, "~", 0.2), (box, "9.0", 0.91)], [(box, "9.05 EUR", 0.9)]],
+            True,
+            [glance_side, closer],
+        ),
     )
     for given, expected, sides in cases:
         looked.clear()
         answers[:] = given
         assert reader.has_text(photo) is expected
         assert looked == sides and not answers
+
+
+def test_the_embedding_decode_tells_photos_without_text(tmp_path):
+    """The glance on the pixels decoded for a 224 px model: a 12 MP photo decodes at
+    500 × 375, as large as a glance looks."""
+    from indexer.sync.pipeline import WorkItem, make_decoder
+    from indexer.sync.textread import textless_check
+
+    ramp = np.linspace(60, 200, 4000)[None, :, None].repeat(3000, axis=0).repeat(3, axis=2)
+    Image.fromarray(ramp.astype(np.uint8)).save(tmp_path / "sky.jpg", quality=90)
+    words_picture(["HARBOUR 1907"], px=60, size=(1000, 750)).save(tmp_path / "sign.jpg")
+    Image.new("RGB", (300, 200), (90, 120, 60)).save(tmp_path / "small.png")
+    decode = make_decoder(
+        lambda image: np.zeros(1),
+        max_megapixels=100,
+        min_side=224,
+        textless=textless_check(ocr.TextReader()),
+    )
+    found = {}
+    for name in ("sky.jpg", "sign.jpg", "small.png"):
+        path = tmp_path / name
+        found[name] = decode(WorkItem(str(tmp_path), str(path), *_size_time(path))).textless
+    # The small one is decoded too small for a glance: the reading pass looks at it.
+    assert found == {"sky.jpg": True, "sign.jpg": False, "small.png": False}
+
+
+def _size_time(path):
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def test_photos_seen_without_text_are_not_decoded_again(library, tmp_path, monkeypatch):
+    """A photo the embedding's decode found without text is recorded as read, with no
+    text, and the reading pass leaves it alone; one decoded too small for a glance is
+    decoded again and looked at."""
+    from indexer.sync import textread
+
+    # The tiny model's decode is 100 × 75 for a 12 MP photo: let that count as glanceable.
+    monkeypatch.setattr(textread, "SHARED_GLANCE_SIDE", 90)
+    root = tmp_path / "photos"
+    root.mkdir()
+    ramp = np.linspace(60, 200, 4000)[None, :, None].repeat(3000, axis=0).repeat(3, axis=2)
+    Image.fromarray(ramp.astype(np.uint8)).save(root / "sky.jpg", quality=90)
+    Image.new("RGB", (80, 60), (90, 120, 60)).save(root / "small.png")
+    decoded: list[str] = []
+    real = textread.load_image
+
+    def load_image(path, **kwargs):
+        decoded.append(path.rsplit("/", 1)[1])
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(textread, "load_image", load_image)
+    library.set_reads_text(True)
+    assert sync(library, [str(root)], progress=False).text_read == 2
+    assert "sky.jpg" not in decoded and "small.png" in decoded
+    ids = list(library.catalog.images(range(1, 3)))
+    assert [library.catalog.texts.lines(i) for i in ids] == [[], []]
+    assert sync(library, [], progress=False).text_read == 0

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import BinaryIO
 
 import numpy as np
+from PIL import Image
 
 from indexer.sync.backoff import TOO_LARGE, Backoff
 from indexer.sync.scan import file_hash, storable_path
@@ -78,6 +79,9 @@ class Decoded:
     duration: float | None = None
     frame_times: tuple[float, ...] = ()
     frame_vectors: np.ndarray | None = None
+    # The text-presence glance saw no text in the decoded pixels (indexer.sync.textread):
+    # the reading pass need not decode the photo again.
+    textless: bool = False
 
     @property
     def frames(self) -> FrameSet | None:
@@ -141,13 +145,15 @@ def make_decoder(
     min_side: int,
     for_device: Callable[[BinaryIO, ImageHeader], object | None] | None = None,
     video: VideoOptions | None = None,
+    textless: Callable[[Image.Image], bool] | None = None,
 ) -> Callable[[WorkItem], Decoded | Failed]:
     """A function that turns one file into model-ready pixels, or a failure with a reason.
 
     The file is opened once: hashed, then its header read or the image decoded, from the
     same open file. With `for_device`, files it returns bytes for (from the open file and
-    its header) are left undecoded for the device. It never raises: one bad file must not
-    stop a run.
+    its header) are left undecoded for the device. `textless` (a library reading text)
+    tells from the decoded pixels that a photo holds no text. It never raises: one bad
+    file must not stop a run.
     """
     video = video or VideoOptions()
 
@@ -181,6 +187,7 @@ def make_decoder(
             pixels = None if image is None else prepare(image.image)
             pixel_hash = None if image is None else pixel_digest(image.image)
             sig = None if image is None else signature(image.image)
+            blank = image is not None and textless is not None and textless(image.image)
         except ImageDecodeError as exc:
             return Failed(item, exc.reason)
         except OSError as exc:
@@ -199,6 +206,7 @@ def make_decoder(
             meta.keywords,
             pixel_hash,
             sig,
+            textless=blank,
         )
 
     def decode_video(item: WorkItem, read_at: datetime) -> Decoded | Failed:
@@ -275,6 +283,11 @@ class PipelineCounts:
     failed: int = 0
     kept: int = 0  # changed files whose pixels were not: written without embedding
 
+    def add(self, ok: list[Decoded], bad: list[Failed], kept: list[Decoded]) -> None:
+        self.ok.update(r.item.kind for r in ok)
+        self.failed += len(bad)
+        self.kept += len(kept)
+
 
 Collate = Callable[[list[Decoded]], tuple[list[Decoded], object, list[Failed]]]
 
@@ -304,30 +317,38 @@ def run_pipeline(
     lookahead = max(2 * batch_size, 4 * workers) if lookahead is None else lookahead
     fitting = Backoff(encode)
     for batch in batched(decode_ahead(items, decode, workers, lookahead), batch_size):
-        ok = [r for r in batch if isinstance(r, Decoded) and not r.same_pixels]
-        kept = [r for r in batch if isinstance(r, Decoded) and r.same_pixels]
-        bad = [r for r in batch if isinstance(r, Failed)]
-        videos = [r for r in ok if r.frame_times]
-        ok = [r for r in ok if not r.frame_times]
-        vectors = np.zeros((0, 0), "f4")
-        if ok:
-            ok, pixels, late = collate(ok)
-            bad += late
-        if ok:
-            ok, vectors, too_large = fitting(ok, pixels)
-            bad += [Failed(r.item, TOO_LARGE) for r in too_large]
-        if videos:
-            embedded, video_vectors, too_large = _embed_videos(videos, fitting)
-            bad += too_large
-            if embedded:
-                vectors = np.concatenate([vectors, video_vectors]) if ok else video_vectors
-                ok += embedded
+        ok, vectors, bad, kept = embed_batch(batch, fitting, collate)
         write(ok, vectors, bad, kept)
-        counts.ok.update(r.item.kind for r in ok)
-        counts.failed += len(bad)
-        counts.kept += len(kept)
+        counts.add(ok, bad, kept)
         progress(len(batch))
     return counts
+
+
+def embed_batch(
+    batch: list[Decoded | Failed], fitting: Backoff, collate: Collate = stack_pixels
+) -> tuple[list[Decoded], np.ndarray, list[Failed], list[Decoded]]:
+    """One batch of decoded files embedded: (the embedded ones, their vectors, the
+    failed ones, the changed files whose pixels were not: `kept`, not embedded). The
+    rows of `vectors` follow the embedded ones."""
+    ok = [r for r in batch if isinstance(r, Decoded) and not r.same_pixels]
+    kept = [r for r in batch if isinstance(r, Decoded) and r.same_pixels]
+    bad = [r for r in batch if isinstance(r, Failed)]
+    videos = [r for r in ok if r.frame_times]
+    ok = [r for r in ok if not r.frame_times]
+    vectors = np.zeros((0, 0), "f4")
+    if ok:
+        ok, pixels, late = collate(ok)
+        bad += late
+    if ok:
+        ok, vectors, too_large = fitting(ok, pixels)
+        bad += [Failed(r.item, TOO_LARGE) for r in too_large]
+    if videos:
+        embedded, video_vectors, too_large = _embed_videos(videos, fitting)
+        bad += too_large
+        if embedded:
+            vectors = np.concatenate([vectors, video_vectors]) if ok else video_vectors
+            ok += embedded
+    return ok, vectors, bad, kept
 
 
 def _embed_videos(videos: list[Decoded], fitting: Backoff):

@@ -142,12 +142,17 @@ class Prefetch:
 
 
 def start_prefetch(
-    lib: Library, spec: ModelSpec, items: list[WorkItem], *, light_model: bool = False
+    lib: Library,
+    spec: ModelSpec,
+    items: list[WorkItem],
+    *,
+    light_model: bool = False,
+    textless: Callable | None = None,
 ) -> Prefetch | None:
     """Start decoding the first of `items` (the plan's work) for the input the model's
     config file names; None when there is nothing to decode or no config to read.
     `light_model`: the model loads in a fraction of a second (an ONNX export), so every
-    core decodes instead of one staying with the loading."""
+    core decodes instead of one staying with the loading. `textless`: as make_decoder's."""
     if not items:
         return None
     guess = preprocess_guess(spec, lib.settings.models_dir)
@@ -160,6 +165,7 @@ def start_prefetch(
         max_megapixels=lib.settings.max_megapixels,
         min_side=guess.size,
         video=VideoOptions.of(lib.settings),
+        textless=textless,
     )
     workers = lib.settings.decode_workers()
     # One core stays with the model loading (torch: seconds of importing and building).

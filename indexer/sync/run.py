@@ -29,12 +29,14 @@ from indexer.sync.pipeline import (
 from indexer.sync.plan import missing_vectors, plan_run, run_roots
 from indexer.sync.prefetch import Prefetch, prefetched_first, start_prefetch
 from indexer.sync.scan import FoundFile, scan_root
-from indexer.sync.textread import read_texts
+from indexer.sync.textread import read_texts, textless_check
 from indexer.sync.writer import CatalogWriter
 from search.duplicates.groups import duplicate_groups
 from search.errors import ConfigError
 from search.library import Library
 from search.models.encoder import Encoder
+from search.models.spec import ModelSource
+from search.ocr import TextReader
 from search.progress import Progress
 from search.settings import Settings
 
@@ -86,6 +88,8 @@ def sync(
             raise ConfigError(f"{p}: not a folder")
     with lib.lock:
         reads_text = lib.reads_text()  # before anything is written: the extra may be missing
+        reader = TextReader() if reads_text else None  # its engines serve both passes
+        textless = None if reader is None else textless_check(reader)
         spec = lib.active_spec()
         # The model resolves (importing torch) and later loads in a thread, while this one
         # plans the run and starts decoding what it will embed (indexer.sync.prefetch). A model
@@ -104,10 +108,16 @@ def sync(
             missing = missing_vectors(lib.catalog, plan, model_id) if model_id else []
             ahead = plan.work + missing  # (missing_vectors first: it may mark plan.work)
             # A small run on a model with an ONNX export runs on it (indexer.sync.engines).
-            fast = onnx_loader(lib, spec, model_id, len(ahead)) if encoder_factory is None else None
+            here = encoder_factory is None and not lib.settings.ray
+            fast = onnx_loader(lib, spec, model_id, len(ahead)) if here else None
             if fast is not None:
                 loader = fast
-            prefetch = start_prefetch(lib, spec, ahead, light_model=fast is not None)
+            # On a cluster the actors decode: nothing is read ahead here.
+            prefetch = None
+            if not lib.settings.ray:
+                prefetch = start_prefetch(
+                    lib, spec, ahead, light_model=fast is not None, textless=textless
+                )
             if prefetch is not None:
                 loader.start()  # files to embed: load while they decode
             if model_id is None:
@@ -135,7 +145,10 @@ def sync(
                     # dies (a kill, Ctrl-C, a full disk) before its end.
                     writer.on_first_commit = partial(lib.set_serving, model_id)
                 embed_started = time.perf_counter()
-                counts = _embed(lib, encoder, work, writer, progress, prefetch)
+                if lib.settings.ray:
+                    counts = _embed_on_ray(lib, source, encoder, work, writer, progress)
+                else:
+                    counts = _embed(lib, encoder, work, writer, progress, prefetch, textless)
                 embed_s = time.perf_counter() - embed_started
                 report.engine = encoder.engine
         except BaseException:
@@ -154,12 +167,13 @@ def sync(
         )
         if reads_text:
             reachable = {r.path for r in plan.reachable}
-            report.text_read = read_texts(
+            report.text_read = writer.glanced + read_texts(
                 lib.catalog,
                 [r.id for r in lib.catalog.roots() if r.path in reachable],
                 max_megapixels=lib.settings.max_megapixels,
                 workers=lib.settings.decode_workers(),
                 shown=shown,
+                reader=reader,
             )
         # Every reachable image now has a vector for the model (or failed and left the
         # catalog): the run is complete once the catalog holds the model at all.
@@ -205,6 +219,7 @@ def _embed(
     writer: CatalogWriter,
     progress: bool,
     prefetch: Prefetch | None = None,
+    textless: Callable | None = None,
 ):
     settings = lib.settings
     on_device = settings.decode == "device" or (
@@ -219,6 +234,7 @@ def _embed(
         max_megapixels=settings.max_megapixels,
         min_side=encoder.image_size,
         video=VideoOptions.of(settings),
+        textless=textless,
     )
     cpu_decode = decoder()
     decode, collate = cpu_decode, stack_pixels
@@ -244,4 +260,35 @@ def _embed(
             # Undecoded JPEGs weigh megabytes each, not a model input's 150 KB: hold one
             # batch and a little more, not two.
             lookahead=batch + 4 * settings.decode_workers() if on_device else None,
+        )
+
+
+def _embed_on_ray(
+    lib: Library,
+    source: ModelSource,
+    encoder: Encoder,
+    work: list[WorkItem],
+    writer: CatalogWriter,
+    progress: bool,
+):
+    from indexer.cluster.rayrun import ActorSetup, embed_on_ray, run_folder
+
+    settings = lib.settings
+    setup = ActorSetup(
+        source=source,
+        device=settings.device,
+        precision=settings.precision,
+        max_megapixels=settings.max_megapixels,
+        video=VideoOptions.of(settings),
+        batch=settings.model_batch(encoder.device),
+    )
+    shown = Progress(show=progress, status_file=settings.progress_file)
+    with shown.bar(len(work), desc="indexing on Ray", unit="img") as bar:
+        return embed_on_ray(
+            work,
+            address=settings.ray,
+            setup=setup,
+            run_dir=run_folder(settings.home),
+            write=writer.write,
+            progress=bar.update,
         )

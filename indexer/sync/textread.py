@@ -8,7 +8,10 @@ are never read twice."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image
 
 from search.catalog.store import Catalog
 from search.errors import ImageDecodeError
@@ -16,6 +19,7 @@ from search.imageio import load_image
 from search.ocr import (
     DECODE_SIDE,
     GLANCE_DECODE_SIDE,
+    GLANCE_SIDE,
     PRESENCE_DECODE_SIDE,
     TextLine,
     TextReader,
@@ -23,7 +27,28 @@ from search.ocr import (
 from search.progress import Progress
 
 BATCH = 16  # images a transaction
+# The embedding's own decode serves for the glance where it is about as large as the
+# glance looks (a 12 MP JPEG decodes at 500 × 375 for a 224 px model): smaller, the
+# reading pass decodes the photo for its glance itself.
+SHARED_GLANCE_SIDE = int(GLANCE_SIDE * 0.95)
 log = logging.getLogger(__name__)
+
+
+def textless_check(reader: TextReader) -> Callable[[Image.Image], bool]:
+    """For the embedding's decode threads (indexer.sync.pipeline.make_decoder): True where
+    the glance sees nothing like text in the pixels decoded for the model, which spares
+    those photos a second decode in the reading pass (18-30 ms of a core at 12 MP)."""
+
+    def textless(image: Image.Image) -> bool:
+        if max(image.size) < SHARED_GLANCE_SIDE:
+            return False
+        try:
+            return reader.glance(image) is False
+        except Exception as exc:  # noqa: BLE001 - the reading pass looks again
+            log.warning("text glance failed: %s: %s", type(exc).__name__, exc)
+            return False
+
+    return textless
 
 
 def read_texts(

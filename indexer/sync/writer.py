@@ -26,6 +26,7 @@ class CatalogWriter:
         # Called once, after the first batch is committed (see sync: a first run serves
         # what it has committed).
         self.on_first_commit: Callable[[], None] | None = None
+        self.glanced = 0  # photos recorded without text from the embedding's decode
 
     def apply(self, plan: Plan) -> None:
         """Add the plan's folders as roots, then write its moves and removals."""
@@ -62,13 +63,17 @@ class CatalogWriter:
             frames = [ok[i].frames for i in again]
             self.catalog.add_vectors(self.model_id, ids, vectors[again], frames)
         if fresh or bad:
-            self.catalog.write_batch(
+            ids = self.catalog.write_batch(
                 self.model_id,
                 [ok[i].image_data(self.root_ids[ok[i].item.root]) for i in fresh],
                 vectors[fresh] if fresh else np.zeros((0, self.dim), np.float32),
                 [f.as_failure(self.root_ids[f.item.root]) for f in bad],
                 [ok[i].frames for i in fresh],
             )
+            # Photos the glance found without text are read: nothing to read again.
+            blank = [(image_id, []) for image_id, i in zip(ids, fresh) if ok[i].textless]
+            self.catalog.texts.record(blank)
+            self.glanced += len(blank)
         if ok and self.on_first_commit is not None:
             first, self.on_first_commit = self.on_first_commit, None
             first()

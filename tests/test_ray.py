@@ -1,0 +1,267 @@
+"""Index runs embedded on a Ray cluster (indexer.cluster.rayrun): a local three-node
+cluster (a head and two one-CPU workers, as separate raylets), against the same folder
+indexed in one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+from PIL import Image, ImageDraw
+from ray.cluster_utils import Cluster
+from tinylib import tiny_settings
+from videofiles import make_video
+
+from indexer.cluster.rayrun import RUNS, commit_run
+from indexer.sync.run import sync
+from indexer.sync.writer import CatalogWriter
+from search.library import Library
+from search.query.searcher import SearchRequest
+
+PHOTOS = 300
+GOOD = PHOTOS + 1  # and one video
+LIMIT_S = 240  # a hard limit on each test: a stuck cluster fails it, never hangs the suite
+STORE = 128 * 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def hard_timeout():
+    def expired(*_):
+        raise TimeoutError(f"a Ray test ran past {LIMIT_S} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(LIMIT_S)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """300 small JPEGs of coloured shapes, and 6 files that are not images at all or
+    only half of one."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(3)
+    for sub in range(4):
+        (root / f"sub{sub}").mkdir()
+    for n in range(PHOTOS):
+        image = Image.new("RGB", (96, 72), tuple(int(c) for c in rng.integers(0, 256, 3)))
+        draw = ImageDraw.Draw(image)
+        for _ in range(3):
+            x, y, r = (int(v) for v in rng.integers(8, 64, 3))
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            draw.ellipse((x, y, x + r, y + r // 2 + 4), fill=colour)
+        image.save(root / f"sub{n % 4}" / f"{n:03d}.jpg")
+    whole = (root / "sub0" / "000.jpg").read_bytes()
+    (root / "broken-half.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "broken-empty.jpg").write_bytes(b"")
+    (root / "broken-text.png").write_bytes(b"not a picture at all")
+    (root / "broken-head.jpg").write_bytes(whole[:20])
+    (root / "sub1" / "broken-zeros.webp").write_bytes(bytes(4096))
+    (root / "sub2" / "broken-noise.gif").write_bytes(rng.bytes(2048))
+    make_video(root / "sub3" / "holiday.mp4", [(1, 3.0), (2, 3.0)])  # frames, not one picture
+    return root
+
+
+@pytest.fixture(scope="module")
+def alone(folder, tmp_path_factory) -> Library:
+    """The folder indexed in one process: what the cluster must match."""
+    lib = Library(tiny_settings(tmp_path_factory.mktemp("alone")))
+    sync(lib, [str(folder)], progress=False)
+    yield lib
+    lib.close()
+
+
+@pytest.fixture()
+def cluster():
+    """A head and two workers, each its own raylet with one CPU; torn down after, and no
+    Ray process left behind."""
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "object_store_memory": STORE},
+    )
+    workers = [c.add_node(num_cpus=1, object_store_memory=STORE) for _ in range(2)]
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
+    try:
+        yield c, workers
+    finally:
+        ray.shutdown()
+        c.shutdown()
+        assert not _ray_processes(), "Ray processes left behind"
+
+
+def _ray_processes() -> list[str]:
+    mine = str(os.getpid())
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
+    return [
+        line
+        for line in out.splitlines()[1:]
+        if ("raylet" in line or "gcs_server" in line) and line.split()[1] == mine
+    ]
+
+
+def by_path(lib: Library) -> dict[str, np.ndarray]:
+    model = lib.serving_model
+    ids, vectors = lib.catalog.vectors(model)
+    metas = lib.catalog.images(ids.tolist())
+    return {metas[int(i)].path: v for i, v in zip(ids, vectors, strict=True)}
+
+
+def frames_of(lib: Library, path: str):
+    (image_id,) = [i for i, m in lib.catalog.images(range(1, 400)).items() if m.path == path]
+    return lib.catalog.frames_of([image_id], lib.serving_model)[image_id]
+
+
+def failures(lib: Library) -> dict[str, str]:
+    return {f.path: f.reason for f in lib.catalog.failures()}
+
+
+def top10(lib: Library, text: str) -> list[str]:
+    hits = lib.searcher.search(SearchRequest(text=text, k=10, mode="semantic")).hits
+    return [lib.catalog.image(h.id).path for h in hits]
+
+
+def test_a_cluster_run_gives_what_one_process_gives(folder, alone, cluster, tmp_path):
+    c, _ = cluster
+    lib = Library(tiny_settings(tmp_path / "home", ray=c.address))
+    try:
+        report = sync(lib, [str(folder)], progress=False)
+        assert report.added == GOOD and report.failed == 6
+        mine, theirs = by_path(lib), by_path(alone)
+        assert sorted(mine) == sorted(theirs) and len(mine) == GOOD
+        ids, _ = lib.catalog.vectors(lib.serving_model)
+        assert len(set(ids.tolist())) == len(ids) == GOOD  # no image twice
+        cosines = [float(mine[p] @ theirs[p]) for p in mine]
+        assert min(cosines) >= 0.9999
+        assert failures(lib) == failures(alone)
+        assert all(Path(p).name.startswith("broken") for p in failures(lib))
+        (video,) = [p for p in mine if p.endswith(".mp4")]
+        frames, theirs_frames = (frames_of(one, video) for one in (lib, alone))
+        assert frames.times == theirs_frames.times and len(frames.times) >= 2
+        assert np.min(np.sum(frames.vectors * theirs_frames.vectors, axis=1)) >= 0.9999
+        for query in ("a red circle", "green and blue", "sub2", "a photo"):
+            assert top10(lib, query) == top10(alone, query)
+        # The run's folder keeps its work list and vector shards.
+        (run,) = (lib.settings.home / RUNS).iterdir()
+        assert (run / "work.parquet").is_file() and list(run.glob("shard-*.parquet"))
+        # A second run finds nothing to do; committing the shards again adds nothing.
+        again = sync(lib, [str(folder)], progress=False)
+        assert again.added == again.embedded == again.failed == 0
+        writer = CatalogWriter(lib.catalog)
+        writer.root_ids = {r.path: r.id for r in lib.catalog.roots()}
+        writer.start(lib.resolve(lib.active_spec()), len(next(iter(mine.values()))))
+        assert commit_run(run, writer.write) == GOOD + 6
+        assert by_path(lib).keys() == mine.keys()
+        assert len(lib.catalog.vectors(lib.serving_model)[0]) == GOOD
+        assert failures(lib) == failures(alone)
+    finally:
+        lib.close()
+
+
+def test_a_run_that_loses_a_worker_completes_on_the_others(folder, alone, cluster, tmp_path):
+    """A worker node is removed while its actor embeds: Ray restarts the actor on a node
+    left and runs its block again; every row is committed once."""
+    c, workers = cluster
+    lib = Library(tiny_settings(tmp_path / "home", ray=c.address, batch_size=4))
+    shards = lib.settings.home / RUNS
+    done_when_killed = []
+
+    def kill_when_started():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = list(shards.glob("*/shard-*.parquet"))
+            if done:
+                c.remove_node(workers[0])
+                done_when_killed.append(len(done))
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    try:
+        report = sync(lib, [str(folder)], progress=False)
+        killer.join()
+        # The node went while shards were still to come.
+        assert done_when_killed and done_when_killed[0] < len(list(shards.glob("*/shard-*")))
+        assert report.added == GOOD and report.failed == 6
+        assert by_path(lib).keys() == by_path(alone).keys()
+        ids, _ = lib.catalog.vectors(lib.serving_model)
+        assert len(set(ids.tolist())) == len(ids) == GOOD
+        assert failures(lib) == failures(alone)
+    finally:
+        lib.close()
+
+
+IMGSEARCH = shutil.which("imgsearch", path=os.path.dirname(sys.executable)) or "imgsearch"
+TINY = ["--model", "imgsearch-tiny", "--pretrained", "none", "--device", "cpu"]
+
+
+def imgsearch(home: Path, *args) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMGSEARCH_", "RAY_"))}
+    return subprocess.run(
+        [IMGSEARCH, "--home", str(home), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**env, "HF_HUB_OFFLINE": "1"},
+        timeout=LIMIT_S - 20,
+    )
+
+
+def test_index_ray_auto_starts_ray_for_the_run_and_stops_it(folder, tmp_path):
+    """`--ray auto`: a Ray instance on this machine for the run, gone when it ends."""
+    small = tmp_path / "small"
+    small.mkdir()
+    for path in sorted((folder / "sub3").glob("*.jpg"))[:12]:
+        shutil.copy(path, small / path.name)
+    before = _all_ray_processes()
+    out = imgsearch(tmp_path / "home", "index", small, *TINY, "--ray", "auto", "--json", "--quiet")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["added"] == report["embedded"] == 12 and report["failed"] == 0
+    hits = imgsearch(tmp_path / "home", "search", "a red circle", "--json")
+    assert hits.returncode == 0 and len(json.loads(hits.stdout)["results"]) == 10
+    assert _all_ray_processes() == before
+
+
+def test_an_unreachable_cluster_is_one_clear_line_and_loses_nothing(folder, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    shutil.copy(folder / "sub0" / "000.jpg", small)
+    home = tmp_path / "home"
+    assert imgsearch(home, "index", small, *TINY, "--quiet").returncode == 0
+    shutil.copy(folder / "sub0" / "004.jpg", small)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    out = imgsearch(home, "index", small, *TINY, "--ray", f"127.0.0.1:{port}", "--quiet")
+    assert out.returncode != 0 and time.monotonic() - started < 60
+    (line,) = out.stderr.strip().splitlines()
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in line
+    listed = json.loads(imgsearch(home, "search", "a circle", "--json").stdout)["results"]
+    assert [Path(r["path"]).name for r in listed] == ["000.jpg"]
+
+
+def test_without_the_extra_the_error_names_it(monkeypatch):
+    from indexer.cluster import rayrun
+    from search.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"imgsearch\[cluster\]"):
+        rayrun._ray()
+
+
+def _all_ray_processes() -> int:
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return sum("raylet" in line or "gcs_server" in line for line in out.splitlines())
