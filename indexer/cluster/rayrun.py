@@ -22,6 +22,7 @@ cache): the actors load the model from the same source as the driver.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -124,7 +125,8 @@ def _run(ray, work, setup, run_dir, write, progress) -> PipelineCounts:
         fn_constructor_kwargs={"setup": setup},
         batch_size=None,  # a block a call: blocks are already the size of a batch or less
         batch_format="pyarrow",
-        concurrency=(1, actors),  # shrinks to the nodes left when one is lost
+        # The pool may shrink to the nodes left when one is lost.
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
         **on_gpu,
     )
     counts = PipelineCounts()
@@ -172,7 +174,9 @@ def _ray():
 
 
 def _connect(ray, address: str) -> None:
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
+    # Ray's own notes (token set-up, the job's plan and timings) are not the user's
+    # business; its errors still show. The run's progress is imgsearch's bar.
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "error"}
     try:
         if address == "auto":
             ray.init(**quiet)  # a Ray instance of this machine's cores, for this run
@@ -181,7 +185,10 @@ def _connect(ray, address: str) -> None:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def _reachable(address: str) -> None:
