@@ -1,0 +1,109 @@
+"""IVF-PQ indexes built in shards by Ray tasks (search.index.sharded): merged on disk and
+fanned out over shard actors, they answer as the index filled in one process does."""
+
+from __future__ import annotations
+
+import signal
+
+import numpy as np
+import pytest
+import ray
+
+from search.index import sharded
+
+LIMIT_S = 180
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    def expired(*_):
+        raise TimeoutError(f"a Ray test ran past {LIMIT_S} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(LIMIT_S)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def clustered(n: int, rng: np.random.Generator, dim: int = 64) -> np.ndarray:
+    """Unit vectors in 40 clusters, as image embeddings group by subject."""
+    centres = rng.standard_normal((40, dim))
+    x = centres[rng.integers(0, 40, n)] + 0.6 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def built(local_ray, tmp_path_factory):
+    rng = np.random.default_rng(0)
+    vectors = clustered(12_000, rng)
+    ids = np.arange(10, 10 + len(vectors), dtype=np.int64) * 3  # ids are not positions
+    queries = clustered(40, rng)
+    trained = sharded.train(vectors[rng.permutation(len(vectors))[:4000]], nlist=32, pq_m=16)
+    alone = sharded.faiss.clone_index(trained)
+    alone.add_with_ids(vectors, ids)
+    sharded.faiss.extract_index_ivf(alone).nprobe = 8
+    parts = [(ids[a:b], vectors[a:b]) for a, b in ((0, 5000), (5000, 9000), (9000, 12_000))]
+    folder = tmp_path_factory.mktemp("shards")
+    paths = sharded.write_shards(sharded.fill_on_ray(local_ray, trained, parts), folder)
+    merged = sharded.open_merged(sharded.merge_on_disk(trained, paths, folder), nprobe=8)
+    return vectors, ids, queries, alone, paths, merged
+
+
+def same_answers(a: tuple, b: tuple) -> None:
+    """Equal scores, and equal ids wherever a score is not tied within its row."""
+    (sa, ia), (sb, ib) = a, b
+    np.testing.assert_array_equal(sa, sb)
+    for row_s, row_a, row_b in zip(sa, ia, ib, strict=True):
+        unique = [i for i, s in enumerate(row_s) if list(row_s).count(s) == 1]
+        assert [row_a[i] for i in unique] == [row_b[i] for i in unique]
+
+
+def test_merged_on_disk_answers_as_one_index(built):
+    vectors, ids, queries, alone, _, merged = built
+    assert merged.ntotal == len(vectors)
+    same_answers(merged.search(queries, 10), alone.search(queries, 10))
+
+
+def test_fan_out_answers_as_one_index_and_names_a_missing_shard(local_ray, built):
+    _, _, queries, alone, paths, _ = built
+    fan = sharded.FanOut(local_ray, paths, nprobe=8)
+    answer = fan.search(queries, 10)
+    assert answer.missing == []
+    same_answers((answer.scores, answer.ids), alone.search(queries, 10))
+    local_ray.kill(fan.actors[1], no_restart=True)
+    with pytest.raises(sharded.MissingShards, match=r"shards \[1\] of 3"):
+        fan.search(queries, 10)
+    partial = fan.search(queries, 10, strict=False)
+    assert partial.missing == [1] and partial.ids.shape == (len(queries), 10)
+    # What the partial answer holds comes from the shards that answered, only.
+    lost = set(range(5000, 9000))
+    positions = {int(i): n for n, i in enumerate(built[1])}
+    assert not any(positions[int(i)] in lost for i in partial.ids.ravel() if i >= 0)
+
+
+def test_rerank_with_stored_vectors_recovers_the_exact_top_10(built):
+    vectors, ids, queries, alone, _, merged = built
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    exact_ids = ids[exact]
+    position = {int(i): n for n, i in enumerate(ids)}
+
+    def vectors_of(found: np.ndarray) -> np.ndarray:
+        return vectors[[position[int(i)] for i in found]]
+
+    def recall(found: np.ndarray) -> float:
+        return np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact_ids, strict=True)])
+
+    ivf = sharded.faiss.extract_index_ivf(merged)
+    ivf.nprobe = ivf.nlist  # every list: what is left to recover is the PQ's error
+    try:
+        _, approximate = merged.search(queries, 10)
+        _, candidates = merged.search(queries, 100)
+    finally:
+        ivf.nprobe = 8
+    _, reranked = sharded.rerank(queries, candidates, vectors_of, 10)
+    assert recall(reranked) >= 0.95 > recall(approximate)
