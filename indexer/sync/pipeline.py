@@ -187,7 +187,9 @@ def make_decoder(
             pixels = None if image is None else prepare(image.image)
             pixel_hash = None if image is None else pixel_digest(image.image)
             sig = None if image is None else signature(image.image)
-            blank = image is not None and textless is not None and textless(image.image)
+            # A catalogued photo embedded for another model keeps the text read in it.
+            looks = image is not None and textless is not None and item.kind != "reembed"
+            blank = looks and textless(image.image)
         except ImageDecodeError as exc:
             return Failed(item, exc.reason)
         except OSError as exc:
