@@ -244,10 +244,15 @@ def test_the_embedding_decode_tells_photos_without_text(tmp_path):
         found[name] = decode(WorkItem(str(tmp_path), str(path), *_size_time(path))).textless
     # The small one is decoded too small for a glance: the reading pass looks at it.
     assert found == {"sky.jpg": True, "sign.jpg": False, "small.png": False}
-    # A photo catalogued already, embedded for another model, keeps its text: no glance.
+    # Pixels catalogued already keep their text: no glance for a photo embedded for
+    # another model, nor for a file whose metadata alone changed.
     path = tmp_path / "sky.jpg"
     again = WorkItem(str(tmp_path), str(path), *_size_time(path), kind="reembed", image_id=1)
     assert decode(again).textless is False
+    digest = decode(WorkItem(str(tmp_path), str(path), *_size_time(path))).pixel_hash
+    retagged = WorkItem(str(tmp_path), str(path), *_size_time(path), "changed", 1, digest)
+    decoded = decode(retagged)
+    assert decoded.same_pixels and decoded.textless is False
 
 
 def _size_time(path):

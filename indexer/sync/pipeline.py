@@ -187,8 +187,10 @@ def make_decoder(
             pixels = None if image is None else prepare(image.image)
             pixel_hash = None if image is None else pixel_digest(image.image)
             sig = None if image is None else signature(image.image)
-            # A catalogued photo embedded for another model keeps the text read in it.
-            looks = image is not None and textless is not None and item.kind != "reembed"
+            # Pixels the catalog holds already (a photo embedded for another model, a file
+            # whose metadata alone changed) keep the text read in them: no glance.
+            new_pixels = item.kind != "reembed" and pixel_hash != item.pixel_hash
+            looks = image is not None and textless is not None and new_pixels
             blank = looks and textless(image.image)
         except ImageDecodeError as exc:
             return Failed(item, exc.reason)
