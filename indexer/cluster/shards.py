@@ -7,6 +7,7 @@ wherever it was made, and a block that comes back twice is recognised."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 import numpy as np
@@ -55,22 +56,8 @@ SHARD = pa.schema(
 
 
 def work_table(work: list[WorkItem]) -> pa.Table:
-    return pa.Table.from_pylist(
-        [
-            {
-                "row": n,
-                "root": w.root,
-                "path": w.path,
-                "size": w.size,
-                "mtime_ns": w.mtime_ns,
-                "kind": w.kind,
-                "image_id": w.image_id,
-                "pixel_hash": w.pixel_hash,
-            }
-            for n, w in enumerate(work)
-        ],
-        schema=WORK,
-    )
+    rows = [{"row": n, **asdict(item)} for n, item in enumerate(work)]
+    return pa.Table.from_pylist(rows, schema=WORK)
 
 
 def work_items(table: pa.Table) -> dict[int, WorkItem]:
