@@ -45,9 +45,11 @@ CONTEXT_SETTINGS = {
 
 @dataclass(frozen=True)
 class GlobalOptions:
-    """The options given before the command: `imgsearch [--home DIR] [-v] COMMAND`."""
+    """The options given before the command: `imgsearch [--home DIR] [--catalog URL] [-v]
+    COMMAND`."""
 
     home: str | None = None
+    catalog: str | None = None
 
 
 def read_entry_points(group: str) -> dict[str, str]:
@@ -141,12 +143,19 @@ class EntryPointGroup(click.Group):
     type=click.Path(file_okay=False),
     help="library folder (default: $IMGSEARCH_HOME or the user data dir)",
 )
+@click.option(
+    "--catalog",
+    metavar="URL",
+    help="the catalog's database, a SQLAlchemy URL such as postgresql://user@host/db, "
+    "for a library several machines share (default: $IMGSEARCH_CATALOG or catalog.db in "
+    "the library folder)",
+)
 @click.option("-v", "--verbose", is_flag=True, help="log more to stderr")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, verbose: bool) -> None:
+def cli(ctx: click.Context, home: str | None, catalog: str | None, verbose: bool) -> None:
     import logging
 
-    ctx.obj = GlobalOptions(home=home)
+    ctx.obj = GlobalOptions(home=home, catalog=catalog)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="imgsearch: %(message)s",
@@ -159,7 +168,7 @@ def settings_from(options: GlobalOptions, **flags: object) -> Settings:
     given is None, so the environment still applies)."""
     from search.settings import Settings
 
-    return Settings.load(home=options.home, **flags)
+    return Settings.load(home=options.home, catalog=options.catalog, **flags)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="one JSON document on stdout")
@@ -227,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _catalog_path(options: GlobalOptions | None) -> str:
     try:
-        return str(settings_from(options or GlobalOptions()).catalog_path)
+        return settings_from(options or GlobalOptions()).catalog_name
     except ImgsearchError:
         return "catalog.db in the library folder"
 

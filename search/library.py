@@ -89,7 +89,7 @@ class Library:
         if catalog is None:
             from search.catalog.store import Catalog  # SQLAlchemy (see for_one_query)
 
-            catalog = Catalog.open(settings.catalog_path)
+            catalog = Catalog.open(settings.catalog_target)
         self.catalog = catalog
         self.lock = IndexLock(settings.home)
         policy = IndexPolicy(
@@ -116,7 +116,9 @@ class Library:
 
         preload = Preload(settings) if load_model else None
         try:
-            return cls(settings, preload=preload, catalog=CatalogReader.open(settings.catalog_path))
+            # A database server's catalog: SQLAlchemy's own (the plain reader is SQLite's).
+            reader = None if settings.catalog else CatalogReader.open(settings.catalog_path)
+            return cls(settings, preload=preload, catalog=reader)
         except BaseException:
             if preload is not None:
                 preload.close()

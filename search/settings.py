@@ -81,9 +81,30 @@ class Settings:
     # Embed index runs on a Ray cluster at this address ("auto": a Ray instance started on
     # this machine for the run; indexer.cluster.rayrun); "": in this process.
     ray: str = ""
+    # The catalog's database as a SQLAlchemy URL (postgresql://..., for a library several
+    # machines share); "": SQLite, catalog.db in the library folder.
+    catalog: str = ""
 
     # What the library folder holds.
     catalog_path = _in_home("catalog.db")
+
+    @property
+    def catalog_target(self) -> Path | str:
+        """What search.catalog opens: the SQLite file, or the database URL."""
+        return self.catalog or self.catalog_path
+
+    @property
+    def catalog_name(self) -> str:
+        """The catalog as an error message names it (a URL without its password)."""
+        if not self.catalog:
+            return str(self.catalog_path)
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.catalog).render_as_string(hide_password=True)
+        except Exception:  # not a URL at all: opening it says so
+            return "the catalog database"
+
     index_dir = _in_home("index")
     thumbs_dir = _in_home("thumbs")
     models_dir = _in_home("models")

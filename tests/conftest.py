@@ -17,8 +17,22 @@ from search.settings import Settings  # noqa: E402
 TINY = {"model": "imgsearch-tiny", "pretrained": "none"}
 
 
+def pytest_generate_tests(metafunc) -> None:
+    """A module with `BOTH_CATALOGS = True` runs each test whose library comes from the
+    `settings` fixture twice: on SQLite and on PostgreSQL (issue 17)."""
+    if getattr(metafunc.module, "BOTH_CATALOGS", False) and "settings" in metafunc.fixturenames:
+        metafunc.parametrize("catalog_backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def catalog_backend(request) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def settings(tmp_path, catalog_backend, request) -> Settings:
+    if catalog_backend == "postgresql":
+        return tiny_settings(tmp_path / "home", catalog=request.getfixturevalue("pg_url"))
     return tiny_settings(tmp_path / "home")
 
 
@@ -39,3 +53,36 @@ def tiny_encoder(tmp_path_factory):
         TINY["model"], TINY["pretrained"], models_dir=home / "models", cache_dir=home / "cache"
     )
     return load_encoder(source, "cpu")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server for the session (tests/pgserver.py); skipped, saying why, only
+    where PostgreSQL is not installed (tests/run.sh installs it where it can)."""
+    from pgserver import Server, bin_dir
+
+    if bin_dir() is None:
+        pytest.skip(
+            "PostgreSQL is not installed (apt-get install postgresql): the catalog's "
+            "PostgreSQL tests did not run"
+        )
+    server = Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A SQLAlchemy URL of a new, empty PostgreSQL database."""
+    url = pg_server.new_database()
+    yield url
+    pg_server.drop(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_target(request, tmp_path):
+    """Where a catalog lives, for tests run on both: a SQLite file, or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return tmp_path / "home" / "catalog.db"
+    return request.getfixturevalue("pg_url")

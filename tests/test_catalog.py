@@ -29,8 +29,9 @@ BASE_DATE = datetime(2020, 1, 1, 12, 0, 0)
 
 # -- helpers ---------------------------------------------------------------------------------
 @pytest.fixture
-def cat(tmp_path):
-    catalog = Catalog.open(tmp_path / "home" / "catalog.db")
+def cat(catalog_target):
+    """A new catalog, on SQLite and on PostgreSQL in turn."""
+    catalog = Catalog.open(catalog_target)
     try:
         yield catalog
     finally:
@@ -74,11 +75,11 @@ def file_state(path: Path) -> tuple[str, int, int]:
 
 
 # -- schema and migrations -------------------------------------------------------------------
-def test_autogenerate_finds_no_difference_between_models_and_migrations(tmp_path) -> None:
+def test_autogenerate_finds_no_difference_between_models_and_migrations(catalog_target) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    cat = Catalog.open(tmp_path / "catalog.db")
+    cat = Catalog.open(catalog_target)
     try:
         with cat.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"include_name": described_elsewhere})
@@ -87,11 +88,13 @@ def test_autogenerate_finds_no_difference_between_models_and_migrations(tmp_path
             # Every table of the models exists, plus Alembic's own and the lexical index
             # (an FTS5 table and the shadow tables SQLite keeps for it).
             tables = set(inspect(conn).get_table_names())
-        lexical = {"lexical", "lexical_grams"} | {
-            f"{fts}_{t}"
-            for fts in ("lexical", "lexical_grams")
-            for t in ("config", "content", "data", "docsize", "idx")
-        }
+        lexical = {"lexical", "lexical_grams"}
+        if cat.dialect == "sqlite":
+            lexical |= {
+                f"{fts}_{t}"
+                for fts in ("lexical", "lexical_grams")
+                for t in ("config", "content", "data", "docsize", "idx")
+            }
         assert tables == set(Base.metadata.tables) | {"alembic_version"} | lexical
     finally:
         cat.close()
@@ -106,24 +109,29 @@ def test_fresh_catalog_is_at_head_in_wal_mode_with_foreign_keys(cat) -> None:
     head = ScriptDirectory.from_config(cfg).get_current_head()
     with cat.engine.connect() as conn:
         assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == head
-        assert conn.exec_driver_sql("pragma journal_mode").scalar().lower() == "wal"
-        assert conn.exec_driver_sql("pragma foreign_keys").scalar() == 1
+        if cat.dialect == "sqlite":  # PostgreSQL: always both
+            assert conn.exec_driver_sql("pragma journal_mode").scalar().lower() == "wal"
+            assert conn.exec_driver_sql("pragma foreign_keys").scalar() == 1
 
 
 def test_images_table_uses_autoincrement(cat) -> None:
     with cat.engine.connect() as conn:
-        sql = conn.exec_driver_sql(
-            "select sql from sqlite_master where type='table' and name='images'"
-        ).scalar_one()
-    assert "AUTOINCREMENT" in sql.upper()
+        if cat.dialect == "sqlite":
+            sql = conn.exec_driver_sql(
+                "select sql from sqlite_master where type='table' and name='images'"
+            ).scalar_one()
+            assert "AUTOINCREMENT" in sql.upper()
+        else:  # a sequence, which never hands out a number twice
+            sequence = "select pg_get_serial_sequence('images', 'id')"
+            assert conn.exec_driver_sql(sequence).scalar() == "public.images_id_seq"
 
 
-def test_downgrade_to_base_and_upgrade_again(tmp_path) -> None:
+def test_downgrade_to_base_and_upgrade_again(catalog_target) -> None:
     """Every migration's downgrade runs, and upgrading afterwards rebuilds the schema."""
     from alembic import command
     from alembic.config import Config
 
-    path = tmp_path / "catalog.db"
+    path = catalog_target
     Catalog.open(path).close()
     cat = Catalog.open(path)
     try:
@@ -240,17 +248,19 @@ def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> N
         cat.close()
 
 
-def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> None:
+def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(catalog_target) -> None:
     """0002 adds the manifest's params and recall columns, 0003 each vector's revision
     (its model's revision at upgrade time), 0004 the lexical index (filled from the rows
     there); rows written at 0001 survive."""
     from alembic import command
     from alembic.config import Config
 
+    from search.catalog.backend import execute, make_engine
     from search.catalog.records import Manifest
-    from search.catalog.store import make_engine
 
-    path = tmp_path / "catalog.db"
+    path = catalog_target
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True)
     engine = make_engine(path)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -280,7 +290,7 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
             ("insert into captions values (1, 2, 'a red bicycle', 'user', ?)", (when,)),
             ("insert into settings values ('active_model', '{\"model\": \"x\"}')", ()),
         ]:
-            conn.exec_driver_sql(sql, args)
+            execute(conn)(sql, args)
     engine.dispose()
 
     cat = Catalog.open(path)
@@ -327,8 +337,8 @@ def test_a_catalog_at_0001_with_data_upgrades_to_head_keeping_it(tmp_path) -> No
         cat.close()
 
 
-def test_reopening_migrates_again_and_keeps_data(tmp_path) -> None:
-    path = tmp_path / "catalog.db"
+def test_reopening_migrates_again_and_keeps_data(catalog_target) -> None:
+    path = catalog_target
     cat = Catalog.open(path)
     root = prepared(cat, MODEL, OTHER)
     images = [img(root, f"/photos/{i}.jpg", day=i) for i in range(5)]

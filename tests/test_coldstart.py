@@ -125,7 +125,8 @@ def describe_schema(path: Path) -> dict:
 
 
 def test_a_new_catalog_is_created_without_alembic_as_the_migrations_make_it(tmp_path):
-    from search.catalog.store import _migrate_with_alembic, make_engine
+    from search.catalog.backend import make_engine
+    from search.catalog.store import _migrate_with_alembic
 
     code = (
         "import sys; from pathlib import Path; from search.catalog.store import Catalog; "

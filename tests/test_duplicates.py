@@ -13,6 +13,7 @@ import pytest
 from dupfiles import make_dup_folder, picture, save_jpeg
 from PIL import Image, ImageEnhance
 from test_cli import run
+from tinylib import catalog_env
 
 from indexer.sync.run import sync
 from search.duplicates.grouping import find_groups
@@ -20,6 +21,9 @@ from search.duplicates.groups import duplicate_groups
 from search.duplicates.signature import SIZE, signature
 from search.query.searcher import SearchRequest
 from webui import create_app
+
+# Catalog tests: each runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_CATALOGS = True
 
 
 def named_groups(lib) -> set[tuple[str, frozenset[str]]]:
@@ -105,7 +109,7 @@ def test_search_collapse_shows_one_result_per_photo(dups):
         assert all(order.index(hit.id) < order.index(d) for d in hit.duplicates)
     # The command line's one-query catalog reader folds the same way.
     args = ("search", "photo", "--mode", "semantic", "-k", "50", "--collapse", "--json")
-    doc = json.loads(run(*args, home=lib.settings.home).stdout)
+    doc = json.loads(run(*args, home=lib.settings.home, env=catalog_env(lib.settings)).stdout)
     assert [(r["id"], r["duplicates"]) for r in doc["results"]] == [
         (h.id, list(h.duplicates)) for h in folded.hits
     ]
@@ -113,7 +117,8 @@ def test_search_collapse_shows_one_result_per_photo(dups):
 
 def test_duplicates_command_api_and_page(dups):
     lib, folder = dups
-    doc = json.loads(run("duplicates", "--json", home=lib.settings.home).stdout)
+    env = catalog_env(lib.settings)
+    doc = json.loads(run("duplicates", "--json", home=lib.settings.home, env=env).stdout)
     got = {(g["kind"], frozenset(Path(p).name for p in g["paths"])) for g in doc["groups"]}
     assert got == expected(folder)
     assert all(len(g["ids"]) == len(g["paths"]) for g in doc["groups"])

@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 from imagetree import make_jpeg
 from keywords_files import write_photo
+from tinylib import catalog_env
 
 from indexer.sync.run import sync
 from search.errors import QueryError
 from search.query import relevance
 from search.query.searcher import SearchRequest
+
+# Catalog tests: each runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_CATALOGS = True
 
 HOSTILE = [
     '"',
@@ -241,13 +245,13 @@ def test_hostile_query_text_on_the_command_line(library_with_words):
     from test_cli import run
 
     lib, root = library_with_words
-    home = lib.settings.home
+    home, env = lib.settings.home, catalog_env(lib.settings)
     for text in ['"unbalanced', "NEAR(lisbon", "lisbon -", "🙂 ליסבון", "*", "x " * 5000]:
         for mode in ("hybrid", "text"):
-            out = run("search", text, "--mode", mode, "-k", "3", "--json", home=home)
+            out = run("search", text, "--mode", mode, "-k", "3", "--json", home=home, env=env)
             assert len(json.loads(out.stdout)["results"]) <= 3
     args = ("search", "lisbon", "--mode", "text", "--relevant", "-k", "20", "--json")
-    out = json.loads(run(*args, home=home).stdout)
+    out = json.loads(run(*args, home=home, env=env).stdout)
     assert out["relevant_count"] == 12
     assert {h["matched"][0] for h in out["results"]} == {"folder"}
     assert all(h["relevant"] for h in out["results"])

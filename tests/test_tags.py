@@ -25,6 +25,9 @@ from search.tags.probe import fit_probe, fit_with_threshold
 from search.tags.tagger import Tagger
 from search.tags.vocabulary import phrasings, starter, tag_name
 
+# Catalog tests: each runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_CATALOGS = True
+
 
 def clusters(n: int, dim: int, centres: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors around `centres` random directions, and each one's centre."""
@@ -256,7 +259,10 @@ def test_a_model_switch_computes_tags_with_the_new_model_only(tagged, tmp_path) 
     old = first.serving_model
     old_sofa = holding(first, "red sofa", old)
     weights = other_weights(tmp_path / "b.safetensors", 7)
-    with Library(tiny_settings(first.settings.home, pretrained=str(weights))) as lib:
+    switched = tiny_settings(
+        first.settings.home, pretrained=str(weights), catalog=first.settings.catalog
+    )
+    with Library(switched) as lib:
         report = sync(lib, [], progress=False)
         new = lib.serving_model
         assert new != old and report.tags_applied == 2

@@ -19,3 +19,9 @@ def tiny_settings(home: Path, **changes) -> Settings:
         engine="torch",
     )
     return Settings(home=home, **{**values, **changes})
+
+
+def catalog_env(settings: Settings) -> dict[str, str]:
+    """The environment a command run beside `settings`' library needs to open its catalog
+    (a PostgreSQL one is not in the home folder)."""
+    return {"IMGSEARCH_CATALOG": settings.catalog} if settings.catalog else {}

@@ -43,7 +43,7 @@ def init_app(app: Flask) -> None:
         # A full or failing disk under a write (a caption, a thumbnail, an index
         # rebuilt): 507 for that request; reads go on being served.
         library = current_app.extensions["imgsearch.library"]
-        line = storage_failure(exc, str(library.settings.catalog_path))
+        line = storage_failure(exc, library.settings.catalog_name)
         if line is None:
             raise exc
         return error_response(507, line)

@@ -24,15 +24,18 @@ def upgrade() -> None:
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.add_column(sa.Column("keywords", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("pixel_hash", sa.String(length=32), nullable=True))
+    if op.get_bind().dialect.name != "sqlite":
+        return  # PostgreSQL's lexical index (tsvector, pg_trgm) comes whole with 0008
     for statement in lexical.DDL:
         op.execute(statement)
     op.execute(lexical.FILL)
 
 
 def downgrade() -> None:
-    for trigger in lexical.TRIGGERS:
+    for trigger in lexical.TRIGGERS if op.get_bind().dialect.name == "sqlite" else ():
         op.execute(f"DROP TRIGGER IF EXISTS {trigger}")
-    op.execute("DROP TABLE IF EXISTS lexical")
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TABLE IF EXISTS lexical")
     with op.batch_alter_table("images", schema=None) as batch_op:
         batch_op.drop_column("pixel_hash")
         batch_op.drop_column("keywords")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from search.catalog import lexical
+from search.catalog import lexical, lexical_pg
 
 revision = "0008"
 down_revision = "0007"
@@ -35,6 +35,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("image_id", name=op.f("pk_image_text")),
     )
+    if op.get_bind().dialect.name != "sqlite":
+        # PostgreSQL: the whole lexical index (0004 left it out), filled from the catalog.
+        for statement in lexical_pg.DDL + lexical_pg.FILL:
+            op.execute(statement)
+        return
     # The image triggers as they are now (they read the text table), and the text's own
     # (with the trigram index they fill).
     for statement in lexical.IMAGE_TRIGGERS:
@@ -45,6 +50,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        for statement in lexical_pg.DROP:
+            op.execute(statement)
+        op.drop_table("image_text")
+        return
     for statement in lexical.TEXT_TRIGGERS:
         if "TRIGGER" in statement:
             op.execute(f"DROP TRIGGER IF EXISTS {statement.split()[2]}")

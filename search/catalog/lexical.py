@@ -44,15 +44,15 @@ _CAPTIONS = "coalesce((SELECT group_concat(text, ' ') FROM captions WHERE image_
 _TEXT = "coalesce((SELECT text FROM image_text WHERE image_id = {i}), '')"
 
 
-def _row(alias: str, text: bool = True) -> str:
+def _row(alias: str, text: bool = True, captions: str = _CAPTIONS) -> str:
     """name, folder, caption, keywords, text of images row `alias` (new, old or images);
-    without `text`, its text is empty."""
+    without `text`, its text is empty; `captions`: how this database joins them."""
     p, r, i = f"{alias}.path", f"{alias}.root_id", f"{alias}.id"
     return ", ".join(
         [
             _NAME.format(p=p),
             _FOLDER.format(p=p, r=r),
-            _CAPTIONS.format(i=i),
+            captions.format(i=i),
             f"coalesce({alias}.keywords, '')",
             _TEXT.format(i=i) if text else "''",
         ]
@@ -117,6 +117,8 @@ TEXT_TRIGGERS = (
         for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old"))
     ),
 )
+# What a new catalog at the newest revision gets.
+HEAD_DDL = DDL + TEXT_TRIGGERS
 TRIGGERS = tuple(
     re.match(r"CREATE TRIGGER (\w+)", d).group(1) for d in DDL + TEXT_TRIGGERS if "TRIGGER" in d
 )

@@ -30,8 +30,9 @@ SCHEMA = "0008"
 _IMAGE = "id, root_id, path, size, mtime_ns, width, height, taken_at, date, duration"
 
 
-def _when(raw: str | None) -> datetime | None:
-    return None if raw is None else datetime.fromisoformat(raw)
+def _when(raw: str | datetime | None) -> datetime | None:
+    """A stored time: SQLite keeps a string, PostgreSQL hands back a datetime."""
+    return raw if raw is None or isinstance(raw, datetime) else datetime.fromisoformat(raw)
 
 
 def _stored(value: datetime) -> str:

@@ -1,4 +1,5 @@
-"""The catalog: SQLite (WAL) through SQLAlchemy, the library's source of truth.
+"""The catalog: SQLite (WAL) or PostgreSQL (search.catalog.backend) through SQLAlchemy, the
+library's source of truth.
 
 Every public method takes and returns plain data (search.catalog.records); each write method is
 one transaction, so an interrupted run keeps exactly what was committed.
@@ -12,11 +13,10 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.catalog import dupreads, lexical, tagreads
+from search.catalog import backend, dupreads, tagreads
 from search.catalog.dupstore import DuplicateStore, mark_pixels_changed
 from search.catalog.lexical import LexicalHit
 from search.catalog.reader import read_frames, read_ids, read_image, read_images
@@ -55,21 +55,6 @@ from search.models.spec import ModelSpec
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def make_engine(path: Path) -> Engine:
-    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
-        cur = dbapi_conn.cursor()
-        # WAL lets the web UI read while an index run writes; NORMAL is crash-safe in WAL.
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    return engine
-
-
 # The newest migration in migrations/versions (a test holds the two in step). A catalog
 # stamped with it, or a new one, needs nothing from Alembic, whose machinery costs a cold
 # command a tenth to half a second to import, read its scripts and run them.
@@ -89,10 +74,9 @@ _FILE_RECORD = (
 
 def stored_revision(conn) -> str | None:
     """The revision the catalog is stamped with (None: new, or more than one head)."""
-    try:
-        rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    except OperationalError:  # no such table: a new catalog
+    if "alembic_version" not in backend.tables(conn):  # a new catalog
         return None
+    rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
     return rows[0][0] if len(rows) == 1 else None
 
 
@@ -102,15 +86,10 @@ def migrate(engine: Engine) -> None:
         current = stored_revision(conn)
         if current == SCHEMA_HEAD:
             return
-        empty = current is None and not _tables(conn)
+        empty = current is None and not backend.tables(conn)
     if empty and _create_at_head(engine):
         return
     _migrate_with_alembic(engine)
-
-
-def _tables(conn) -> list[str]:
-    sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-    return [row[0] for row in conn.exec_driver_sql(sql)]
 
 
 def _create_at_head(engine: Engine) -> bool:
@@ -119,18 +98,20 @@ def _create_at_head(engine: Engine) -> bool:
     importing Alembic; tests/test_coldstart.py holds the result equal to the migrations').
     False when another process created it first."""
     with engine.begin() as conn:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # as in _migrate_with_alembic
-        if _tables(conn):
+        backend.lock_schema(conn)  # as in _migrate_with_alembic
+        if backend.tables(conn):
             return False
         Base.metadata.create_all(conn)
-        # Not what the models describe (FTS5, triggers).
-        for statement in lexical.DDL + lexical.TEXT_TRIGGERS:
+        # Not what the models describe (the lexical index: FTS5 or tsvector, triggers).
+        for statement in backend.lexical(conn.dialect.name).HEAD_DDL:
             conn.exec_driver_sql(statement)
         conn.exec_driver_sql(
             "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
             "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
         )
-        conn.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES (?)", (SCHEMA_HEAD,))
+        backend.execute(conn)(
+            "INSERT INTO alembic_version (version_num) VALUES (?)", (SCHEMA_HEAD,)
+        )
     return True
 
 
@@ -161,7 +142,7 @@ def _migrate_with_alembic(engine: Engine) -> None:
     with engine.begin() as conn:
         # Take the write lock before looking again: two processes opening a new catalog
         # at once would otherwise both try to create the tables.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        backend.lock_schema(conn)
         if current_revision(conn) != head:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
@@ -170,23 +151,28 @@ def _migrate_with_alembic(engine: Engine) -> None:
 class Catalog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.dialect = engine.dialect.name
+        self._lexical = backend.lexical(self.dialect)
         self._session = sessionmaker(engine, expire_on_commit=False)
         self.tags = TagStore(self._session, self._tx)
         self.duplicates = DuplicateStore(self._session, self._tx)
         self.texts = TextStore(self._session, self._tx)
 
     @classmethod
-    def open(cls, path: Path) -> Catalog:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(path)
+    def open(cls, target: Path | str) -> Catalog:
+        """The catalog in SQLite file `target`, or at database URL `target`."""
+        if isinstance(target, Path):
+            target.parent.mkdir(parents=True, exist_ok=True)
+        engine = backend.make_engine(target)
         try:
             migrate(engine)
         except CatalogError:
             engine.dispose()
             raise
-        except Exception as exc:  # a corrupt file, a disk error: say which file
+        except Exception as exc:  # a corrupt file, a disk error, no server: say which
             engine.dispose()
-            raise CatalogError(f"cannot open catalog {path}: {exc}") from exc
+            where = target if isinstance(target, Path) else engine.url.render_as_string()
+            raise CatalogError(f"cannot open catalog {where}: {_first_line(exc)}") from exc
         return cls(engine)
 
     def close(self) -> None:
@@ -498,7 +484,7 @@ class Catalog:
     def frames_of(self, ids: Iterable[int], model_id: str) -> dict[int, FrameSet]:
         """The embedded frames of the videos among `ids`, for one model."""
         with self.engine.connect() as conn:
-            return read_frames(conn.exec_driver_sql, ids, model_id)
+            return read_frames(backend.execute(conn), ids, model_id)
 
     def vector_of(self, image_id: int, model_id: str) -> np.ndarray:
         with self._session() as s:
@@ -514,11 +500,11 @@ class Catalog:
     # Image reads in the reader's plain SQL (one statement each, no ORM objects built).
     def images(self, ids: Iterable[int]) -> dict[int, ImageMeta]:
         with self.engine.connect() as conn:
-            return read_images(conn.exec_driver_sql, ids)
+            return read_images(backend.execute(conn), ids)
 
     def image(self, image_id: int) -> ImageMeta:
         with self.engine.connect() as conn:
-            return read_image(conn.exec_driver_sql, image_id)
+            return read_image(backend.execute(conn), image_id)
 
     def filter_ids(
         self,
@@ -527,38 +513,38 @@ class Catalog:
         before: datetime | None = None,
     ) -> np.ndarray:
         with self.engine.connect() as conn:
-            return read_ids(conn.exec_driver_sql, path_prefix, after, before)
+            return read_ids(backend.execute(conn), path_prefix, after, before)
 
     def lexical_search(self, words: list[str], limit: int) -> list[LexicalHit]:
         with self.engine.connect() as conn:
-            return lexical.search(conn.exec_driver_sql, words, limit)
+            return self._lexical.search(conn.exec_driver_sql, words, limit)
 
     def lexical_ids(self, words: list[str]) -> list[int]:
         with self.engine.connect() as conn:
-            # sqlite3's own cursor: SQLAlchemy's row-by-row fetch of ten thousand ids costs
-            # more than the query.
+            # The driver's own cursor: SQLAlchemy's row-by-row fetch of ten thousand ids
+            # costs more than the query.
             raw = conn.connection.dbapi_connection
-            return lexical.matching_ids(lambda q, p: raw.execute(q, p).fetchall(), words)
+            return self._lexical.matching_ids(lambda q, p: raw.execute(q, p).fetchall(), words)
 
     def lexical_count(self, words: list[str], most: int) -> int:
         with self.engine.connect() as conn:
-            return lexical.count(conn.exec_driver_sql, words, most)
+            return self._lexical.count(conn.exec_driver_sql, words, most)
 
     def fields_matched(self, words: list[str], ids: list[int]) -> dict[int, dict[str, str]]:
         with self.engine.connect() as conn:
-            return lexical.fields_matched(conn.exec_driver_sql, words, ids)
+            return self._lexical.fields_matched(conn.exec_driver_sql, words, ids)
 
     def tagged_ids(self, names: Sequence[str], model_id: str) -> np.ndarray:
         with self.engine.connect() as conn:
-            return tagreads.tagged_ids(conn.exec_driver_sql, names, model_id)
+            return tagreads.tagged_ids(backend.execute(conn), names, model_id)
 
     def image_tags(self, ids: Sequence[int], model_id: str) -> dict[int, list[str]]:
         with self.engine.connect() as conn:
-            return tagreads.image_tags(conn.exec_driver_sql, ids, model_id)
+            return tagreads.image_tags(backend.execute(conn), ids, model_id)
 
     def photo_groups(self, ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
         with self.engine.connect() as conn:
-            return dupreads.photo_groups(conn.exec_driver_sql, ids)
+            return dupreads.photo_groups(backend.execute(conn), ids)
 
     def image_count(self) -> int:
         with self._session() as s:
@@ -628,6 +614,10 @@ class Catalog:
                 CaptionInfo(c.id, c.image_id, c.text, c.source, c.created_at)
                 for c in s.scalars(stmt)
             ]
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def is_inside(path: str, root: str) -> bool:

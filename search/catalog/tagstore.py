@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from search.catalog import backend
 from search.catalog.records import TagInfo, TagScore, utcnow
 from search.catalog.schema import Caption, Image, ImageTag, Model, Tag, TagExample, TagScorer
 from search.catalog.tagreads import known_tags
@@ -152,7 +153,7 @@ class TagStore:
             # the ORM's insert costs several times the write itself.
             rows = [(tag_id, model_id, i, v) for i, v in zip(ids.tolist(), scores.tolist())]
             if rows:
-                s.connection().exec_driver_sql(
+                backend.execute(s.connection())(
                     "INSERT INTO image_tags (tag_id, model_id, image_id, score) "
                     "VALUES (?, ?, ?, ?)",
                     rows,
@@ -236,5 +237,5 @@ def _score(row: TagScorer) -> TagScore:
 
 
 def _unknown(s: Session, name: str) -> NotFound:
-    listing = known_tags(s.connection().exec_driver_sql)
+    listing = known_tags(backend.execute(s.connection()))
     return NotFound(f"no tag named {name!r}; {listing}")

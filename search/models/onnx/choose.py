@@ -78,7 +78,9 @@ class Preload:
         from search.catalog.reader import serving_model
 
         try:
-            found = serving_model(self._settings.catalog_path)
+            # The plain reader reads SQLite only; with a database server's catalog the
+            # model opens on the normal path.
+            found = None if self._settings.catalog else serving_model(self._settings.catalog_path)
             if found is None:
                 return
             export = usable_export(self._settings, *found, text=True)

@@ -1,0 +1,104 @@
+"""What differs between the catalog's two databases: SQLite (a file in the library folder,
+the default) and PostgreSQL (a server several machines share, `--catalog URL`).
+
+Everything else in search.catalog speaks SQLAlchemy or plain SQL both understand; the few
+statements written for SQLite (with "?" parameters) reach PostgreSQL through `execute`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import ModuleType
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from search.errors import ConfigError
+
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+POSTGRES_MISSING = (
+    "a PostgreSQL catalog needs the postgres extra: pip install 'imgsearch[postgres]'"
+)
+# Any fixed number: the key of the advisory lock that serialises schema changes on
+# PostgreSQL, as BEGIN IMMEDIATE does on SQLite.
+_SCHEMA_LOCK = 71302024
+
+
+def catalog_url(target: Path | str) -> str:
+    """A catalog's SQLAlchemy URL: a path is a SQLite file."""
+    return f"sqlite:///{target}" if isinstance(target, Path) else target
+
+
+def make_engine(target: Path | str) -> Engine:
+    url = catalog_url(target)
+    try:
+        dialect = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(f"--catalog: {url!r} is not a database URL") from None
+    if dialect == SQLITE:
+        return _sqlite_engine(url)
+    if dialect != POSTGRESQL:
+        raise ConfigError(f"--catalog: {dialect} is not supported (sqlite or postgresql)")
+    if make_url(url).get_driver_name() in ("psycopg2", "postgresql"):  # psycopg 3 is the one
+        url = str(make_url(url).set(drivername="postgresql+psycopg"))
+    try:
+        # pre_ping: a server restarted since the last query is found before a query fails.
+        return create_engine(url, pool_pre_ping=True)
+    except (ModuleNotFoundError, NoSuchModuleError):
+        raise ConfigError(POSTGRES_MISSING) from None
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+        cur = dbapi_conn.cursor()
+        # WAL lets the web UI read while an index run writes; NORMAL is crash-safe in WAL.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine
+
+
+# Runs one statement written with "?" parameters; returns its rows.
+Execute = Callable[[str, tuple], Iterable[tuple]]
+
+
+def execute(conn) -> Execute:
+    """`conn`'s plain-SQL runner for statements written with "?" parameters (sqlite3's
+    style): as they are on SQLite, in psycopg's "%s" style on PostgreSQL."""
+    if conn.dialect.name == SQLITE:
+        return conn.exec_driver_sql
+
+    def run(sql: str, params: tuple = ()):
+        return conn.exec_driver_sql(sql.replace("%", "%%").replace("?", "%s"), params)
+
+    return run
+
+
+def lock_schema(conn) -> None:
+    """Inside a transaction: hold the write lock before looking at the schema, so that two
+    processes opening a new catalog at once do not both create it."""
+    if conn.dialect.name == SQLITE:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+
+
+def tables(conn) -> list[str]:
+    """The catalog's tables (none: a new catalog)."""
+    return [t for t in inspect(conn).get_table_names() if not t.startswith("sqlite_")]
+
+
+def lexical(dialect: str) -> ModuleType:
+    """The lexical index's queries and DDL for this database: FTS5 or tsvector/pg_trgm."""
+    if dialect == SQLITE:
+        from search.catalog import lexical as module
+    else:
+        from search.catalog import lexical_pg as module
+    return module
