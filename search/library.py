@@ -124,9 +124,20 @@ class Library:
                 preload.close()
             raise
 
+    def serve_from_shards(self, ray) -> None:
+        """Searches from here on go to shards on the Ray cluster `ray` is connected to
+        (`serve --ray`: search.index.fanout), built from the catalog's vectors."""
+        from search.index.fanout import ShardedStore
+
+        folder = self.settings.index_dir / "shards"
+        self.store = ShardedStore(self.catalog, folder, ray, self.settings.target_recall)
+        self.searcher.store = self.store
+
     def close(self) -> None:
         if self._preload is not None:
             self._preload.close()
+        if hasattr(self.store, "close"):
+            self.store.close()
         self.catalog.close()
 
     def __enter__(self) -> Library:
@@ -192,7 +203,7 @@ class Library:
 
     def status(self) -> LibraryStatus:
         serving = self.serving_model
-        manifest = self.catalog.manifest(serving) if serving else None
+        manifest = self.store.manifest(serving) if serving else None
         index = None
         if manifest is not None:
             index = IndexStatus(

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +166,19 @@ def test_a_cluster_run_gives_what_one_process_gives(folder, alone, cluster, tmp_
         assert by_path(lib).keys() == mine.keys()
         assert len(lib.catalog.vectors(lib.serving_model)[0]) == GOOD
         assert failures(lib) == failures(alone)
+        # `serve --ray`: the same library searched from shards, one a CPU of the cluster
+        # (recall tuned to 1.0 here: then the top 10 is one machine's exactly).
+        served = Library(lib.settings.with_(target_recall=1.0))
+        try:
+            served.serve_from_shards(ray)
+            for query in ("a red circle", "green and blue", "a photo"):
+                assert top10(served, query) == top10(alone, query)
+            index = served.status().index
+            assert index.kind == "sharded-ivf" and index.count == GOOD + 1  # two frames
+            # (Measured with float16 vectors and a video's frames sharing its id: ties.)
+            assert index.params["shards"] == 3 and index.recall_at_10 >= 0.99
+        finally:
+            served.close()
     finally:
         lib.close()
 
@@ -207,15 +221,24 @@ IMGSEARCH = shutil.which("imgsearch", path=os.path.dirname(sys.executable)) or "
 TINY = ["--model", "imgsearch-tiny", "--pretrained", "none", "--device", "cpu"]
 
 
-def imgsearch(home: Path, *args) -> subprocess.CompletedProcess:
+def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IMGSEARCH_", "RAY_"))}
+    return {**env, "HF_HUB_OFFLINE": "1"}
+
+
+def imgsearch(home: Path, *args) -> subprocess.CompletedProcess:
     return subprocess.run(
         [IMGSEARCH, "--home", str(home), *map(str, args)],
         capture_output=True,
         text=True,
-        env={**env, "HF_HUB_OFFLINE": "1"},
+        env=clean_env(),
         timeout=LIMIT_S - 20,
     )
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=LIMIT_S - 20) as reply:
+        return json.loads(reply.read())
 
 
 def test_index_ray_auto_starts_ray_for_the_run_and_stops_it(folder, tmp_path):
@@ -231,6 +254,34 @@ def test_index_ray_auto_starts_ray_for_the_run_and_stops_it(folder, tmp_path):
     assert report["added"] == report["embedded"] == 12 and report["failed"] == 0
     hits = imgsearch(tmp_path / "home", "search", "a red circle", "--json")
     assert hits.returncode == 0 and len(json.loads(hits.stdout)["results"]) == 10
+    assert _all_ray_processes() == before
+
+
+def test_serve_ray_auto_searches_shards_and_stops_ray(folder, tmp_path):
+    """`serve --ray auto`: the web API answers from shard actors on a Ray instance of its
+    own, which goes when the server stops."""
+    small = tmp_path / "small"
+    small.mkdir()
+    for path in sorted((folder / "sub1").glob("*.jpg"))[:20]:
+        shutil.copy(path, small / path.name)
+    home = tmp_path / "home"
+    assert imgsearch(home, "index", small, *TINY).returncode == 0
+    one_machine = json.loads(imgsearch(home, "search", "a red circle", "--json").stdout)
+    before = _all_ray_processes()
+    cmd = [IMGSEARCH, "--home", str(home), "serve", "--port", "0", "--ray", "auto"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        line = proc.stderr.readline()
+        assert "serving http://127.0.0.1:" in line, line
+        base = line.split("serving ", 1)[1].strip()
+        found = get_json(base + "api/search?q=a+red+circle&k=10")
+        assert [h["id"] for h in found["results"]] == [h["id"] for h in one_machine["results"]]
+        index = get_json(base + "api/status")["index"]
+        assert index["kind"] == "sharded-ivf" and index["count"] == 20
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        proc.stderr.close()
     assert _all_ray_processes() == before
 
 
@@ -254,12 +305,12 @@ def test_an_unreachable_cluster_is_one_clear_line_and_loses_nothing(folder, tmp_
 
 
 def test_without_the_extra_the_error_names_it(monkeypatch):
-    from indexer.cluster import rayrun
     from search.errors import ConfigError
+    from search.raycluster import load_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match=r"imgsearch\[cluster\]"):
-        rayrun._ray()
+        load_ray()
 
 
 def _all_ray_processes() -> int:

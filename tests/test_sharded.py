@@ -4,6 +4,7 @@ fanned out over shard actors, they answer as the index filled in one process doe
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,3 +108,61 @@ def test_rerank_with_stored_vectors_recovers_the_exact_top_10(built):
         ivf.nprobe = 8
     _, reranked = sharded.rerank(queries, candidates, vectors_of, 10)
     assert recall(reranked) >= 0.95 > recall(approximate)
+
+
+def test_a_sharded_store_follows_the_catalog_and_names_a_lost_shard(local_ray, tmp_path):
+    """search.index.fanout: built from the catalog's vectors, searched as exact search
+    does, a new generation when the catalog moves on (the old one's actors and files gone),
+    and a shard actor that does not answer is an error naming it."""
+    from datetime import datetime
+
+    from search.catalog.records import ImageData
+    from search.catalog.store import Catalog
+    from search.index.fanout import ShardedStore, ShardsUnavailable
+    from search.models.spec import ModelSpec
+
+    rng = np.random.default_rng(1)
+    cat = Catalog.open(tmp_path / "catalog.db")
+    root = cat.add_root("/p")
+    cat.ensure_model("m", ModelSpec("m"), 64)
+    when = datetime(2020, 1, 1)
+
+    def add(vectors: np.ndarray, start: int) -> None:
+        n = len(vectors)
+        images = [
+            ImageData(root.id, f"/p/{start + i}.jpg", 1, 1, str(start + i), 1, 1, None, when)
+            for i in range(n)
+        ]
+        cat.write_batch("m", images, vectors)
+
+    # Queries from the library's own distribution, not in it (as a typed query is new).
+    library = clustered(3530, rng)
+    add(library[:3000], 0)
+    store = ShardedStore(cat, tmp_path / "shards", local_ray, target_recall=0.95)
+    try:
+        first, index = store.get("m")
+        assert (first.kind, first.count, first.params["shards"]) == ("sharded-ivf", 3000, 2)
+        assert first.recall_at_10 >= 0.95 and first.params["nprobe"] < 32
+        ids, vectors = cat.vectors("m")
+        queries = library[3500:]
+        hits = [set(index.search(q, 10)[1].tolist()) for q in queries]
+        exact = [set(ids[np.argsort(-(vectors @ q))[:10]].tolist()) for q in queries]
+        assert np.mean([len(h & e) / 10 for h, e in zip(hits, exact)]) >= 0.9
+        # Scores are the exact cosines; a filter is honoured exactly.
+        scores, found = index.search(queries[0], 5, allowed=ids[:100])
+        assert set(found.tolist()) <= set(ids[:100].tolist())
+        position = {int(i): n for n, i in enumerate(ids)}
+        np.testing.assert_allclose(
+            scores, vectors[[position[int(i)] for i in found]] @ queries[0], atol=2e-3
+        )
+        add(library[3000:3500], 3000)  # another machine's index run
+        second, index = store.get("m")
+        assert (second.generation, second.count) == (2, 3500)
+        assert not Path(first.filename).exists() and Path(second.filename).is_dir()
+        local_ray.kill(index.g.fan.actors[1], no_restart=True)
+        with pytest.raises(ShardsUnavailable, match=r"shards \[1\] of 2 did not answer"):
+            index.search(queries[0], 10)
+    finally:
+        store.close()
+        cat.close()
+    assert not (tmp_path / "shards").exists() or not any((tmp_path / "shards").iterdir())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -27,16 +28,47 @@ def make_server(app, host: str, port: int):
     "--host", metavar="HOST", help="address to bind (default 127.0.0.1: this machine only)"
 )
 @click.option("--port", type=int, metavar="PORT", help="port (default 8765; 0 picks a free one)")
+@click.option(
+    "--ray",
+    metavar="ADDRESS",
+    help="search shards of the index on this Ray cluster ('auto': a Ray instance here; "
+    "default $IMGSEARCH_RAY)",
+)
 @click.pass_obj
-def serve_command(options: GlobalOptions, host: str | None, port: int | None) -> int:
+def serve_command(
+    options: GlobalOptions, host: str | None, port: int | None, ray: str | None
+) -> int:
+    settings = settings_from(options, host=host, port=port, ray=ray)
+    with _on_ray(settings.ray) as cluster:
+        return _serve(settings, cluster)
+
+
+@contextlib.contextmanager
+def _on_ray(address: str):
+    """The ray module connected to `address` for the server's life; None without one."""
+    if not address:
+        yield None
+        return
+    from search.raycluster import connect, load_ray
+
+    ray = load_ray()
+    connect(ray, address)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _serve(settings, cluster) -> int:
     from search.library import Library
     from webui import create_app
 
-    settings = settings_from(options, host=host, port=port)
     # A page of thumbnails briefly queues requests behind the worker threads; for one
     # user's browser that is expected, not worth a warning per page.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     with Library(settings) as lib:
+        if cluster is not None:
+            lib.serve_from_shards(cluster)
         app = create_app(library=lib)
         server = make_server(app, settings.host, settings.port)
         bound = server.effective_host

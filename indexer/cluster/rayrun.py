@@ -22,10 +22,8 @@ cache): the actors load the model from the same source as the driver.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,10 +35,9 @@ import pyarrow.parquet as pq
 from indexer.cluster.shards import shard_batch, shard_table, work_items, work_table
 from indexer.sync.backoff import Backoff
 from indexer.sync.pipeline import PipelineCounts, VideoOptions, WorkItem, embed_batch, make_decoder
-from search.errors import ConfigError
 from search.models.spec import ModelSource
+from search.raycluster import connect, load_ray
 
-MISSING = "indexing on a Ray cluster needs the cluster extra: pip install 'imgsearch[cluster]'"
 RUNS = "cluster-runs"  # in the library folder: the latest run's work list and shards
 
 
@@ -95,10 +92,10 @@ def embed_on_ray(
 ) -> PipelineCounts:
     """Embed `work` on the cluster at `address` ("auto": a Ray instance started here for
     the run), committing each shard through `write` (CatalogWriter.write) as it arrives."""
-    ray = _ray()
+    ray = load_ray()
     started = not ray.is_initialized()
     if started:
-        _connect(ray, address)
+        connect(ray, address)
     try:
         return _run(ray, work, setup, run_dir, write, progress)
     finally:
@@ -162,41 +159,3 @@ def commit_run(run_dir: Path, write: Callable) -> int:
 
 def run_folder(home: Path) -> Path:
     return home / RUNS / time.strftime(f"%Y%m%d-%H%M%S-{os.getpid()}")
-
-
-def _ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError(MISSING) from exc
-    return ray
-
-
-def _connect(ray, address: str) -> None:
-    # Ray's own notes (token set-up, the job's plan and timings) are not the user's
-    # business; its errors still show. The run's progress is imgsearch's bar.
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "error"}
-    try:
-        if address == "auto":
-            ray.init(**quiet)  # a Ray instance of this machine's cores, for this run
-        else:
-            _reachable(address)
-            ray.init(address=address, **quiet)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
-
-
-def _reachable(address: str) -> None:
-    """Ray waits minutes for a head that is not there: a mistyped address is told at once."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not port.isdigit():
-        return  # not host:port: Ray's own parsing says what is wrong
-    try:
-        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
-    except OSError as exc:
-        raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}") from exc

@@ -28,10 +28,10 @@ class MissingShards(RuntimeError):
 
 
 def train(sample: np.ndarray, nlist: int, pq_m: int) -> faiss.Index:
-    """An empty IVF-PQ index (inner product over unit vectors) trained on `sample`."""
-    index = faiss.index_factory(
-        sample.shape[1], f"IVF{nlist},PQ{pq_m}x8", faiss.METRIC_INNER_PRODUCT
-    )
+    """An empty IVF index (inner product over unit vectors) trained on `sample`: its vectors
+    product-quantised to `pq_m` bytes, or with `pq_m` 0 kept whole."""
+    codes = f"PQ{pq_m}x8" if pq_m else "Flat"
+    index = faiss.index_factory(sample.shape[1], f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
     return index
 
@@ -132,6 +132,14 @@ class FanOut:
         self.ray = ray
         actor = ray.remote(num_cpus=0)(ShardServer)
         self.actors = [actor.remote(str(p), nprobe) for p in shard_paths]
+
+    def tune(self, nprobe: int) -> None:
+        self.ray.get([a.tune.remote(nprobe) for a in self.actors])
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
 
     def search(
         self, queries: np.ndarray, k: int, *, timeout: float = 30.0, strict: bool = True

@@ -143,6 +143,10 @@ class IndexStore:
         params = {**(old.params or {}), **index.updated_params(), "updates": updates}
         return BuiltIndex(index, params, old.recall_at_10)
 
+    def manifest(self, model_id: str) -> Manifest | None:
+        """What the index of a model is (None: none built yet)."""
+        return self.catalog.manifest(model_id)
+
     def is_current(self, model_id: str) -> bool:
         manifest = self.catalog.manifest(model_id)
         return manifest is not None and self._fresh(manifest)
