@@ -135,3 +135,24 @@ def test_a_bad_catalog_url_is_one_line_and_touches_nothing(tmp_path, pg_server):
         assert len(lines) == 1 and says in lines[0], proc.stderr
         assert "secret" not in proc.stderr and "Traceback" not in proc.stderr
     assert not (home / "catalog.db").exists()
+
+
+def test_one_index_run_at_a_time_on_a_shared_catalog(pg_url, tmp_path):
+    """Two machines (here: two library folders) indexing into one PostgreSQL catalog: the
+    second is refused in one line while the first runs, and adds nothing."""
+    from search.catalog.store import Catalog
+
+    photos = tmp_path / "photos"
+    for i in range(3):
+        make_jpeg(photos / f"{i}.jpg", i)
+    first = Catalog.open(pg_url)
+    try:
+        with first.index_run_lock():  # machine A's run, in progress
+            proc = run("--home", tmp_path / "b", "--catalog", pg_url, "index", photos, check=False)
+            assert proc.returncode == 1
+            assert proc.stderr.count("\n") == 1 and "another `imgsearch index`" in proc.stderr
+            assert first.image_count() == 0
+        run("--home", tmp_path / "b", "--catalog", pg_url, "index", photos)  # A has finished
+        assert first.image_count() == 3
+    finally:
+        first.close()

@@ -86,7 +86,7 @@ def sync(
     for p in paths:
         if not os.path.isdir(p):
             raise ConfigError(f"{p}: not a folder")
-    with lib.lock:
+    with lib.lock, lib.catalog.index_run_lock():
         reads_text = lib.reads_text()  # before anything is written: the extra may be missing
         reader = TextReader() if reads_text else None  # its engines serve both passes
         textless = None if reader is None else textless_check(reader)

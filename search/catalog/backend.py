@@ -7,7 +7,8 @@ statements written for SQLite (with "?" parameters) reach PostgreSQL through `ex
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -15,7 +16,7 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from search.errors import ConfigError
+from search.errors import ConfigError, ImgsearchError
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 POSTGRES_MISSING = (
@@ -24,6 +25,7 @@ POSTGRES_MISSING = (
 # Any fixed number: the key of the advisory lock that serialises schema changes on
 # PostgreSQL, as BEGIN IMMEDIATE does on SQLite.
 _SCHEMA_LOCK = 71302024
+_RUN_LOCK = 71302025  # held by an index run, on PostgreSQL
 
 
 def catalog_url(target: Path | str) -> str:
@@ -88,6 +90,30 @@ def lock_schema(conn) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+
+
+@contextlib.contextmanager
+def index_run_lock(engine: Engine) -> Iterator[None]:
+    """One index run at a time on a PostgreSQL catalog, whichever machine runs it (the
+    library folder's file lock only sees its own machine's). A session lock on a
+    connection of its own: released with the run, or by the server when the process dies.
+    On SQLite the file lock beside the catalog is the whole story."""
+    if engine.dialect.name != POSTGRESQL:
+        yield
+        return
+    with engine.connect() as conn:
+        held = conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({_RUN_LOCK})").scalar()
+        conn.commit()  # the lock outlives the transaction; an open one would idle for hours
+        if not held:
+            raise ImgsearchError(
+                "another `imgsearch index` is running on this catalog (another machine, "
+                "or another library folder); wait for it to finish"
+            )
+        try:
+            yield
+        finally:
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_RUN_LOCK})")
+            conn.commit()
 
 
 def tables(conn) -> list[str]:

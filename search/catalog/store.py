@@ -178,6 +178,10 @@ class Catalog:
     def close(self) -> None:
         self.engine.dispose()
 
+    def index_run_lock(self):
+        """Held for an index run: one at a time on a catalog several machines share."""
+        return backend.index_run_lock(self.engine)
+
     def _tx(self) -> Session:
         return self._session.begin()  # type: ignore[return-value]
 
