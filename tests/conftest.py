@@ -20,7 +20,10 @@ TINY = {"model": "imgsearch-tiny", "pretrained": "none"}
 def pytest_generate_tests(metafunc) -> None:
     """A module with `BOTH_CATALOGS = True` runs each test whose library comes from the
     `settings` fixture twice: on SQLite and on PostgreSQL (issue 17)."""
-    if getattr(metafunc.module, "BOTH_CATALOGS", False) and "settings" in metafunc.fixturenames:
+    both = getattr(metafunc.module, "BOTH_CATALOGS", False)
+    if both and "settings" in metafunc.fixturenames:
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            return
         metafunc.parametrize("catalog_backend", ["sqlite", "postgresql"], indirect=True)
 
 

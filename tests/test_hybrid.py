@@ -241,6 +241,9 @@ def test_hostile_query_text_through_the_api_is_never_a_500(library_with_words, m
         assert page.status_code == 200
 
 
+# The command line's own handling; on PostgreSQL the same text goes through the API test
+# above and tests/test_lexical_pg.py (twelve command runs cost 40 s a catalog).
+@pytest.mark.sqlite_only
 def test_hostile_query_text_on_the_command_line(library_with_words):
     from test_cli import run
 
