@@ -38,6 +38,10 @@ RERANK = 100
 PQ_FROM = 20_000
 PQ_BYTES = 64
 SAMPLE = 100_000  # vectors the coarse (and product) quantisers are trained on
+# A later generation reuses the trained quantisers (training is most of a build: 114 s of
+# 2 cores at 200,000 vectors, bench/BENCHMARKS.md) until the library has grown past this
+# factor of what they were trained for.
+RETRAIN_GROWTH = 2.0
 TUNE_QUERIES = 200
 KIND = "sharded-ivf"
 
@@ -63,6 +67,8 @@ class Generation:
     fan: sharded.FanOut
     nprobe: int
     recall_at_10: float
+    trained: sharded.faiss.Index  # the empty trained index its shards were filled from
+    trained_for: int  # how many vectors it was trained for
 
 
 class ShardedIndex:
@@ -175,7 +181,9 @@ class ShardedStore:
         old = self._loaded.get(model_id)
         generation = old[0].generation + 1 if old else 1
         folder = self.folder / f"{model_id.replace('/', '_')}.{generation}"
-        index = ShardedIndex(build(self.ray, ids, vectors, folder, self.target_recall))
+        previous = None if old is None else old[1].g
+        g = build(self.ray, ids, vectors, folder, self.target_recall, previous)
+        index = ShardedIndex(g)
         manifest = Manifest(
             model_id,
             generation,
@@ -191,18 +199,28 @@ class ShardedStore:
         return manifest, index
 
 
-def build(ray, ids: np.ndarray, vectors: np.ndarray, folder: Path, target: float) -> Generation:
-    """Train, fill one shard per cluster CPU by Ray tasks, start the shard actors, keep the
+def build(
+    ray,
+    ids: np.ndarray,
+    vectors: np.ndarray,
+    folder: Path,
+    target: float,
+    previous: Generation | None = None,
+) -> Generation:
+    """Train (or take `previous`'s trained quantisers while the library has not outgrown
+    them), fill one shard per cluster CPU by Ray tasks, start the shard actors, keep the
     vectors beside them, and tune nprobe to `target` recall@10 against exact search."""
     if len(ids) == 0:
         raise ShardsUnavailable("nothing is indexed yet: run `imgsearch index FOLDER` first")
     folder.mkdir(parents=True, exist_ok=True)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
-    rng = np.random.default_rng(0)
-    sample = vectors[rng.permutation(n)[:SAMPLE]]
-    pq = n >= PQ_FROM and dim % PQ_BYTES == 0
-    trained = sharded.train(sample, nlist_for(n), PQ_BYTES if pq else 0)
+    if previous is not None and n <= RETRAIN_GROWTH * previous.trained_for:
+        trained, trained_for = previous.trained, previous.trained_for
+    else:
+        sample = vectors[np.random.default_rng(0).permutation(n)[:SAMPLE]]
+        pq = n >= PQ_FROM and dim % PQ_BYTES == 0
+        trained, trained_for = sharded.train(sample, nlist_for(n), PQ_BYTES if pq else 0), n
     shards = max(1, min(int(ray.cluster_resources().get("CPU", 1)), n))
     bounds = np.linspace(0, n, shards + 1).astype(np.int64)
     parts = [(ids[a:b], vectors[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
@@ -213,7 +231,7 @@ def build(ray, ids: np.ndarray, vectors: np.ndarray, folder: Path, target: float
     stored[:] = vectors
     stored.flush()
     fan = sharded.FanOut(ray, paths, nprobe=1)
-    generation = Generation(folder, ids, stored, fan, 1, 0.0)
+    generation = Generation(folder, ids, stored, fan, 1, 0.0, trained, trained_for)
     _tune(generation, vectors, target, sharded.faiss.extract_index_ivf(trained).nlist)
     return generation
 
@@ -224,7 +242,9 @@ def _tune(g: Generation, vectors: np.ndarray, target: float, nlist: int) -> None
     search.index.ann tunes with library vectors held out."""
     index = ShardedIndex(g)
     rows = np.linspace(0, len(vectors) - 1, min(TUNE_QUERIES, len(vectors))).astype(np.int64)
-    truth = [_best(np.delete(g.ids, r), np.delete(vectors, r, 0) @ vectors[r], 10)[1] for r in rows]
+    scores = vectors @ vectors[rows].T  # (n, queries): one pass over the library
+    scores[rows, np.arange(len(rows))] = -np.inf  # each query left out of its own truth
+    truth = [_best(g.ids, scores[:, j], 10)[1] for j in range(len(rows))]
     nprobe = 1
     while True:
         g.fan.tune(nprobe)
