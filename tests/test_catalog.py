@@ -750,3 +750,79 @@ def test_captions_add_and_list(cat) -> None:
     with pytest.raises(NotFound):
         cat.add_caption(max(a, b) + 100, "nobody")
     assert len(cat.captions()) == 3
+
+
+def test_postgresql_a_newer_catalog_is_refused_and_not_modified(pg_url) -> None:
+    cat = Catalog.open(pg_url)
+    root = prepared(cat)
+    cat.write_batch(MODEL, [img(root, "/photos/a.jpg")], unit_vectors(1))
+    with cat.engine.begin() as conn:
+        conn.exec_driver_sql("update alembic_version set version_num = '9999_future'")
+    cat.close()
+    for _ in range(2):  # refused every time, not only the first
+        with pytest.raises(CatalogError, match="newer.*9999_future"):
+            Catalog.open(pg_url)
+    from search.catalog.backend import make_engine
+
+    engine = make_engine(pg_url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("select version_num from alembic_version").all() == [
+            ("9999_future",)
+        ]
+        assert conn.exec_driver_sql("select count(*) from embeddings").scalar() == 1
+    engine.dispose()
+
+
+def test_postgresql_two_processes_opening_a_new_catalog_at_once_both_succeed(pg_url) -> None:
+    """As the SQLite test above, with PostgreSQL's advisory lock as the gate: both processes
+    read that the catalog is new and wait for the schema lock, then go together."""
+    from search.catalog.backend import _SCHEMA_LOCK, make_engine
+
+    repo = Path(__file__).resolve().parent.parent
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(repo)!r})
+        import alembic.command, alembic.config, alembic.runtime.migration, alembic.script
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+        from search.catalog.store import Catalog
+
+        @event.listens_for(Engine, "before_cursor_execute")
+        def first_write(conn, cursor, statement, *args):
+            if "pg_advisory_xact_lock" in statement:
+                print("writing", flush=True)  # read that the catalog is new; now waits
+
+        print("ready", flush=True)
+        try:
+            Catalog.open({pg_url!r}).close()
+            print("ok", flush=True)
+        except Exception as exc:
+            print("ERR", str(exc).splitlines()[0], flush=True)
+        """
+    )
+    gate_engine = make_engine(pg_url)
+    gate = gate_engine.connect()
+    gate.exec_driver_sql(f"SELECT pg_advisory_lock({_SCHEMA_LOCK})")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "writing"
+    finally:
+        gate.exec_driver_sql(f"SELECT pg_advisory_unlock({_SCHEMA_LOCK})")
+        gate.close()
+        gate_engine.dispose()
+        outputs = [proc.communicate(timeout=60)[0].strip() for proc in procs]
+    assert outputs == ["ok", "ok"]
+    cat = Catalog.open(pg_url)
+    try:
+        assert cat.roots() == []
+        with cat.engine.connect() as conn:
+            assert conn.exec_driver_sql("select count(*) from alembic_version").scalar() == 1
+    finally:
+        cat.close()
