@@ -59,7 +59,10 @@ def demo_command(
     print(f"generated {len(train_samples)} + {len(held_samples)} captioned images in {out}")
 
     home = Path(options.home).absolute() if options.home else out / "library"
-    base = settings_from(options, model="imgsearch-tiny", pretrained="none").with_(home=home)
+    # A library of its own, in SQLite: never a shared catalog named by IMGSEARCH_CATALOG.
+    base = settings_from(options, model="imgsearch-tiny", pretrained="none").with_(
+        home=home, catalog=""
+    )
     with Library(base) as lib:
         source = lib.resolve(lib.active_spec())
         # The one model of the run: it is evaluated untrained, then trained in place.

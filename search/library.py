@@ -130,7 +130,13 @@ class Library:
         from search.index.fanout import ShardedStore
 
         folder = self.settings.index_dir / "shards"
-        self.store = ShardedStore(self.catalog, folder, ray, self.settings.target_recall)
+        self.store = ShardedStore(
+            self.catalog,
+            folder,
+            ray,
+            self.settings.target_recall,
+            busy=lambda: self.lock.held_elsewhere() or self.catalog.index_run_active(),
+        )
         self.searcher.store = self.store
 
     def close(self) -> None:
@@ -227,7 +233,7 @@ class Library:
             active_model=self.active_spec(),
             serving_model=serving,
             index=index,
-            indexing=self.lock.held_elsewhere(),
+            indexing=self.lock.held_elsewhere() or self.catalog.index_run_active(),
         )
 
     def resolve(self, spec: ModelSpec) -> ModelSource:

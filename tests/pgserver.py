@@ -48,6 +48,13 @@ class Server:
         subprocess.run(prefix + list(args), check=True, capture_output=True, timeout=120)
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # and the folder goes
+            raise
+
+    def _start(self) -> None:
         if os.getuid() == 0:
             shutil.chown(self.folder, "postgres")
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "imgsearch")

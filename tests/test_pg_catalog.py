@@ -128,6 +128,15 @@ def test_a_second_process_serving_the_same_catalog_follows_new_index_runs(pg_url
         proc.terminate()
         proc.wait(10)
         proc.stderr.close()
+    # Each machine's index files and their manifest are its own; the shared catalog names
+    # none (a row there would name a file only one machine has).
+    for home in (a_home, b_home):
+        assert len(list((home / "index").glob("*.manifest.json"))) == 1
+    catalog = Catalog.open(pg_url)
+    try:
+        assert catalog.manifest(catalog.get_setting("serving_model")) is None
+    finally:
+        catalog.close()
 
 
 def test_a_bad_catalog_url_is_one_line_and_touches_nothing(tmp_path, pg_server):
@@ -135,6 +144,9 @@ def test_a_bad_catalog_url_is_one_line_and_touches_nothing(tmp_path, pg_server):
     for url, says in [
         ("mysql://x@localhost/db", "not supported"),
         ("no url at all", "not a database URL"),
+        ("postgresql//me:secret@db/x", "not a database URL"),  # a colon missing
+        ("postgresql://me:secret@db:port/x", "not a database URL"),
+        ("postgresql+pg8000://me:secret@db/x", "driver is not supported"),
         # A port nothing listens on: refused at once, named without its password.
         (
             pg_server.url()

@@ -14,7 +14,7 @@ from types import ModuleType
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from search.errors import ConfigError, ImgsearchError
 
@@ -26,6 +26,7 @@ POSTGRES_MISSING = (
 # PostgreSQL, as BEGIN IMMEDIATE does on SQLite.
 _SCHEMA_LOCK = 71302024
 _RUN_LOCK = 71302025  # held by an index run, on PostgreSQL
+_held_here = [0]  # runs of this process holding it (its own run is not "another machine's")
 
 
 def catalog_url(target: Path | str) -> str:
@@ -36,15 +37,23 @@ def catalog_url(target: Path | str) -> str:
 def make_engine(target: Path | str) -> Engine:
     url = catalog_url(target)
     try:
-        dialect = make_url(url).get_backend_name()
-    except ArgumentError:
-        raise ConfigError(f"--catalog: {url!r} is not a database URL") from None
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        # Not echoed: a mistyped URL may still hold a password.
+        raise ConfigError(
+            "--catalog: not a database URL (expected postgresql://USER@HOST/DATABASE)"
+        ) from None
+    dialect = parsed.get_backend_name()
     if dialect == SQLITE:
         return _sqlite_engine(url)
     if dialect != POSTGRESQL:
         raise ConfigError(f"--catalog: {dialect} is not supported (sqlite or postgresql)")
-    if make_url(url).get_driver_name() in ("psycopg2", "postgresql"):  # psycopg 3 is the one
-        url = str(make_url(url).set(drivername="postgresql+psycopg"))
+    if parsed.get_driver_name() not in ("psycopg", "psycopg2", "postgresql"):
+        raise ConfigError(
+            f"--catalog: the {parsed.get_driver_name()} driver is not supported: "
+            "use postgresql:// (psycopg 3)"
+        )
+    url = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, whatever was named
     try:
         # pre_ping: a server restarted since the last query is found before a query fails.
         return create_engine(url, pool_pre_ping=True)
@@ -109,11 +118,25 @@ def index_run_lock(engine: Engine) -> Iterator[None]:
                 "another `imgsearch index` is running on this catalog (another machine, "
                 "or another library folder); wait for it to finish"
             )
+        _held_here[0] += 1
         try:
             yield
         finally:
-            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_RUN_LOCK})")
-            conn.commit()
+            _held_here[0] -= 1
+            # A connection lost during the run (a server restart) took the lock with it.
+            with contextlib.suppress(DBAPIError):
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_RUN_LOCK})")
+                conn.commit()
+
+
+def index_run_active(engine: Engine) -> bool:
+    """Whether another process's index run (any machine's) holds a PostgreSQL catalog's
+    run lock: readers then serve the index they have rather than rebuild at each commit."""
+    if engine.dialect.name != POSTGRESQL or _held_here[0]:
+        return False
+    with engine.connect() as conn:
+        sql = f"SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND objid = {_RUN_LOCK}"
+        return conn.exec_driver_sql(sql).first() is not None
 
 
 def tables(conn) -> list[str]:

@@ -41,6 +41,8 @@ def _stored(value: datetime) -> str:
 
 
 class CatalogReader:
+    dialect = "sqlite"
+
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._conn = conn
@@ -81,6 +83,9 @@ class CatalogReader:
 
             self._full = Catalog.open(self.path)
         return getattr(self._full, name)
+
+    def index_run_active(self) -> bool:
+        return False  # a SQLite catalog's runs are seen by the library folder's file lock
 
     def _one(self, sql: str, *args):
         return self._conn.execute(sql, args).fetchone()

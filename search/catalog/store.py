@@ -182,6 +182,10 @@ class Catalog:
         """Held for an index run: one at a time on a catalog several machines share."""
         return backend.index_run_lock(self.engine)
 
+    def index_run_active(self) -> bool:
+        """Another process's index run holds a shared catalog (SQLite: see IndexLock)."""
+        return backend.index_run_active(self.engine)
+
     def _tx(self) -> Session:
         return self._session.begin()  # type: ignore[return-value]
 

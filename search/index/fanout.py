@@ -16,7 +16,9 @@ partial answer.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,12 +103,19 @@ class ShardedIndex:
             # of the library, which a probe of a few lists could miss.
             rows = np.flatnonzero(np.isin(self.g.ids, np.asarray(allowed, dtype=np.int64)))
             return _best(self.g.ids[rows], self.g.vectors[rows] @ q, k)
-        depth = max(k, RERANK)
-        try:
-            answer = self.g.fan.search(q[None, :], depth, strict=True)
-        except sharded.MissingShards as exc:
-            raise ShardsUnavailable(f"search unavailable: {exc} (serve --ray)") from exc
-        candidates = np.unique(answer.ids[0][answer.ids[0] >= 0])
+        depth = min(max(k, RERANK), len(self))
+        while True:
+            try:
+                answer = self.g.fan.search(q[None, :], depth, strict=True)
+            except sharded.MissingShards as exc:
+                raise ShardsUnavailable(f"search unavailable: {exc} (serve --ray)") from exc
+            found = answer.ids[0][answer.ids[0] >= 0]
+            candidates = np.unique(found)
+            # A video's frames each take a place: read deeper for k distinct ids, unless
+            # the shards had no more to give.
+            if len(candidates) >= k or len(found) < depth or depth >= len(self):
+                break
+            depth = min(4 * depth, len(self))
         # Every stored vector of each candidate (a video's frames), scored exactly.
         lo = np.searchsorted(self.g.ids, candidates, "left")
         hi = np.searchsorted(self.g.ids, candidates, "right")
@@ -133,12 +142,25 @@ class ShardedStore:
     """search.index.store.IndexStore's role for `serve --ray`: a model's index, current
     with the catalog, here as shards on the cluster."""
 
-    def __init__(self, catalog: Catalog, folder: Path, ray, target_recall: float) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        folder: Path,
+        ray,
+        target_recall: float,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """`busy`: whether an index run is writing (then the loaded generation is served
+        as is, as IndexStore does, rather than rebuilt at every commit of the run)."""
         self.catalog = catalog
         self.folder = folder
         self.ray = ray
         self.target_recall = target_recall
+        self.busy = busy
         self._loaded: dict[str, tuple[Manifest, ShardedIndex]] = {}
+        # The generation before the loaded one, kept until the next swap: a search that
+        # took it just before a swap still finds its actors.
+        self._previous: dict[str, ShardedIndex] = {}
         self._lock = threading.Lock()
 
     def manifest(self, model_id: str) -> Manifest | None:
@@ -151,7 +173,8 @@ class ShardedStore:
 
     def get(self, model_id: str) -> tuple[Manifest, ShardedIndex]:
         with self._lock:  # one build at a time; later callers find it done
-            if not self.is_current(model_id):
+            held = model_id in self._loaded
+            if not self.is_current(model_id) and not (held and self.busy()):
                 self._swap(model_id, self._build(model_id))
             return self._loaded[model_id]
 
@@ -161,15 +184,19 @@ class ShardedStore:
             return self._loaded[model_id][0]
 
     def close(self) -> None:
-        for _, index in self._loaded.values():
-            self._retire(index)
-        self._loaded.clear()
+        with self._lock:
+            for index in [i for _, i in self._loaded.values()] + list(self._previous.values()):
+                self._retire(index)
+            self._loaded.clear()
+            self._previous.clear()
 
     def _swap(self, model_id: str, built: tuple[Manifest, ShardedIndex]) -> None:
         old = self._loaded.get(model_id)
         self._loaded[model_id] = built
+        if (gone := self._previous.pop(model_id, None)) is not None:
+            self._retire(gone)
         if old is not None:
-            self._retire(old[1])
+            self._previous[model_id] = old[1]
 
     def _retire(self, index: ShardedIndex) -> None:
         index.g.fan.close()
@@ -180,7 +207,10 @@ class ShardedStore:
         ids, vectors = self.catalog.index_vectors(model_id)
         old = self._loaded.get(model_id)
         generation = old[0].generation + 1 if old else 1
-        folder = self.folder / f"{model_id.replace('/', '_')}.{generation}"
+        # A folder of this process's own: two servers of one library folder never share one.
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{model_id.replace('/', '_')}.{generation}-"
+        folder = Path(tempfile.mkdtemp(prefix=name, dir=self.folder))
         previous = None if old is None else old[1].g
         g = build(self.ray, ids, vectors, folder, self.target_recall, previous)
         index = ShardedIndex(g)
@@ -224,16 +254,25 @@ def build(
     shards = max(1, min(int(ray.cluster_resources().get("CPU", 1)), n))
     bounds = np.linspace(0, n, shards + 1).astype(np.int64)
     parts = [(ids[a:b], vectors[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    paths = sharded.write_shards(sharded.fill_on_ray(ray, trained, parts), folder)
-    stored = np.lib.format.open_memmap(
-        folder / "vectors.f16.npy", mode="w+", dtype=np.float16, shape=(n, dim)
-    )
-    stored[:] = vectors
-    stored.flush()
-    fan = sharded.FanOut(ray, paths, nprobe=1)
-    generation = Generation(folder, ids, stored, fan, 1, 0.0, trained, trained_for)
-    _tune(generation, vectors, target, sharded.faiss.extract_index_ivf(trained).nlist)
-    return generation
+    fan = None
+    try:
+        # The shards go to their actors through the object store, so an actor may run on
+        # any node; the vectors for re-ranking stay with this process.
+        shards = sharded.fill_on_ray(ray, trained, parts)
+        stored = np.lib.format.open_memmap(
+            folder / "vectors.f16.npy", mode="w+", dtype=np.float16, shape=(n, dim)
+        )
+        stored[:] = vectors
+        stored.flush()
+        fan = sharded.FanOut(ray, shards, nprobe=1)
+        generation = Generation(folder, ids, stored, fan, 1, 0.0, trained, trained_for)
+        _tune(generation, vectors, target, sharded.faiss.extract_index_ivf(trained).nlist)
+        return generation
+    except BaseException:
+        if fan is not None:
+            fan.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _tune(g: Generation, vectors: np.ndarray, target: float, nlist: int) -> None:
@@ -243,7 +282,8 @@ def _tune(g: Generation, vectors: np.ndarray, target: float, nlist: int) -> None
     index = ShardedIndex(g)
     rows = np.linspace(0, len(vectors) - 1, min(TUNE_QUERIES, len(vectors))).astype(np.int64)
     scores = vectors @ vectors[rows].T  # (n, queries): one pass over the library
-    scores[rows, np.arange(len(rows))] = -np.inf  # each query left out of its own truth
+    for j, r in enumerate(rows):  # each query left out of its own truth (a video: all frames)
+        scores[g.ids == g.ids[r], j] = -np.inf
     truth = [_best(g.ids, scores[:, j], 10)[1] for j in range(len(rows))]
     nprobe = 1
     while True:

@@ -106,10 +106,14 @@ def rerank(
 
 
 class ShardServer:
-    """A Ray actor holding one shard, memory-mapped."""
+    """A Ray actor holding one shard: a file memory-mapped (on a node that sees it), or
+    the shard itself, sent through the object store (any node)."""
 
-    def __init__(self, path: str, nprobe: int) -> None:
-        self.index = open_shard(Path(path), nprobe)
+    def __init__(self, shard: str | np.ndarray, nprobe: int) -> None:
+        if isinstance(shard, str):
+            self.index = open_shard(Path(shard), nprobe)
+        else:
+            self.index = _probing(faiss.deserialize_index(shard), nprobe)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search(queries, k)
@@ -128,10 +132,12 @@ class Answer:
 class FanOut:
     """One query sent to every shard's actor, the best `k` of their answers kept."""
 
-    def __init__(self, ray, shard_paths: Sequence[Path], nprobe: int) -> None:
+    def __init__(self, ray, shards: Sequence[Path | np.ndarray], nprobe: int) -> None:
+        """`shards`: files (memory-mapped where the actor runs: a path every node sees) or
+        serialised shards (sent to whichever node the actor lands on)."""
         self.ray = ray
         actor = ray.remote(num_cpus=0)(ShardServer)
-        self.actors = [actor.remote(str(p), nprobe) for p in shard_paths]
+        self.actors = [actor.remote(str(s) if isinstance(s, Path) else s, nprobe) for s in shards]
 
     def tune(self, nprobe: int) -> None:
         self.ray.get([a.tune.remote(nprobe) for a in self.actors])
@@ -145,6 +151,8 @@ class FanOut:
         self, queries: np.ndarray, k: int, *, timeout: float = 30.0, strict: bool = True
     ) -> Answer:
         ray = self.ray
+        if not self.actors:
+            raise MissingShards("the index's shards were closed")
         refs = [a.search.remote(queries, k) for a in self.actors]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
         done = set(ready)

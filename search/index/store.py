@@ -13,15 +13,17 @@ one indexed query.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from search.catalog.records import Manifest, utcnow
-from search.diskfiles import remove_dead_temps
+from search.diskfiles import remove_dead_temps, replacing
 from search.errors import storage_failure
 from search.index.ann import EXACT, BuiltIndex, IndexPolicy, build_index, choose_factory
 from search.index.lock import IndexLock
@@ -60,6 +62,31 @@ def _manifest(
     )
 
 
+class FolderManifests:
+    """Manifests kept beside the index files, one JSON file a model: for a catalog several
+    machines share, where each machine's files are its own (a manifest row in the shared
+    catalog would name a file only one machine has, and each would rebuild the other's)."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = index_dir
+
+    def _path(self, model_id: str) -> Path:
+        return self.index_dir / f"{_slug(model_id)}.manifest.json"
+
+    def manifest(self, model_id: str) -> Manifest | None:
+        try:
+            doc = json.loads(self._path(model_id).read_text(encoding="utf-8"))
+            doc["built_at"] = datetime.fromisoformat(doc["built_at"])
+            return Manifest(**doc)
+        except (OSError, ValueError, TypeError, KeyError):
+            return None  # none yet, or damaged: the index is built again
+
+    def set_manifest(self, manifest: Manifest) -> None:
+        doc = {**vars(manifest), "built_at": manifest.built_at.isoformat()}
+        with replacing(self._path(manifest.model_id)) as tmp:
+            tmp.write_text(json.dumps(doc), encoding="utf-8")
+
+
 class IndexStore:
     def __init__(
         self,
@@ -70,6 +97,10 @@ class IndexStore:
     ) -> None:
         self.catalog = catalog
         self.index_dir = index_dir
+        # Where the manifests live: the catalog, which a SQLite library's files go with;
+        # beside the files for a database server's catalog (FolderManifests).
+        shared = getattr(catalog, "dialect", "sqlite") != "sqlite"
+        self.manifests = FolderManifests(index_dir) if shared else catalog
         self.lock = lock
         self.policy = policy or IndexPolicy()
         # Readers in several threads (the web UI) share one loaded index per model.
@@ -83,7 +114,7 @@ class IndexStore:
         # One at a time: web UI threads that all find the index stale must not each build
         # it (and race for the next generation's file name); the later ones find it done.
         with self._build_lock:
-            current = self.catalog.manifest(model_id)
+            current = self.manifests.manifest(model_id)
             if not full and current is not None and self._fresh(current):
                 with self._mutex:
                     cached = self._loaded.get(model_id)
@@ -103,7 +134,7 @@ class IndexStore:
         remove_dead_temps(self.index_dir)
         checksum = index.save(self.index_dir / filename)
         manifest = _manifest(model_id, generation, filename, checksum, revision, built)
-        self.catalog.set_manifest(manifest)
+        self.manifests.set_manifest(manifest)
         if old and old.filename != filename:
             # Readers that loaded the old file hold it in memory; the file itself can go.
             (self.index_dir / old.filename).unlink(missing_ok=True)
@@ -145,10 +176,10 @@ class IndexStore:
 
     def manifest(self, model_id: str) -> Manifest | None:
         """What the index of a model is (None: none built yet)."""
-        return self.catalog.manifest(model_id)
+        return self.manifests.manifest(model_id)
 
     def is_current(self, model_id: str) -> bool:
-        manifest = self.catalog.manifest(model_id)
+        manifest = self.manifests.manifest(model_id)
         return manifest is not None and self._fresh(manifest)
 
     def get(self, model_id: str) -> tuple[Manifest, VectorIndex]:
@@ -160,7 +191,7 @@ class IndexStore:
         snapshot can miss new images but never names the wrong one.
         """
         for _ in range(3):
-            manifest = self.catalog.manifest(model_id)
+            manifest = self.manifests.manifest(model_id)
             if manifest is None or not (self._fresh(manifest) or self._busy()):
                 break
             with self._mutex:
@@ -187,7 +218,7 @@ class IndexStore:
         return manifest, self._loaded[model_id][1]
 
     def _unsaved(self, model_id: str) -> tuple[Manifest, VectorIndex]:
-        old = self.catalog.manifest(model_id)
+        old = self.manifests.manifest(model_id)
         ids, vectors = self.catalog.index_vectors(model_id)
         built = build_index(ids, vectors, self.policy)
         revision = self.catalog.model_revision(model_id)
@@ -198,7 +229,10 @@ class IndexStore:
         return manifest.revision == self.catalog.model_revision(manifest.model_id)
 
     def _busy(self) -> bool:
-        return self.lock is not None and self.lock.held_elsewhere()
+        """An index run is writing: this machine's (the file lock) or, on a shared
+        catalog, another machine's."""
+        held = self.lock is not None and self.lock.held_elsewhere()
+        return held or self.catalog.index_run_active()
 
     def _load(self, manifest: Manifest) -> VectorIndex | None:
         from search.index.vectors import VectorIndex
