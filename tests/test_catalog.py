@@ -195,9 +195,13 @@ def test_a_file_that_is_not_a_database_is_a_catalog_error_naming_it(tmp_path) ->
     assert file_state(path) == before
 
 
-def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> None:
+def _open_at_once(target: str, lock_statement: str, hold, release) -> list[str]:
+    """Two processes opening the new catalog `target` (a Python expression) at once: both
+    get as far as taking the schema lock (`lock_statement`), both having read that the
+    catalog is new, while `hold()` keeps it; then `release()` lets them go together
+    (deterministic, unlike starting them and hoping, or sleeping and hoping). Returns what
+    each printed: "ok", or "ERR" and its error."""
     repo = Path(__file__).resolve().parent.parent
-    path = tmp_path / "catalog.db"
     script = textwrap.dedent(
         f"""
         import sys
@@ -210,23 +214,18 @@ def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> N
 
         @event.listens_for(Engine, "before_cursor_execute")
         def first_write(conn, cursor, statement, *args):
-            if statement.startswith("BEGIN IMMEDIATE"):
+            if {lock_statement!r} in statement:
                 print("writing", flush=True)  # read that the catalog is new; now waits
 
         print("ready", flush=True)
         try:
-            Catalog.open(Path({str(path)!r})).close()
+            Catalog.open({target}).close()
             print("ok", flush=True)
         except Exception as exc:
             print("ERR", str(exc).splitlines()[0], flush=True)
         """
     )
-    # Hold SQLite's write lock so that both processes get as far as their first write,
-    # both having read that the catalog is new, then let them go together (deterministic,
-    # unlike starting them and hoping, or sleeping and hoping).
-    gate = sqlite3.connect(path, isolation_level=None)
-    gate.execute("pragma journal_mode=wal")
-    gate.execute("begin immediate")
+    hold()
     procs = [
         subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
         for _ in range(2)
@@ -237,9 +236,25 @@ def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> N
         for proc in procs:
             assert proc.stdout.readline().strip() == "writing"
     finally:
+        release()
+        outputs = [proc.communicate(timeout=60)[0].strip() for proc in procs]
+    return outputs
+
+
+def test_two_processes_opening_a_new_catalog_at_once_both_succeed(tmp_path) -> None:
+    path = tmp_path / "catalog.db"
+    # SQLite's write lock, held by a connection of the test's own.
+    gate = sqlite3.connect(path, isolation_level=None)
+
+    def hold() -> None:
+        gate.execute("pragma journal_mode=wal")
+        gate.execute("begin immediate")
+
+    def release() -> None:
         gate.execute("commit")
         gate.close()
-        outputs = [proc.communicate(timeout=60)[0].strip() for proc in procs]
+
+    outputs = _open_at_once(f"Path({str(path)!r})", "BEGIN IMMEDIATE", hold, release)
     assert outputs == ["ok", "ok"]
     cat = Catalog.open(path)
     try:
@@ -774,50 +789,21 @@ def test_postgresql_a_newer_catalog_is_refused_and_not_modified(pg_url) -> None:
 
 
 def test_postgresql_two_processes_opening_a_new_catalog_at_once_both_succeed(pg_url) -> None:
-    """As the SQLite test above, with PostgreSQL's advisory lock as the gate: both processes
-    read that the catalog is new and wait for the schema lock, then go together."""
+    """As the SQLite test above, with PostgreSQL's advisory lock as the gate."""
     from search.catalog.backend import _SCHEMA_LOCK, make_engine
 
-    repo = Path(__file__).resolve().parent.parent
-    script = textwrap.dedent(
-        f"""
-        import sys
-        sys.path.insert(0, {str(repo)!r})
-        import alembic.command, alembic.config, alembic.runtime.migration, alembic.script
-        from sqlalchemy import event
-        from sqlalchemy.engine import Engine
-        from search.catalog.store import Catalog
-
-        @event.listens_for(Engine, "before_cursor_execute")
-        def first_write(conn, cursor, statement, *args):
-            if "pg_advisory_xact_lock" in statement:
-                print("writing", flush=True)  # read that the catalog is new; now waits
-
-        print("ready", flush=True)
-        try:
-            Catalog.open({pg_url!r}).close()
-            print("ok", flush=True)
-        except Exception as exc:
-            print("ERR", str(exc).splitlines()[0], flush=True)
-        """
-    )
     gate_engine = make_engine(pg_url)
     gate = gate_engine.connect()
-    gate.exec_driver_sql(f"SELECT pg_advisory_lock({_SCHEMA_LOCK})")
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    try:
-        for proc in procs:
-            assert proc.stdout.readline().strip() == "ready"
-        for proc in procs:
-            assert proc.stdout.readline().strip() == "writing"
-    finally:
+
+    def hold() -> None:
+        gate.exec_driver_sql(f"SELECT pg_advisory_lock({_SCHEMA_LOCK})")
+
+    def release() -> None:
         gate.exec_driver_sql(f"SELECT pg_advisory_unlock({_SCHEMA_LOCK})")
         gate.close()
         gate_engine.dispose()
-        outputs = [proc.communicate(timeout=60)[0].strip() for proc in procs]
+
+    outputs = _open_at_once(repr(pg_url), "pg_advisory_xact_lock", hold, release)
     assert outputs == ["ok", "ok"]
     cat = Catalog.open(pg_url)
     try:
