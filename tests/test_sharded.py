@@ -4,6 +4,7 @@ fanned out over shard actors, they answer as the index filled in one process doe
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,21 @@ def built(local_ray, tmp_path_factory):
     return vectors, ids, queries, alone, paths, merged
 
 
+def kill(ray_module, actor) -> None:
+    """Kill a shard's actor and wait until it is dead (ray.kill only asks)."""
+    ray_module.kill(actor, no_restart=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray_module.get(actor.__ray_ready__.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            return
+        except ray.exceptions.GetTimeoutError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the actor did not die")
+
+
 def same_answers(a: tuple, b: tuple) -> None:
     """Equal scores, and equal ids wherever a score is not tied within its row."""
     (sa, ia), (sb, ib) = a, b
@@ -76,7 +92,7 @@ def test_fan_out_answers_as_one_index_and_names_a_missing_shard(local_ray, built
     answer = fan.search(queries, 10)
     assert answer.missing == []
     same_answers((answer.scores, answer.ids), alone.search(queries, 10))
-    local_ray.kill(fan.actors[1], no_restart=True)
+    kill(local_ray, fan.actors[1])
     with pytest.raises(sharded.MissingShards, match=r"shards \[1\] of 3"):
         fan.search(queries, 10)
     partial = fan.search(queries, 10, strict=False)
@@ -167,7 +183,7 @@ def test_a_sharded_store_follows_the_catalog_and_names_a_lost_shard(local_ray, t
         third, index = store.get("m")
         assert (third.generation, third.count) == (3, 3500)
         assert not Path(first.filename).exists() and Path(second.filename).is_dir()
-        local_ray.kill(index.g.fan.actors[1], no_restart=True)
+        kill(local_ray, index.g.fan.actors[1])
         with pytest.raises(ShardsUnavailable, match=r"shards \[1\] of 2 did not answer"):
             index.search(queries[0], 10)
     finally:

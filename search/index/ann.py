@@ -87,6 +87,21 @@ def choose_factory(n: int, dim: int, policy: IndexPolicy) -> str:
     return f"IVF{nlist}_HNSW32,{fits[0] if fits else codes[-1][0]}"
 
 
+def without_polysemous(index):
+    """`index` (from faiss.index_factory), set not to train polysemous codes if it is an
+    IVF-PQ: that training (annealing a code order fit for Hamming pre-filtering, which no
+    search here uses) was ~95% of PQ training time (12.7 s of 13.4 s for 4,000 vectors)."""
+    import faiss
+
+    try:
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+    except RuntimeError:  # not an IVF index
+        return index
+    if isinstance(ivf, faiss.IndexIVFPQ):
+        ivf.do_polysemous_training = False
+    return index
+
+
 def ivf_lists(n: int) -> int:
     """A power of two near 4·√n (FAISS's guideline), small enough to train on n points."""
     nlist = 2 ** round(np.log2(4 * np.sqrt(n)))
@@ -122,7 +137,9 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy) -> Bu
     held = np.zeros(len(ids), dtype=bool)
     held[rng.choice(len(ids), min(policy.tuning_queries, len(ids) // 10), replace=False)] = True
     log.info("building a %s index of %d vectors", factory, len(ids))
-    raw = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    raw = without_polysemous(
+        faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    )
     params: dict = {"factory": factory}
     if factory.startswith("IDMap2,HNSW"):
         faiss.downcast_index(raw.index).hnsw.efConstruction = policy.ef_construction

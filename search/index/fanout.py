@@ -40,9 +40,9 @@ RERANK = 100
 PQ_FROM = 20_000
 PQ_BYTES = 64
 SAMPLE = 100_000  # vectors the coarse (and product) quantisers are trained on
-# A later generation reuses the trained quantisers (training is most of a build: 114 s of
-# 2 cores at 200,000 vectors, bench/BENCHMARKS.md) until the library has grown past this
-# factor of what they were trained for.
+# A later generation reuses the trained quantisers (training is about half of a build: 13 s of
+# 25 s on 2 cores at 200,000 vectors, bench/BENCHMARKS.md) until the library has grown
+# past this factor of what they were trained for.
 RETRAIN_GROWTH = 2.0
 TUNE_QUERIES = 200
 KIND = "sharded-ivf"

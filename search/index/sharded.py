@@ -22,6 +22,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from search.index.ann import without_polysemous
+
 
 class MissingShards(RuntimeError):
     """Shards that did not answer a strict search."""
@@ -31,7 +33,9 @@ def train(sample: np.ndarray, nlist: int, pq_m: int) -> faiss.Index:
     """An empty IVF index (inner product over unit vectors) trained on `sample`: its vectors
     product-quantised to `pq_m` bytes, or with `pq_m` 0 kept whole."""
     codes = f"PQ{pq_m}x8" if pq_m else "Flat"
-    index = faiss.index_factory(sample.shape[1], f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
+    index = without_polysemous(
+        faiss.index_factory(sample.shape[1], f"IVF{nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
+    )
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
     return index
 
