@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import pytest
 import ray
 from PIL import Image, ImageDraw
 from ray.cluster_utils import Cluster
+from raytests import deadline, ray_processes
 from tinylib import tiny_settings
 from videofiles import make_video
 
@@ -37,23 +37,9 @@ LIMIT_S = 240  # a hard limit on each test: a stuck cluster fails it, never hang
 STORE = 128 * 1024 * 1024
 
 
-@contextmanager
-def deadline(seconds: int = LIMIT_S):
-    def expired(*_):
-        raise TimeoutError(f"a Ray test ran past {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 @pytest.fixture(autouse=True)
 def hard_timeout():
-    with deadline():
+    with deadline(LIMIT_S):
         yield
 
 
@@ -111,17 +97,7 @@ def cluster():
         with deadline(60):
             ray.shutdown()
             c.shutdown()
-        assert not _ray_processes(), "Ray processes left behind"
-
-
-def _ray_processes() -> list[str]:
-    mine = str(os.getpid())
-    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout
-    return [
-        line
-        for line in out.splitlines()[1:]
-        if ("raylet" in line or "gcs_server" in line) and line.split()[1] == mine
-    ]
+        assert not ray_processes(), "Ray processes left behind"
 
 
 def by_path(lib: Library) -> dict[str, np.ndarray]:

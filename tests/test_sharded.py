@@ -3,13 +3,13 @@ fanned out over shard actors, they answer as the index filled in one process doe
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
+from raytests import deadline, ray_processes
 
 from search.index import sharded
 
@@ -18,18 +18,13 @@ LIMIT_S = 180
 
 @pytest.fixture(scope="module")
 def local_ray():
-    def expired(*_):
-        raise TimeoutError(f"a Ray test ran past {LIMIT_S} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(LIMIT_S)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    with deadline(LIMIT_S):  # the whole module's
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+    assert not ray_processes(), "Ray processes left behind"
 
 
 def clustered(n: int, rng: np.random.Generator, dim: int = 64) -> np.ndarray:
