@@ -375,8 +375,8 @@ Machine: {machine()}. Load average {load[0]:.2f} before, {load[1]:.2f} after.
 Families: {fams}. From the same random init of a tiny architecture (64 px, 4+4 layers,
 width 192), {args.epochs} epochs, batch {args.batch_size}, on the CPU: the plain loop
 (`reference_loop`: ClipLoss, AdamW lr 1e-3 wd 0.1, 10% warm-up then cosine, all pairs, final
-weights) against the trainer with its defaults (learning rate: {lr}; it holds out 10% for
-its own validation and keeps its best epoch). Text→image recall@10, the mean over
+weights) against the trainer with its defaults (learning rate: {lr}; it holds out a tenth of
+the images, at most 100, for its own validation and keeps its best epoch). Text→image recall@10, the mean over
 {args.test_sets} held-out sets of {args.test_pairs} pairs of the same family (other seeds; the first
 is the single set earlier runs used). A row passes at trainer ≥ {MIN_RATIO} ×
 loop, ≥ loop − {MAX_DROP}, time ≤ {MAX_TIME_RATIO} × loop's (both timed from model build to

@@ -61,7 +61,10 @@ def load_pair_set(lib, pairs_arg: str | Path | None, encoder, from_catalog: bool
 @click.option("--lock-image", is_flag=True, help="freeze the image tower")
 @click.option("--lock-text", is_flag=True, help="freeze the text tower")
 @click.option(
-    "--val-fraction", type=float, default=0.1, metavar="F", help="images held out for validation"
+    "--val-fraction",
+    type=float,
+    metavar="F",
+    help="images held out for validation (default: a tenth, at most 100)",
 )
 @click.option("--seed", type=int, default=0, metavar="N")
 @click.option("--workers", type=int, metavar="N", help="decoding threads")
@@ -80,7 +83,7 @@ def train_command(
     weight_decay: float,
     lock_image: bool,
     lock_text: bool,
-    val_fraction: float,
+    val_fraction: float | None,
     seed: int,
     workers: int | None,
     use: bool,
@@ -101,7 +104,7 @@ def train_command(
     ):
         if value < 1:
             raise ConfigError(f"--{flag} must be at least 1")
-    if not 0 <= val_fraction < 1:
+    if val_fraction is not None and not 0 <= val_fraction < 1:
         raise ConfigError("--val-fraction must be in [0, 1)")
     settings = settings_from(options, **model_flags, workers=workers)
     with Library(settings) as lib:

@@ -266,6 +266,28 @@ def test_an_absurd_learning_rate_is_rolled_back_and_the_run_goes_on(trained_home
     assert all(np.isfinite(t.float().numpy()).all() for t in tensors.values())
 
 
+def test_validation_holds_out_a_tenth_at_most_100_images_unless_asked():
+    from indexer.training.pairs import PairSet
+
+    def pairs(images: int, per_image: int = 2) -> PairSet:
+        index = np.repeat(np.arange(images, dtype=np.int64), per_image)
+        return PairSet(
+            np.zeros((images, 1, 1, 3), np.uint8),
+            [f"c{i}" for i in range(len(index))],
+            index,
+            [Path(f"{i}.jpg") for i in range(images)],
+        )
+
+    for images, held in [(300, 30), (1000, 100), (5000, 100)]:
+        train_set, val_set = split(pairs(images), None, 0)
+        assert (val_set.n_images, train_set.n_images) == (held, images - held)
+        # Whole images: no image has captions on both sides.
+        assert len(val_set) == 2 * held and not set(val_set.paths) & set(train_set.paths)
+    _, asked = split(pairs(5000), 0.2, 0)
+    assert asked.n_images == 1000
+    assert split(pairs(5000), 0.0, 0)[1] is None
+
+
 def test_a_model_trained_here_continues_at_a_tenth_of_its_rate(trained_home):
     from indexer.training.main import peak_lr
 

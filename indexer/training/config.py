@@ -14,6 +14,13 @@ SCRATCH_LR = 5e-4
 PRETRAINED_LR = 1e-5
 CONTINUE_FACTOR = 0.1
 
+# Validation images, unless a fraction is asked for: a tenth, at most VAL_MAX_IMAGES. The
+# held-out images pick the best epoch and tell a collapse; a hundred does both, and past
+# that every image held out is one the model never learns from (on 2,000 pairs of the
+# sweep's glyphs, holding out 200 cost the trainer ~0.03 recall@10 against 100).
+VAL_FRACTION = 0.1
+VAL_MAX_IMAGES = 100
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -31,7 +38,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max gradient norm; None: no clipping
     lock_image: bool = False
     lock_text: bool = False
-    val_fraction: float = 0.1
+    val_fraction: float | None = None  # None: VAL_FRACTION, at most VAL_MAX_IMAGES
     seed: int = 0
     device: str = "auto"
     max_recoveries: int = 3  # roll-backs after a divergence before the run stops early

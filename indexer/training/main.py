@@ -20,6 +20,8 @@ from indexer.training.config import (
     CONTINUE_FACTOR,
     PRETRAINED_LR,
     SCRATCH_LR,
+    VAL_FRACTION,
+    VAL_MAX_IMAGES,
     TrainConfig,
     TrainResult,
 )
@@ -45,10 +47,14 @@ CURVE_POINTS = 2000
 EpochHook = Callable[[int, dict], None]
 
 
-def split(pairs: PairSet, fraction: float, seed: int) -> tuple[PairSet, PairSet | None]:
-    """Hold out whole images, so no validation image was seen in training."""
+def split(pairs: PairSet, fraction: float | None, seed: int) -> tuple[PairSet, PairSet | None]:
+    """Hold out whole images, so no validation image was seen in training: `fraction` of
+    them, or with None the default share up to its cap (config.py)."""
     n_img = pairs.n_images
-    n_val = int(round(n_img * fraction)) if fraction > 0 else 0
+    if fraction is None:
+        n_val = min(int(round(n_img * VAL_FRACTION)), VAL_MAX_IMAGES)
+    else:
+        n_val = int(round(n_img * fraction)) if fraction > 0 else 0
     if n_val == 0 or n_val >= n_img:
         return pairs, None
     held = np.isin(pairs.image_index, np.random.default_rng(seed).permutation(n_img)[:n_val])
