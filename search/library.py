@@ -135,7 +135,7 @@ class Library:
             folder,
             ray,
             self.settings.target_recall,
-            busy=lambda: self.lock.held_elsewhere() or self.catalog.index_run_active(),
+            busy=self.store.busy,  # the files' lock, or a shared catalog's run lock
         )
         self.searcher.store = self.store
 
@@ -233,7 +233,7 @@ class Library:
             active_model=self.active_spec(),
             serving_model=serving,
             index=index,
-            indexing=self.lock.held_elsewhere() or self.catalog.index_run_active(),
+            indexing=self.store.busy(),
         )
 
     def resolve(self, spec: ModelSpec) -> ModelSource:

@@ -95,8 +95,9 @@ def without_polysemous(index):
     import faiss
 
     ivf = faiss.try_extract_index_ivf(index)
-    if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ):
-        faiss.downcast_index(ivf).do_polysemous_training = False
+    ivf = None if ivf is None else faiss.downcast_index(ivf)
+    if isinstance(ivf, faiss.IndexIVFPQ):
+        ivf.do_polysemous_training = False
     return index
 
 

@@ -99,7 +99,7 @@ class IndexStore:
         self.index_dir = index_dir
         # Where the manifests live: the catalog, which a SQLite library's files go with;
         # beside the files for a database server's catalog (FolderManifests).
-        shared = getattr(catalog, "dialect", "sqlite") != "sqlite"
+        shared = catalog.dialect != "sqlite"
         self.manifests = FolderManifests(index_dir) if shared else catalog
         self.lock = lock
         self.policy = policy or IndexPolicy()
@@ -192,7 +192,7 @@ class IndexStore:
         """
         for _ in range(3):
             manifest = self.manifests.manifest(model_id)
-            if manifest is None or not (self._fresh(manifest) or self._busy()):
+            if manifest is None or not (self._fresh(manifest) or self.busy()):
                 break
             with self._mutex:
                 cached = self._loaded.get(model_id)
@@ -203,7 +203,7 @@ class IndexStore:
                 with self._mutex:
                     self._loaded[model_id] = (manifest, loaded)
                 return manifest, loaded
-            if not self._busy():
+            if not self.busy():
                 break  # damaged, and nobody is writing a new one: rebuild
             # An index run swapped generations between our manifest read and the load
             # (it deletes the old file once the manifest names the new one): look again.
@@ -228,7 +228,7 @@ class IndexStore:
     def _fresh(self, manifest: Manifest) -> bool:
         return manifest.revision == self.catalog.model_revision(manifest.model_id)
 
-    def _busy(self) -> bool:
+    def busy(self) -> bool:
         """An index run is writing: this machine's (the file lock) or, on a shared
         catalog, another machine's."""
         held = self.lock is not None and self.lock.held_elsewhere()
