@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from search.catalog.store import Catalog
     from search.models.encoder import Encoder
     from search.models.onnx.choose import Preload
+    from search.query.relevance import Described
     from search.tags.tagger import Tagger
 
 # Catalog settings: the model the next index run embeds with (a spec, set by `use`), and
@@ -102,6 +103,7 @@ class Library:
             self.load_encoder,
             lambda: self.serving_model,
             max_megapixels=settings.max_megapixels,
+            describe=self.described,
         )
 
     @classmethod
@@ -286,6 +288,31 @@ class Library:
             encoder.fallback = lambda: self.load_torch_encoder(model_id)
             return encoder
         return self.load_torch_encoder(model_id)
+
+    def described(self, model_id: str, ids, vectors) -> Described | None:
+        """What the captions this library knows (typed here, or a saved model's training
+        captions) say of these images, by the model: the relevance cutoff reads its
+        queries' words in them (search.query.relevance). None when it knows no caption."""
+        from search.query.relevance import Described
+        from search.tags.calibration import described_terms
+        from search.tags.describe import CaptionVectors, NearestCaptions, known_texts
+
+        typed = self.catalog.captioned()
+        known = known_texts(
+            (line for text in typed.values() for line in text.splitlines()),
+            self.settings.models_dir,
+        )
+        if not known:
+            return None
+        # Embedded once per model and kept (the searcher's encoder: loaded for the query).
+        embedded = CaptionVectors(
+            self.settings.cache_dir, model_id, lambda: self.searcher.encoder(model_id)
+        )
+        nearest = NearestCaptions(self.settings.cache_dir, model_id).of(
+            ids, vectors, known, lambda: embedded.of(known)
+        )
+        texts = [typed.get(int(i)) for i in ids]
+        return Described(described_terms(texts, known, nearest))
 
     def tagger(self, encoder_for: Callable[[str], Encoder] | None = None) -> Tagger:
         """Tags for this library: fitted from the served index's vectors, zero-shot

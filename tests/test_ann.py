@@ -174,11 +174,24 @@ def test_a_sample_holds_only_current_vectors(data) -> None:
     removed = ids[::2]
     index.remove(removed)
     assert index.blanked == len(removed)
-    sample = index.sample(len(ids))
-    kept = vecs[~np.isin(ids, removed)]
-    assert len(sample) == len(kept)
-    np.testing.assert_allclose(np.sort(sample, axis=0), np.sort(kept, axis=0), atol=1e-6)
-    assert len(index.sample(10)) == 10
+    got_ids, sample = index.sample(len(ids))
+    kept = ~np.isin(ids, removed)
+    assert sorted(got_ids.tolist()) == sorted(ids[kept].tolist())
+    # Each sampled vector with its own image's id (the cutoff reads those images' captions).
+    at = {int(i): row for row, i in enumerate(ids)}
+    np.testing.assert_allclose(sample, vecs[[at[int(i)] for i in got_ids]], atol=1e-6)
+    assert len(index.sample(10)[1]) == 10
+
+
+def test_a_sample_from_codes_names_each_vector_s_image(built, data) -> None:
+    """HNSW samples its stored vectors, IVF decodes them from the codes: either way each
+    row comes with the id of the image whose vector it approximates."""
+    ids, vecs, _ = data
+    got_ids, sample = built.index.sample(200)
+    assert len(got_ids) == len(sample) == 200 and len(set(got_ids.tolist())) == 200
+    at = {int(i): row for row, i in enumerate(ids)}
+    own = np.einsum("ij,ij->i", sample, vecs[[at[int(i)] for i in got_ids]])
+    assert own.min() > 0.9  # PQ codes approximate; another image's vector would be far off
 
 
 @pytest.mark.parametrize("threshold", [10_000, 10**9])  # an HNSW graph, an exact index

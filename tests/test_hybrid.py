@@ -15,6 +15,7 @@ from indexer.sync.run import sync
 from search.errors import QueryError
 from search.query import relevance
 from search.query.searcher import SearchRequest
+from search.tags import calibration
 
 # Catalog tests: each runs on SQLite and on PostgreSQL (tests/conftest.py).
 BOTH_CATALOGS = True
@@ -216,6 +217,52 @@ def test_the_cutoff_of_degenerate_scores():
     assert relevance.cutoff(np.array([0.9, 0.1, 0.1, 0.1])) == pytest.approx(0.9)
     # A NaN or infinite score (a broken vector) is left out, not an error.
     assert relevance.cutoff(np.array([0.9, np.nan, 0.1, np.inf, 0.1, 0.1])) == pytest.approx(0.9)
+
+
+def test_captions_hold_a_query_s_words_only_close_together():
+    """A caption holds a query when its words fall close together, in any order and
+    inflection: "red background" is not what "a red star on a green background" shows."""
+    captions = [
+        "a red star on a green background",
+        "a large red circle",
+        "hills in fog at night",
+        "green background",
+        "",
+    ]
+    described = relevance.Described([calibration.terms(c) for c in captions])
+    assert described.holding("red background").tolist() == [False] * 5
+    assert described.holding("green background").tolist() == [True, False, False, True, False]
+    assert described.holding("large circle").tolist() == [False, True, False, False, False]
+    assert described.holding("foggy hills").tolist() == [False, False, True, False, False]
+    assert described.holding("red").tolist() == [True, True, False, False, False]
+    assert not described.holding("the of a").any()  # no content word: nothing said
+    assert not described.holding("zebra").any()
+
+
+def test_captions_move_the_cutoff_where_the_scores_draw_no_line():
+    """Scores with no gap between what matches and what does not: the two Gaussians cut
+    somewhere; captions saying which images hold the query's words move the cut to them."""
+    rng = np.random.default_rng(1)
+    scores = np.sort(rng.uniform(0.0, 0.6, 400))[::-1]
+    truth = np.zeros(400, dtype=bool)
+    truth[:80] = True  # the best 80 hold it; its captions say so for 60 of them, and 3 others
+    captions = [("dog", "sofa") if i < 60 or i in (200, 300, 390) else ("cat",) for i in range(400)]
+    reference = relevance.Reference(np.eye(400, dtype=np.float32), relevance.Described(captions))
+
+    def f1(cut: float) -> float:
+        kept = scores >= cut
+        return 2 * (kept & truth).sum() / (kept.sum() + truth.sum())
+
+    alone = relevance.cutoff(scores)
+    with_captions = reference.cut(scores, "a dog on a sofa")
+    assert f1(with_captions) > f1(alone) + 0.1
+    assert f1(with_captions) > 0.75  # the captions alone, cut at their 60th: 0.86
+    # Through the query's vector, the same; without a text, or with words no caption
+    # holds, the scores alone.
+    assert reference.cutoff(scores.astype(np.float32), "dog sofa") == pytest.approx(with_captions)
+    assert reference.cut(scores, None) == alone
+    assert reference.cut(scores, "zebra") == alone
+    assert relevance.Reference(np.eye(3), None).cut(np.array([0.9, 0.1, 0.1]), "dog") == 0.9
 
 
 def test_the_json_api_says_relevant_matched_and_why(library_with_words):

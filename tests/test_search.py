@@ -171,3 +171,28 @@ def test_parse_weighted():
     assert parse_weighted("0.5: red sofa") == (0.5, "red sofa")
     assert parse_weighted("cat") == (1.0, "cat")
     assert parse_weighted("note:this") == (1.0, "note:this")
+
+
+def test_captions_typed_in_move_where_a_query_s_relevance_ends(indexed):
+    """Captions the library knows are read by the cutoff: captioning more of a query's best
+    images with its words widens its relevant set at once (the reference is rebuilt when
+    the captions change, with no index run), and leaves a query that is not text alone
+    (an --add term) to the scores."""
+    lib = indexed
+    query = SearchRequest(text="a zebra crossing", k=40, relevant=False, mode="semantic")
+    mixed = SearchRequest(
+        text="a zebra crossing", add=("sky",), k=40, relevant=False, mode="semantic"
+    )
+    hits = lib.searcher.search(query).hits
+    before = sum(h.relevant for h in hits)
+    mixed_before = [h.relevant for h in lib.searcher.search(mixed).hits]
+    n = min(before + 12, 36)
+    for h in hits[:n]:
+        lib.catalog.add_caption(h.id, "a zebra crossing in town")
+    for h in hits[n:]:
+        lib.catalog.add_caption(h.id, "a quiet garden")
+    after = lib.searcher.search(query).hits
+    assert [h.id for h in after] == [h.id for h in hits]  # the ranking is the scores'
+    assert sum(h.relevant for h in after) > before
+    assert all(h.relevant for h in after[: sum(h.relevant for h in after)])
+    assert [h.relevant for h in lib.searcher.search(mixed).hits] == mixed_before

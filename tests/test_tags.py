@@ -379,3 +379,37 @@ def test_describe_ranks_tags_and_known_captions(tmp_path) -> None:
     for target, message in [("999", "no image with id 999"), ("nope.jpg", "neither an image id")]:
         proc = run("describe", target, home=home, check=False)
         assert proc.returncode != 0 and message in proc.stderr
+
+
+def test_the_nearest_known_captions_are_found_once_per_sample_and_captions(tmp_path):
+    """The relevance cutoff's sample described by the nearest known caption: kept on disk,
+    found again only when the model, the sampled images or the known captions change."""
+    from search.tags.describe import NearestCaptions
+
+    rng = np.random.default_rng(0)
+    ids, vectors = np.arange(50) * 2, rng.normal(size=(50, 8)).astype(np.float32)
+    known = ["a dog", "a cat", "a red car"]
+    known_vectors = rng.normal(size=(3, 8)).astype(np.float32)
+    embedded = []
+
+    def embed(rows=known_vectors):
+        embedded.append(len(rows))
+        return rows
+
+    want = np.argmax(vectors @ known_vectors.T, axis=1)
+    cache = NearestCaptions(tmp_path, "model-a")
+    assert cache.of(ids, vectors, known, embed).tolist() == want.tolist()
+    assert cache.of(ids, vectors, known, embed).tolist() == want.tolist()
+    assert embedded == [3]  # the second answer came from the file
+    more = np.vstack([known_vectors, vectors[7]])
+    assert cache.of(ids, vectors, [*known, "a boat"], lambda: embed(more))[7] == 3
+    assert cache.of(ids[:10], vectors[:10], [*known, "a boat"], lambda: embed(more)).shape == (10,)
+    NearestCaptions(tmp_path, "model-b").of(ids, vectors, known, embed)
+    assert embedded == [3, 4, 4, 3]
+    moved = vectors.copy()
+    moved[5] = known_vectors[2]  # an image embedded again, as a file changed in place
+    assert cache.of(ids, moved, known, embed)[5] == 2 and len(embedded) == 5
+    # A cache that cannot be written (the folder is a file) still answers.
+    (tmp_path / "blocked").write_text("")
+    blocked = NearestCaptions(tmp_path / "blocked", "model-a").of(ids, vectors, known, embed)
+    assert blocked.tolist() == want.tolist()

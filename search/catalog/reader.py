@@ -161,6 +161,12 @@ class CatalogReader:
     def image_tags(self, ids: Sequence[int], model_id: str) -> dict[int, list[str]]:
         return tagreads.image_tags(self._conn.execute, ids, model_id)
 
+    def captioned(self) -> dict[int, str]:
+        return tagreads.captioned(self._conn.execute)
+
+    def captions_version(self) -> tuple[int, int]:
+        return tagreads.captions_version(self._conn.execute)
+
     def photo_groups(self, ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
         return dupreads.photo_groups(self._conn.execute, ids)
 

@@ -550,6 +550,17 @@ class Catalog:
         with self.engine.connect() as conn:
             return tagreads.image_tags(backend.execute(conn), ids, model_id)
 
+    def captioned(self) -> dict[int, str]:
+        """Every captioned image's captions, joined by new lines."""
+        with self.engine.connect() as conn:
+            return tagreads.captioned(backend.execute(conn))
+
+    def captions_version(self) -> tuple[int, int]:
+        """(how many captions, the newest one's id): it changes whenever one is added or
+        removed (captions are never edited in place)."""
+        with self.engine.connect() as conn:
+            return tagreads.captions_version(backend.execute(conn))
+
     def photo_groups(self, ids: Sequence[int]) -> dict[int, tuple[int, ...]]:
         with self.engine.connect() as conn:
             return dupreads.photo_groups(backend.execute(conn), ids)

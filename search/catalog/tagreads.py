@@ -54,3 +54,17 @@ def known_tags(execute: Execute, most: int = 20) -> str:
         return "there are no tags yet (`imgsearch tags add NAME`)"
     more = ", …" if len(rows) > most else ""
     return "tags: " + ", ".join(rows[:most]) + more
+
+
+def captioned(execute: Execute) -> dict[int, str]:
+    """Every captioned image's captions, joined by new lines."""
+    out: dict[int, str] = {}
+    for image_id, text in execute("SELECT image_id, text FROM captions ORDER BY id"):
+        out[image_id] = f"{out[image_id]}\n{text}" if image_id in out else text
+    return out
+
+
+def captions_version(execute: Execute) -> tuple[int, int]:
+    """(how many captions, the newest one's id)."""
+    count, newest = next(iter(execute("SELECT count(*), max(id) FROM captions")))
+    return int(count), int(newest or 0)

@@ -11,7 +11,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from search.catalog import backend
+from search.catalog import backend, tagreads
 from search.catalog.records import TagInfo, TagScore, utcnow
 from search.catalog.schema import Caption, Image, ImageTag, Model, Tag, TagExample, TagScorer
 from search.catalog.tagreads import known_tags
@@ -186,11 +186,7 @@ class TagStore:
         """Every captioned image's captions, joined: what zero-shot thresholds are
         calibrated against (search.tags.calibration)."""
         with self._session() as s:
-            rows = s.connection().exec_driver_sql("SELECT image_id, text FROM captions")
-            out: dict[int, str] = {}
-            for image_id, text in rows:
-                out[image_id] = f"{out[image_id]}\n{text}" if image_id in out else text
-            return out
+            return tagreads.captioned(backend.execute(s.connection()))
 
     def stale(self, model_id: str) -> list[TagInfo]:
         """Tags whose images for this model are not current: no scorer, one fitted from

@@ -122,9 +122,9 @@ class ShardedIndex:
         rows = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)] or [np.zeros(0, int)])
         return _best(self.g.ids[rows], self.g.vectors[rows] @ q, k)
 
-    def sample(self, n: int) -> np.ndarray:
+    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         rows = np.linspace(0, len(self) - 1, min(n, len(self))).astype(np.int64)
-        return np.asarray(self.g.vectors[rows], dtype=np.float32)
+        return self.g.ids[rows], np.asarray(self.g.vectors[rows], dtype=np.float32)
 
     def stored(self) -> tuple[np.ndarray, np.ndarray]:
         return self.g.ids, np.asarray(self.g.vectors, dtype=np.float32)

@@ -129,14 +129,17 @@ class VectorIndex:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         return self._index.search(q, min(k, len(self)), params=self._params(None))
 
-    def sample(self, n: int) -> np.ndarray:
-        """Up to n stored vectors spread evenly over the index: enough to see how a query
-        scores against the whole library (search.query.relevance) in a few thousand dot
-        products. Here from the flat storage every exact and HNSW index keeps."""
+    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image ids, vectors) of up to n stored vectors spread evenly over the index:
+        enough to see how a query scores against the whole library (search.query.relevance)
+        in a few thousand dot products. Here from the flat storage every exact and HNSW
+        index keeps."""
         storage = self._flat()
         stored = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * self.dim)
         live = self._live()
-        return stored.reshape(-1, self.dim)[live[_spread(len(live), n)]].copy()
+        picked = live[_spread(len(live), n)]
+        ids = faiss.vector_to_array(self._index.id_map)[picked]
+        return ids, stored.reshape(-1, self.dim)[picked].copy()
 
     def stored(self) -> tuple[np.ndarray, np.ndarray]:
         """(image ids, vectors) of every current vector, read from the index's own storage
@@ -333,7 +336,7 @@ class IvfIndex(VectorIndex):
         ]
         return np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
 
-    def sample(self, n: int) -> np.ndarray:
+    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Decoded from the lists' codes (PQ codes give approximate vectors, which is all
         a score distribution needs)."""
         lists = self._ivf.invlists
@@ -342,10 +345,12 @@ class IvfIndex(VectorIndex):
         picks = _spread(int(ends[-1]) if len(ends) else 0, n)
         in_list = np.searchsorted(ends, picks, side="right")
         offsets = picks - (ends[in_list] - sizes[in_list])
+        ids = np.empty(len(picks), np.int64)
         out = np.empty((len(picks), self.dim), np.float32)
         for row, (list_no, offset) in enumerate(zip(in_list, offsets)):
-            out[row] = self._ivf.reconstruct_from_offset(int(list_no), int(offset))
-        return out
+            ids[row] = lists.get_single_id(int(list_no), int(offset))
+            self._ivf.reconstruct_from_offset(int(list_no), int(offset), faiss.swig_ptr(out[row]))
+        return ids, out
 
     def tuning(self) -> dict[str, int]:
         return {

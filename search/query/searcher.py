@@ -9,6 +9,7 @@ it is relevant: above the query's own cutoff (search.query.relevance) or holding
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -29,6 +30,9 @@ from search.query import relevance
 if TYPE_CHECKING:  # they bring SQLAlchemy, which a cold query imports beside the model
     from search.catalog.store import Catalog
     from search.index.store import IndexStore
+
+# model id, image ids, their vectors → what the library's captions say of those images.
+Describer = Callable[[str, np.ndarray, np.ndarray], "relevance.Described | None"]
 
 MODES = ("hybrid", "semantic", "text")
 # Reciprocal-rank fusion: a hit's fused score is the sum over rankings of w / (K + rank).
@@ -112,6 +116,12 @@ class SearchRequest:
     @property
     def relevant_only(self) -> bool:
         return self.sort == "date" if self.relevant is None else self.relevant
+
+    def text_alone(self) -> str | None:
+        """The query's text when nothing else (terms, an image, a photo) moves its vector."""
+        if self.add or self.sub or self.image is not None or self.like is not None:
+            return None
+        return self.text.strip() if self.text and self.text.strip() else None
 
     def words(self) -> list[str]:
         """The words the lexical side looks up: the query's and the --add terms' (not
@@ -199,17 +209,21 @@ class Searcher:
         read_serving: Callable[[], str | None],
         *,
         max_megapixels: float = 100.0,
+        describe: Describer | None = None,
     ) -> None:
-        """`read_serving`: the serving model's id now (search.library.Library owns it)."""
+        """`read_serving`: the serving model's id now (search.library.Library owns it).
+        `describe(model_id, ids, vectors)`: what the library's captions say of those
+        images (relevance.Described), None when it knows no caption."""
         self.catalog = catalog
         self.store = store
         self._load_encoder = load_encoder
         self._read_serving = read_serving
         self.max_megapixels = max_megapixels
         self._encoders: dict[str, Encoder] = {}
-        self._encoder_lock = threading.Lock()  # also guards _samples
-        # model id → (the index sampled, its sample vectors): see _cutoff.
-        self._samples: dict[str, tuple[object, np.ndarray]] = {}
+        self._describe = describe
+        self._encoder_lock = threading.Lock()  # also guards _references
+        # model id → (the index sampled, the captions' version, the reference): see _cutoff.
+        self._references: dict[str, tuple[object, object, relevance.Reference]] = {}
 
     def serving_model(self) -> str:
         model_id = self._read_serving()
@@ -397,7 +411,7 @@ class Searcher:
             lexical_hits = _by_cosine(
                 index, vector, matches, None if whole else depth + FUSION_DEPTH, allowed, exclude
             )
-        cut = self._cutoff(model_id, index, vector)
+        cut = self._cutoff(model_id, index, vector, req.text_alone())
         if words:
             depth += FUSION_DEPTH
         scores, ids = self._semantic(index, vector, depth, allowed, cut if whole else None)
@@ -440,13 +454,25 @@ class Searcher:
                 return scores, ids
             depth *= 4
 
-    def _cutoff(self, model_id: str, index, vector: np.ndarray) -> float:
-        """This query's relevance cutoff, from its scores against a spread of the library."""
+    def _cutoff(self, model_id: str, index, vector: np.ndarray, text: str | None) -> float:
+        """This query's relevance cutoff, from its scores against a spread of the library
+        (and what its captions say of it, for a query of text alone)."""
+        version = self.catalog.captions_version() if self._describe else None
         with self._encoder_lock:
-            held = self._samples.get(model_id)
-            if held is None or held[0] is not index:
-                held = self._samples[model_id] = (index, index.sample(CUTOFF_SAMPLE))
-        return relevance.cutoff(held[1] @ vector)
+            held = self._references.get(model_id)
+            stale = held is None or held[0] is not index or held[1] != version
+        if stale:
+            # Built outside the lock: describing may embed captions with this searcher's
+            # encoder, whose loading takes the same lock.
+            ids, vectors = index.sample(CUTOFF_SAMPLE)
+            described = None
+            # The captions' cache unreadable or unwritable: the scores alone.
+            with contextlib.suppress(OSError):
+                described = self._describe(model_id, ids, vectors) if self._describe else None
+            held = (index, version, relevance.Reference(vectors, described))
+            with self._encoder_lock:
+                self._references[model_id] = held
+        return held[2].cutoff(vector, text)
 
 
 def _by_cosine(index, vector, ids, depth, allowed, exclude) -> dict[int, float]:

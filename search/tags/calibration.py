@@ -47,9 +47,59 @@ def _stem(word: str) -> str:
     return word
 
 
+def terms(text: str) -> tuple[str, ...]:
+    """The content words of a text, stemmed, in their order."""
+    return tuple(_stem(w) for w in _WORD.findall(text.lower()) if w not in _FILLER)
+
+
 def words(text: str) -> frozenset[str]:
     """The content words of a tag name or caption, stemmed."""
-    return frozenset(_stem(w) for w in _WORD.findall(text.lower()) if w not in _FILLER)
+    return frozenset(terms(text))
+
+
+def caption_terms(
+    vectors: np.ndarray,
+    typed: Sequence[str | None],
+    known: Sequence[str],
+    known_vectors: np.ndarray,
+) -> list[tuple[str, ...]]:
+    """Each image's caption (`vectors`: its rows), as its terms: the caption typed for it,
+    else the known caption its vector is closest to (the model describing it, as
+    `describe` does), else none."""
+    untyped = np.array([i for i, t in enumerate(typed) if t is None], dtype=np.int64)
+    nearest = np.full(len(typed), -1, dtype=np.int64)
+    if len(untyped) and len(known):
+        nearest[untyped] = nearest_known(vectors[untyped], known_vectors)
+    return described_terms(typed, known, nearest)
+
+
+def nearest_known(vectors: np.ndarray, known_vectors: np.ndarray) -> np.ndarray:
+    """The row of `known_vectors` closest to each of `vectors`."""
+    if not len(vectors):
+        return np.zeros(0, dtype=np.int64)
+    return np.concatenate(
+        [
+            np.argmax(part @ known_vectors.T, axis=1)
+            for part in np.array_split(vectors, -(-len(vectors) // CHUNK))
+        ]
+    )
+
+
+def described_terms(
+    typed: Sequence[str | None], known: Sequence[str], nearest: np.ndarray
+) -> list[tuple[str, ...]]:
+    """Each image's caption terms: its typed caption's, else those of the known caption
+    `nearest` names (-1: none)."""
+    known_terms: dict[int, tuple[str, ...]] = {}
+    out = []
+    for text, j in zip(typed, nearest.tolist()):
+        if text is not None:
+            out.append(terms(text))
+        elif j >= 0:
+            out.append(known_terms.setdefault(j, terms(known[j])))
+        else:
+            out.append(())
+    return out
 
 
 def caption_words(
@@ -58,17 +108,8 @@ def caption_words(
     known: Sequence[str],
     known_vectors: np.ndarray,
 ) -> list[frozenset[str]]:
-    """Each image's caption words (`vectors`: its rows): the caption typed for it, else
-    the known caption its vector is closest to (the model describing it, as `describe`
-    does), else none."""
-    out = [None if t is None else words(t) for t in typed]
-    untyped = np.array([i for i, t in enumerate(typed) if t is None], dtype=np.int64)
-    if len(untyped) and len(known):
-        known_words = [words(t) for t in known]
-        for part in np.array_split(untyped, -(-len(untyped) // CHUNK)):
-            for i, j in zip(part, np.argmax(vectors[part] @ known_vectors.T, axis=1)):
-                out[i] = known_words[j]
-    return [frozenset() if w is None else w for w in out]
+    """caption_terms as sets of words."""
+    return [frozenset(t) for t in caption_terms(vectors, typed, known, known_vectors)]
 
 
 def weak_labels(names: Sequence[str], captions: Sequence[frozenset[str]]) -> np.ndarray:
@@ -91,6 +132,11 @@ def thresholds(scores: np.ndarray, weak: np.ndarray) -> np.ndarray | None:
     shared = float(grid[int(np.argmax(mean_f1))])
     own = np.array([c.best() if p else shared for c, p in zip(curves, positives)])
     return ((positives * own + PRIOR * shared) / (positives + PRIOR)).astype(np.float64)
+
+
+def best_cut(scores: np.ndarray, weak: np.ndarray) -> float:
+    """The threshold on `scores` with the best F1 against the weak labels `weak`."""
+    return _Curve(scores, weak).best()
 
 
 class _Curve:
