@@ -237,6 +237,23 @@ def test_captions_hold_a_query_s_words_only_close_together():
     assert described.holding("red").tolist() == [True, True, False, False, False]
     assert not described.holding("the of a").any()  # no content word: nothing said
     assert not described.holding("zebra").any()
+    assert relevance.Described([("sea", "boat", "sky", "sea")]).holding("sky sea").all()
+
+
+def test_a_long_caption_and_a_long_query_are_read_in_linear_time():
+    """Hostile text: a typed caption of thousands of words repeating those of a long
+    query is one pass, not the words' combinations."""
+    import time
+
+    words = [c + v + c for c in "bcdfgh" for v in "aeiou"]  # 30 words: bab, beb, ...
+    caption = tuple(calibration.terms(" ".join(words * 200)))  # 6,000 words
+    described = relevance.Described([caption, ("beb",)])
+    t = time.perf_counter()
+    held = described.holding(" ".join(reversed(words)))
+    assert time.perf_counter() - t < 1.0
+    assert held.tolist() == [True, False]  # all 30 within 30 words, in any order
+    assert described.holding("bab fuf").tolist() == [False, False]  # 11 or more apart
+    assert described.holding("bob bub").tolist() == [True, False]
 
 
 def test_captions_move_the_cutoff_where_the_scores_draw_no_line():

@@ -25,7 +25,6 @@ global threshold on five, ≥ 0.85 of the oracle on four (the notes there).
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,12 +115,27 @@ class Described:
 
 
 def _close(wanted: set[str], caption: tuple[str, ...]) -> bool:
-    """Whether some span of `caption` no longer than len(wanted) + SLACK holds them all."""
+    """Whether some span of `caption` no longer than len(wanted) + SLACK holds them all.
+    One pass with a sliding window: a long caption that repeats the words of a long
+    query must not cost their combinations."""
     if len(wanted) == 1:
         return True
-    places = [[i for i, w in enumerate(caption) if w == word] for word in wanted]
-    width = min(max(p) - min(p) for p in itertools.product(*places)) + 1
-    return width <= len(wanted) + SLACK
+    seen: dict[str, int] = {}
+    left = 0
+    for right, word in enumerate(caption):
+        if word not in wanted:
+            continue
+        seen[word] = seen.get(word, 0) + 1
+        while len(seen) == len(wanted):  # the window [left, right] holds every word
+            if right - left + 1 <= len(wanted) + SLACK:
+                return True
+            dropped = caption[left]
+            left += 1
+            if dropped in seen:
+                seen[dropped] -= 1
+                if not seen[dropped]:
+                    del seen[dropped]
+    return False
 
 
 @dataclass(frozen=True)
