@@ -164,7 +164,7 @@ class CatalogReader:
     def captioned(self) -> dict[int, str]:
         return tagreads.captioned(self._conn.execute)
 
-    def captions_version(self) -> tuple[int, int]:
+    def captions_version(self) -> int:
         return tagreads.captions_version(self._conn.execute)
 
     def photo_groups(self, ids: Sequence[int]) -> dict[int, tuple[int, ...]]:

@@ -555,9 +555,8 @@ class Catalog:
         with self.engine.connect() as conn:
             return tagreads.captioned(backend.execute(conn))
 
-    def captions_version(self) -> tuple[int, int]:
-        """(how many captions, the newest one's id): it changes whenever one is added or
-        removed (captions are never edited in place)."""
+    def captions_version(self) -> int:
+        """What changes when a caption is added (search.catalog.tagreads)."""
         with self.engine.connect() as conn:
             return tagreads.captions_version(backend.execute(conn))
 

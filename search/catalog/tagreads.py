@@ -64,7 +64,10 @@ def captioned(execute: Execute) -> dict[int, str]:
     return out
 
 
-def captions_version(execute: Execute) -> tuple[int, int]:
-    """(how many captions, the newest one's id)."""
-    count, newest = next(iter(execute("SELECT count(*), max(id) FROM captions")))
-    return int(count), int(newest or 0)
+def captions_version(execute: Execute) -> int:
+    """The newest caption's id (0: none). Captions are never edited in place and go only
+    with their image, whose removal changes the index too; so a new id is the change that
+    matters. max(id) reads one end of the key; count(*) read every row (10 ms at 100,000
+    captions on SQLite, on every search)."""
+    (newest,) = next(iter(execute("SELECT max(id) FROM captions")))
+    return int(newest or 0)
