@@ -8,7 +8,8 @@ scores of every library image are ranked and cut by:
 
 - the production cutoff (search/query/relevance.py), per query: where the library knows
   captions (here the model's training captions, and none or a tenth of the library's own
-  typed in), its words in them as weak labels, pulled toward the cut two Gaussians fitted
+  typed in), its words in them as weak labels (an image's typed caption, else the share of
+  the known captions nearest it that hold them), pulled toward the cut two Gaussians fitted
   to that query's scores make; the two Gaussians alone where it knows none;
 - an oracle: the per-query threshold with the best F1 against the truth (an upper bound);
 - the best single global threshold: one number for all queries, chosen with the truth;
@@ -50,8 +51,8 @@ from families import (  # noqa: E402
 from report import machine, write_section  # noqa: E402
 
 from indexer.synthetic import COLOURS, KINDS, generate  # noqa: E402
-from search.query.relevance import Described, Reference, cutoff  # noqa: E402
-from search.tags.calibration import caption_terms  # noqa: E402
+from search.query.relevance import NEAR, Described, Reference, cutoff  # noqa: E402
+from search.tags.calibration import nearest_known  # noqa: E402
 
 QUALITIES = {"weak": 2, "trained": 10}  # epochs
 # Share of training pairs captioned the way people type queries ("red circle", "noisy
@@ -367,7 +368,7 @@ def with_captions(data: dict, typed_share: float) -> list[float]:
             for k in known
         ]
     )
-    described = Described(caption_terms(data["vectors"], typed, known, known_vectors))
+    described = Described.of(typed, known, nearest_known(data["vectors"], known_vectors, NEAR))
     reference = Reference(data["vectors"], described)
     return [reference.cut(s, str(text)) for s, text in zip(data["scores"], data["texts"])]
 
@@ -457,8 +458,9 @@ def report(rows: dict, args) -> str:
         "Gaussians' cutoffs over all the model's queries (one number found without the truth).",
         "The production cutoff where the library knows captions (the model's training captions",
         "and none, or a random tenth, of the library's own captions typed in): weak labels from",
-        "them, pulled toward the two Gaussians (search/query/relevance.py); where it knows none,",
-        "the two Gaussians alone.",
+        f"them (an image's typed caption, else the share of its {NEAR} nearest known captions",
+        "holding the query's words), pulled toward the two Gaussians",
+        "(search/query/relevance.py); where it knows none, the two Gaussians alone.",
         "",
         "| family | model | epochs (train s) | oracle F1 | best global F1 (at) | "
         "other model's global F1 | pooled F1 | "
@@ -471,7 +473,7 @@ def report(rows: dict, args) -> str:
             f"| {family} | {quality} | {r['epochs']} ({r['train_s']:.0f}) | {r['oracle']:.3f} | "
             f"{r['global']:.3f} ({r['global_at']:.3f}) | {r.get('moved', float('nan')):.3f} | "
             f"{r['pooled']:.3f} | "
-            + " | ".join(f"{r[m]:.3f} ({r[m] / r['oracle']:.2f})" for m in [*CAPTIONED, *METHODS])
+            + " | ".join(f"{r[m]:.3f} ({r[m] / r['oracle']:.3f})" for m in [*CAPTIONED, *METHODS])
             + " |"
         )
     return "\n".join(lines)

@@ -293,8 +293,7 @@ class Library:
         """What the captions this library knows (typed here, or a saved model's training
         captions) say of these images, by the model: the relevance cutoff reads its
         queries' words in them (search.query.relevance). None when it knows no caption."""
-        from search.query.relevance import Described
-        from search.tags.calibration import described_terms
+        from search.query.relevance import NEAR, Described
         from search.tags.describe import CaptionVectors, NearestCaptions, known_texts
 
         typed = self.catalog.captioned()
@@ -309,10 +308,9 @@ class Library:
             self.settings.cache_dir, model_id, lambda: self.searcher.encoder(model_id)
         )
         nearest = NearestCaptions(self.settings.cache_dir, model_id).of(
-            ids, vectors, known, lambda: embedded.of(known)
+            ids, vectors, known, lambda: embedded.of(known), many=NEAR
         )
-        texts = [typed.get(int(i)) for i in ids]
-        return Described(described_terms(texts, known, nearest))
+        return Described.of([typed.get(int(i)) for i in ids], known, nearest)
 
     def tagger(self, encoder_for: Callable[[str], Encoder] | None = None) -> Tagger:
         """Tags for this library: fitted from the served index's vectors, zero-shot

@@ -256,6 +256,43 @@ def test_a_long_caption_and_a_long_query_are_read_in_linear_time():
     assert described.holding("bob bub").tolist() == [True, False]
 
 
+def test_an_image_is_described_by_its_nearest_captions_or_by_what_was_typed_for_it():
+    """Untyped images: the share of their nearest known captions holding the query's words
+    (one caption says one thing of an image: "mountains", not "at sunset"); a caption typed
+    for an image is its description alone."""
+    known = ["mountains", "mountains at sunset", "sunset", "a boat at sea"]
+    nearest = np.array([[0, 1, 2, 2], [3, 3, 3, 2], [0, 0, 0, 0]])
+    described = relevance.Described.of([None, None, "hills at sunset by the sea"], known, nearest)
+    assert described.holding("mountains at sunset").tolist() == [0.25, 0.0, 0.0]
+    assert described.holding("mountains").tolist() == [0.5, 0.0, 0.0]
+    assert described.holding("sunset").tolist() == [0.75, 0.25, 1.0]
+    assert described.holding("boat").tolist() == [0.0, 0.75, 0.0]
+
+
+def test_shares_of_captions_find_a_cut_that_one_caption_an_image_misses():
+    """The best 80 of 400 images show "dogs on a sofa", but each is described by the dog
+    or the sofa more often than by both: the one nearest caption says it of a quarter of
+    them, the share of four nearest of all of them."""
+    rng = np.random.default_rng(2)
+    scores = np.sort(rng.uniform(0.0, 0.6, 400))[::-1]
+    truth = np.arange(400) < 80
+    known = ["a dog on a sofa", "a dog", "a sofa", "a cat"]
+    rows = {"both first": [0, 1, 2, 1], "both later": [1, 2, 0, 2], "cat": [3, 3, 1, 2]}
+    kind = ["both first" if i % 4 == 0 else "both later" if i < 80 else "cat" for i in range(400)]
+    nearest = np.array([rows[k] for k in kind])
+
+    def f1(cut: float) -> float:
+        kept = scores >= cut
+        return 2 * (kept & truth).sum() / (kept.sum() + truth.sum())
+
+    shares = relevance.Reference(np.eye(400), relevance.Described.of([None] * 400, known, nearest))
+    first = relevance.Reference(
+        np.eye(400), relevance.Described.of([None] * 400, known, nearest[:, :1])
+    )
+    assert f1(shares.cut(scores, "dog sofa")) > 0.9
+    assert f1(first.cut(scores, "dog sofa")) < f1(shares.cut(scores, "dog sofa")) - 0.2
+
+
 def test_captions_move_the_cutoff_where_the_scores_draw_no_line():
     """Scores with no gap between what matches and what does not: the two Gaussians cut
     somewhere; captions saying which images hold the query's words move the cut to them."""

@@ -396,20 +396,28 @@ def test_the_nearest_known_captions_are_found_once_per_sample_and_captions(tmp_p
         embedded.append(len(rows))
         return rows
 
-    want = np.argmax(vectors @ known_vectors.T, axis=1)
+    want = np.argmax(vectors @ known_vectors.T, axis=1)[:, None]
     cache = NearestCaptions(tmp_path, "model-a")
-    assert cache.of(ids, vectors, known, embed).tolist() == want.tolist()
-    assert cache.of(ids, vectors, known, embed).tolist() == want.tolist()
+    assert cache.of(ids, vectors, known, embed, many=1).tolist() == want.tolist()
+    assert cache.of(ids, vectors, known, embed, many=1).tolist() == want.tolist()
     assert embedded == [3]  # the second answer came from the file
+    # The two nearest: another count is another answer, found again.
+    two = np.argsort(-(vectors @ known_vectors.T), axis=1)[:, :2]
+    got = cache.of(ids, vectors, known, embed, many=2)
+    assert np.sort(got, axis=1).tolist() == np.sort(two, axis=1).tolist() and embedded == [3, 3]
+    # More asked than known: every known caption.
+    assert np.sort(cache.of(ids, vectors, known, embed, many=5)).tolist() == [[0, 1, 2]] * 50
+    del embedded[1:]
     more = np.vstack([known_vectors, vectors[7]])
-    assert cache.of(ids, vectors, [*known, "a boat"], lambda: embed(more))[7] == 3
-    assert cache.of(ids[:10], vectors[:10], [*known, "a boat"], lambda: embed(more)).shape == (10,)
-    NearestCaptions(tmp_path, "model-b").of(ids, vectors, known, embed)
+    grown = [*known, "a boat"]
+    assert cache.of(ids, vectors, grown, lambda: embed(more), many=1)[7].tolist() == [3]
+    assert cache.of(ids[:10], vectors[:10], grown, lambda: embed(more), many=1).shape == (10, 1)
+    NearestCaptions(tmp_path, "model-b").of(ids, vectors, known, embed, many=1)
     assert embedded == [3, 4, 4, 3]
     moved = vectors.copy()
     moved[5] = known_vectors[2]  # an image embedded again, as a file changed in place
-    assert cache.of(ids, moved, known, embed)[5] == 2 and len(embedded) == 5
+    assert cache.of(ids, moved, known, embed, many=1)[5].tolist() == [2] and len(embedded) == 5
     # A cache that cannot be written (the folder is a file) still answers.
     (tmp_path / "blocked").write_text("")
-    blocked = NearestCaptions(tmp_path / "blocked", "model-a").of(ids, vectors, known, embed)
-    assert blocked.tolist() == want.tolist()
+    blocked = NearestCaptions(tmp_path / "blocked", "model-a")
+    assert blocked.of(ids, vectors, known, embed, many=1).tolist() == want.tolist()

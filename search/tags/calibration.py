@@ -69,20 +69,26 @@ def caption_terms(
     untyped = np.array([i for i, t in enumerate(typed) if t is None], dtype=np.int64)
     nearest = np.full(len(typed), -1, dtype=np.int64)
     if len(untyped) and len(known):
-        nearest[untyped] = nearest_known(vectors[untyped], known_vectors)
+        nearest[untyped] = nearest_known(vectors[untyped], known_vectors)[:, 0]
     return described_terms(typed, known, nearest)
 
 
-def nearest_known(vectors: np.ndarray, known_vectors: np.ndarray) -> np.ndarray:
-    """The row of `known_vectors` closest to each of `vectors`."""
-    if not len(vectors):
-        return np.zeros(0, dtype=np.int64)
+def nearest_known(vectors: np.ndarray, known_vectors: np.ndarray, many: int = 1) -> np.ndarray:
+    """The rows of `known_vectors` closest to each of `vectors`: one column each of the
+    `many` nearest (all of them where fewer are known), in no particular order."""
+    many = min(many, len(known_vectors))
+    if not len(vectors) or not many:
+        return np.zeros((len(vectors), many), dtype=np.int64)
+
+    def nearest(part: np.ndarray) -> np.ndarray:
+        sims = part @ known_vectors.T
+        if many == 1:
+            return np.argmax(sims, axis=1)[:, None]
+        return np.argpartition(-sims, many - 1, axis=1)[:, :many]
+
     return np.concatenate(
-        [
-            np.argmax(part @ known_vectors.T, axis=1)
-            for part in np.array_split(vectors, -(-len(vectors) // CHUNK))
-        ]
-    )
+        [nearest(part) for part in np.array_split(vectors, -(-len(vectors) // CHUNK))]
+    ).astype(np.int64)
 
 
 def described_terms(
@@ -135,7 +141,8 @@ def thresholds(scores: np.ndarray, weak: np.ndarray) -> np.ndarray | None:
 
 
 def best_cut(scores: np.ndarray, weak: np.ndarray) -> float:
-    """The threshold on `scores` with the best F1 against the weak labels `weak`."""
+    """The threshold on `scores` with the best F1 against the weak labels `weak` (each
+    true/false, or a share of 1: the expected F1)."""
     return _Curve(scores, weak).best()
 
 
@@ -145,8 +152,9 @@ class _Curve:
     def __init__(self, scores: np.ndarray, weak: np.ndarray) -> None:
         order = np.argsort(-scores, kind="stable")
         self.sorted = scores[order]
-        self.hits = np.concatenate([[0], np.cumsum(weak[order])])  # true "yes" in the top k
-        self.positives = int(weak.sum())
+        # Weak "yes" in the top k: labels may be shares (how many of an image's captions say it).
+        self.hits = np.concatenate([[0], np.cumsum(weak[order], dtype=np.float64)])
+        self.positives = float(weak.sum())
 
     def f1_at(self, cuts: np.ndarray) -> np.ndarray:
         """F1 of "score ≥ cut" for each cut."""

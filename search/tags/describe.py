@@ -86,7 +86,7 @@ class CaptionVectors:
 
 
 class NearestCaptions:
-    """For a sample of the library (the relevance cutoff's), the known caption nearest each
+    """For a sample of the library (the relevance cutoff's), the known captions nearest each
     image, kept in `cache_dir` per model: finding them is a product of the sample with
     every known caption (a few tenths of a second at 4,096 × 4,000 × 512 on 2 cores), which
     a one-query process would otherwise pay each time. Valid while the model, the sampled
@@ -98,10 +98,17 @@ class NearestCaptions:
         self.model_id = model_id
 
     def of(
-        self, ids: np.ndarray, vectors: np.ndarray, known: list[str], known_vectors: Callable
+        self,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        known: list[str],
+        known_vectors: Callable,
+        *,
+        many: int,
     ) -> np.ndarray:
-        """The index into `known` nearest each of `vectors` (rows of images `ids`);
-        `known_vectors()` gives the known captions' embeddings, called on a miss only."""
+        """The indices into `known` of the `many` nearest each of `vectors` (rows of images
+        `ids`; a column each, in no order); `known_vectors()` gives the known captions'
+        embeddings, called on a miss only."""
         from search.diskfiles import replacing
         from search.tags.calibration import nearest_known
 
@@ -110,13 +117,14 @@ class NearestCaptions:
         # Every 16th component: a re-embedded image changes it, at a sixteenth of the hashing.
         key.update(np.ascontiguousarray(vectors[:, ::16], dtype=np.float32).tobytes())
         key.update("\n".join(known).encode())
+        key.update(f"\n{many}".encode())
         try:
             with np.load(self.path, allow_pickle=False) as f:
                 if str(f["key"]) == key.hexdigest():
                     return f["nearest"]
         except (OSError, ValueError, KeyError):
             pass  # none yet, or unreadable: found again
-        nearest = nearest_known(vectors, known_vectors())
+        nearest = nearest_known(vectors, known_vectors(), many)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with replacing(self.path) as tmp, open(tmp, "wb") as f:
