@@ -34,6 +34,7 @@ from search.catalog.records import ImageData, TagScore  # noqa: E402
 from search.catalog.store import Catalog  # noqa: E402
 from search.index.store import IndexStore  # noqa: E402
 from search.models.spec import ModelSpec  # noqa: E402
+from search.tags import calibration  # noqa: E402
 from search.tags.tagger import Tagger, index_vectors  # noqa: E402
 
 MODEL = "bench/random:0"
@@ -107,13 +108,8 @@ def main() -> None:
         offset = library[rng.integers(args.n)] - centre
         direction = (offset / np.linalg.norm(offset)).astype(np.float32)
         directions.append(direction)
-        tags.apply(
-            tag.id,
-            MODEL,
-            TagScore(direction, 0.0, 1.0, tag.version, revision - 1),
-            np.zeros(0, np.int64),
-            np.zeros(0),
-        )
+        stored = TagScore(direction, 0.0, 1.0, tag.version, revision - 1)
+        tags.apply(MODEL, [(tag.id, stored, np.zeros(0, np.int64), np.zeros(0))])
     for k in range(PROBE_TAGS):
         tags.define(f"taught {k}", "probe", ())
         seed_image = library[rng.integers(args.n)]
@@ -146,8 +142,8 @@ in a catalog on local disk; {PROMPT_TAGS} zero-shot tags (stored prompt embeddin
 {TRAINED:,} training captions known. Timed in
 process, Tagger.apply on every stale tag, as the end of an index run calls it (after the
 index is brought up to date): the model's vectors from the index, score, calibrate each
-tag's threshold (zero-shot: against the captions, the untyped images described by the
-nearest known caption), store the images holding it. The first application fits the 10 probes
+tag's threshold (zero-shot: against the captions, the untyped images described by their
+{calibration.NEAREST} nearest known captions), store the images holding it. The first application fits the 10 probes
 (six fits each: the threshold comes from the examples scored out of fold); afterwards a
 probe fitted from the same examples is kept.
 

@@ -54,7 +54,7 @@ from indexer.synthetic import COLOURS, KINDS, generate  # noqa: E402
 from search.query.relevance import cutoff  # noqa: E402
 from search.tags import calibration  # noqa: E402
 from search.tags.probe import fit_with_threshold  # noqa: E402
-from search.tags.tagger import Tagger  # noqa: E402
+from search.tags.tagger import Tagger, captions_of  # noqa: E402
 
 EPOCHS = {"objects": 20, "scenes": 20, "shapes": 10}
 SHOTS = (5, 10, 20)
@@ -187,8 +187,8 @@ PRIORS = (1.0, 2.0, 5.0)  # calibration.PRIOR values compared (at 10% captioned)
 def caption_thresholds(data: dict, share: float, draw: int, prior: float) -> np.ndarray:
     """Production calibration (search.tags.calibration, as Tagger runs it) with `share` of
     the library captioned (its own generated caption, as if typed), drawn at random, and
-    the model's training captions known: every other image is described by the nearest
-    known caption."""
+    the model's training captions known: every other image is described by its nearest
+    known captions."""
     scores = data["prompts"] @ data["vectors"].T
     captions = [str(c) for c in data["captions"]]
     typed = np.random.default_rng(draw).random(scores.shape[1]) < share
@@ -198,8 +198,8 @@ def caption_thresholds(data: dict, share: float, draw: int, prior: float) -> np.
     known_vectors = np.concatenate(
         [data["caption_vectors"][typed_texts], data["train_caption_vectors"]]
     )
-    labels = calibration.caption_words(data["vectors"], texts, known, known_vectors)
-    weak = calibration.weak_labels([str(n) for n in data["names"]], labels)
+    described = captions_of(data["vectors"], texts, known, known_vectors)
+    weak = calibration.weak_labels([str(n) for n in data["names"]], described)
     kept, calibration.PRIOR = calibration.PRIOR, prior
     try:
         return calibration.thresholds(scores, weak)
@@ -399,11 +399,13 @@ def report(rows: dict, args) -> str:
         + ". Reproduce: `.venv/bin/python bench/tags_bench.py`.",
         "",
         "Zero-shot tags, mean F1 over the family's tags against the truth. Production "
-        "(search.tags.calibration): each image's caption words are its typed caption (a "
-        f"random 0, 5, 10 or 20% of the library typed, {DRAWS} draws), else those of the "
-        "known caption (typed ones and the model's training captions) nearest to it by the "
-        "model; a tag's weak labels are whether they hold its words; its threshold the best "
-        f"F1 cut against them, pulled toward one global cut by {calibration.PRIOR:g} "
+        "(search.tags.calibration): each image is described by its typed caption (a "
+        f"random 0, 5, 10 or 20% of the library typed, {DRAWS} draws), else by the "
+        f"{calibration.NEAREST} known captions (typed ones and the model's training "
+        "captions) the model puts nearest it; a tag's weak label for an image is the share "
+        "of those captions holding its words (close together: whole, apart: half); its "
+        "threshold the best expected F1 cut against them, pulled toward one global cut by "
+        f"{calibration.PRIOR:g} "
         "pseudo-examples. Against: the library cutoff (two Gaussians over the tag's own "
         "scores: what a library that knows no caption gets), one global threshold from the "
         "same labels (10% typed), the best global threshold chosen with the truth, and the "

@@ -14,15 +14,23 @@ from test_cli import TINY, run
 from tinylib import tiny_settings
 
 from indexer.sync.run import sync
+from search.catalog.records import TagScore
 from search.errors import NotFound, QueryError
 from search.library import Library
 from search.models.encoder import build_model
 from search.models.spec import resolve
 from search.query import relevance
 from search.query.searcher import SearchRequest
-from search.tags.calibration import PRIOR, caption_words, thresholds, weak_labels, words
+from search.tags.calibration import (
+    NEAREST,
+    PRIOR,
+    nearest_known,
+    terms,
+    thresholds,
+    weak_labels,
+)
 from search.tags.probe import fit_probe, fit_with_threshold
-from search.tags.tagger import Tagger
+from search.tags.tagger import Tagger, captions_of
 from search.tags.vocabulary import phrasings, starter, tag_name
 
 # Catalog tests: each runs on SQLite and on PostgreSQL (tests/conftest.py).
@@ -66,23 +74,72 @@ def test_a_marked_no_moves_the_boundary() -> None:
     assert (side @ marked[0] + marked[1]).mean() < (side @ plain[0] + plain[1]).mean()
 
 
-def test_caption_words_make_weak_labels() -> None:
-    assert words("Foggy Hills at night") == {"fog", "hill", "night"}
-    assert words("a photo of the sea, 2 boats") == {"sea", "boat"}
-    assert words("Ölgemälde über Straßen") == {"ölgemälde", "über", "straßen"}
-    captions = [words(t) for t in ("fog over a hill", "a red cross", "hills", "")]
-    weak = weak_labels(["foggy hills", "red", "the"], captions)
-    assert weak.tolist() == [
-        [True, False, False, False],
-        [False, True, False, False],
-        [False, False, False, False],  # a name of filler words alone matches nothing
+def test_captions_make_weak_labels() -> None:
+    assert terms("Foggy Hills at night") == ("fog", "hill", "night")
+    assert terms("a photo of the sea, 2 boats") == ("sea", "boat")
+    assert terms("Ölgemälde über Straßen") == ("ölgemälde", "über", "straßen")
+    texts = [
+        "fog over a hill",
+        "a red cross",
+        "hills",
+        "",
+        "a red star on a green background",
+        "mountains with two houses and three trees at night",
     ]
-    # An image without a typed caption takes the words of the known caption nearest it.
-    eye = np.eye(3, dtype=np.float32)
-    known = ["a cat", "red cars", "a dog"]
-    got = caption_words(eye, ["a boat", None, None], known, eye[[1, 2, 0]])
-    assert got == [{"boat"}, {"cat"}, {"red", "car"}]
-    assert caption_words(eye, [None, "a boat", None], [], eye[:0]) == [set(), {"boat"}, set()]
+    described = relevance.Described([terms(t) for t in texts])
+    names = ["foggy hills", "red", "the", "red background", "mountains at night"]
+    weak = weak_labels(names, described)
+    assert weak.tolist() == [
+        [1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0, 0.0, 1.0, 0.0],
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # a name of filler words alone matches nothing
+        [0.0, 0.0, 0.0, 0.0, 0.5, 0.0],  # both words, but apart: half
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.5],
+    ]
+    assert weak_labels([], described).shape == (0, 0)
+
+
+def test_untyped_images_are_described_by_their_nearest_known_captions() -> None:
+    # 20 orthonormal known captions: 10 of boats, 10 of kites. One image leans to the
+    # boats, one to the kites, each nearer some captions than others (no ties); a third
+    # has a caption typed for it.
+    known_vectors = np.linalg.qr(np.random.default_rng(0).normal(size=(64, 20)))[0].T
+    known = [f"a red boat, take {k}" for k in range(10)] + [f"a kite, take {k}" for k in range(10)]
+    near = 1.0 - 0.01 * np.arange(10)
+    images = np.stack(
+        [
+            np.concatenate([2 * near, near]) @ known_vectors,
+            np.concatenate([near, 2 * near]) @ known_vectors,
+            known_vectors[0],
+        ]
+    )
+    typed = [None, None, "a green sofa"]
+    described = captions_of(images, typed, known, known_vectors)
+    assert NEAREST == 16  # of 20: all ten of the leaning side and the six nearest others
+    assert described.holding("boat").tolist() == [10 / 16, 6 / 16, 0.0]
+    assert described.holding("kite").tolist() == [6 / 16, 10 / 16, 0.0]
+    assert described.holding("green sofa").tolist() == [0.0, 0.0, 1.0]
+    # Nothing known: only the typed captions say anything.
+    alone = captions_of(images, typed, [], None)
+    assert alone.holding("green sofa").tolist() == [0.0, 0.0, 1.0]
+    assert alone.holding("boat").tolist() == [0.0, 0.0, 0.0]
+
+
+def test_nearest_known_captions_are_exact_and_skip_broken_vectors() -> None:
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(300, 24)).astype(np.float32)
+    known_vectors = rng.normal(size=(500, 24)).astype(np.float32)
+    images[7] = np.nan  # a broken vector scores nothing
+    found = nearest_known(images, known_vectors, 16)
+    sims = images @ known_vectors.T
+    best = np.sort(np.argsort(-sims, axis=1)[:, :16], axis=1)
+    ok = np.arange(300) != 7
+    assert found.shape == (300, 16) and found.dtype == np.int64
+    assert (np.sort(found, axis=1)[ok] == best[ok]).all()
+    assert (found[7] == -1).all()
+    assert nearest_known(images, known_vectors[:3], 16).shape == (300, 3)  # all there are
+    described = relevance.Described.of([None] * 300, [f"kite {k}" for k in range(500)], found)
+    assert described.holding("kite")[ok].min() == 1.0 and described.holding("kite")[7] == 0.0
 
 
 def test_thresholds_from_weak_labels_shrink_toward_one_global() -> None:
@@ -135,9 +192,9 @@ def test_captions_calibrate_zero_shot_tags(tagged) -> None:
     known, known_vectors = lib.tagger()._captions_for(model)
     assert known == ["a red sofa", "a kitchen", "Red sofas", "a red sofa by the window"]
     texts = [{**typed, 8: "a red sofa"}.get(int(i)) for i in ids]
-    labels = caption_words(vectors, texts, known, known_vectors)
-    assert set(labels) <= {words(k) for k in known} and len(labels) == 30
-    everyone = thresholds(scores[None], weak_labels(["red sofa"], labels))[0]
+    weak = weak_labels(["red sofa"], captions_of(vectors, texts, known, known_vectors))
+    assert weak.shape == (1, 30) and set(weak[0, rows].tolist()) == {0.0, 1.0}
+    everyone = thresholds(scores[None], weak)[0]
     assert applied() == pytest.approx(everyone) and everyone != pytest.approx(alone)
     assert lib.catalog.tags.stale(model) == []
 
@@ -179,6 +236,27 @@ def expected_prompt_tag(lib, model_id: str, prompts) -> set[int]:
 
 def holding(lib, name: str, model_id: str) -> set[int]:
     return set(lib.catalog.tagged_ids([name], model_id).tolist())
+
+
+def test_a_tag_changed_meanwhile_is_not_stored_the_others_are(tagged) -> None:
+    lib, _ = tagged
+    model, tags = lib.serving_model, lib.catalog.tags
+    sofa, blob = tags.get("red sofa"), tags.get("blob")
+    before = holding(lib, "blob", model)
+    fresh = TagScore(np.ones(8, np.float32), 0.0, 0.5, sofa.version, 1)
+    # Fitted from an older version of the tag: someone taught it while this one fitted.
+    stale = TagScore(np.ones(8, np.float32), 0.0, 0.5, blob.version - 1, 1)
+    stored = tags.apply(
+        model,
+        [
+            (sofa.id, fresh, np.array([3, 4]), np.array([0.7, 0.6])),
+            (blob.id, stale, np.array([9]), np.array([0.9])),
+        ],
+    )
+    assert stored == [True, False]
+    assert holding(lib, "red sofa", model) == {3, 4}
+    assert holding(lib, "blob", model) == before
+    assert tags.scorer(sofa.id, model).threshold == 0.5
 
 
 def test_tags_are_applied_from_stored_vectors(tagged) -> None:

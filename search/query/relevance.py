@@ -121,25 +121,26 @@ class Described:
     ) -> Described:
         """Each image described by the caption typed for it (`typed`: None where none),
         else by the known captions the model puts nearest it (`nearest`: its row, indices
-        into `known`, at least one column)."""
+        into `known`, at least one column; -1 for none)."""
         used, rows = np.unique(nearest, return_inverse=True)
         rows = rows.reshape(nearest.shape)
-        captions = [calibration.terms(known[j]) for j in used.tolist()]
+        # -1: the image's vector matched no caption (a broken one): it says nothing.
+        captions = [calibration.terms(known[j]) if j >= 0 else () for j in used.tolist()]
         for i, text in enumerate(typed):
             if text is not None:  # what a person said of it outweighs what the model finds
                 rows[i] = len(captions)
                 captions.append(calibration.terms(text))
         return cls(captions, rows)
 
-    def holding(self, text: str) -> np.ndarray:
+    def holding(self, text: str, *, close: bool = True) -> np.ndarray:
         """For each image, the share of its captions that hold the text's content words
-        close together."""
+        close together (`close`), or anywhere in them."""
         query = calibration.terms(text)
         held = np.zeros(len(self._distinct), dtype=bool)
         if query:
             wanted = set(query)
             for k in set.intersection(*(self._postings.get(w, set()) for w in wanted)):
-                held[k] = _close(wanted, self._distinct[k])
+                held[k] = not close or _close(wanted, self._distinct[k])
         return held[self._rows].mean(axis=1)
 
 

@@ -104,7 +104,7 @@ class Tagger:
         weights = np.stack([f[0] for _, f in fitted], axis=1)
         all_scores = vectors @ weights if len(ids) else np.zeros((0, len(fitted)), np.float32)
         from_captions = self._from_captions(model_id, fitted, rows, vectors)
-        applied = []
+        results, summaries = [], []
         for k, (tag, (w, bias, threshold, yes, no)) in enumerate(fitted):
             scores = all_scores[:, k] + bias
             if threshold is None:
@@ -115,9 +115,10 @@ class Tagger:
             held[rows.of(yes)] = True
             held[rows.of(no)] = False
             score = TagScore(w, bias, threshold, tag.version, revision)
-            if self.catalog.tags.apply(tag.id, model_id, score, ids[held], scores[held]):
-                applied.append(Applied(tag.name, tag.kind, int(held.sum()), threshold))
-        return applied
+            results.append((tag.id, score, ids[held], scores[held]))
+            summaries.append(Applied(tag.name, tag.kind, int(held.sum()), threshold))
+        stored = self.catalog.tags.apply(model_id, results)
+        return [summary for summary, ok in zip(summaries, stored) if ok]
 
     def _fit(self, tag: TagInfo, model_id: str, rows: _Rows, vectors: np.ndarray):
         """(weights, bias, threshold or None (calibrate on the library's scores), yes ids,
@@ -160,10 +161,10 @@ class Tagger:
             others = np.random.default_rng(0).choice(others, CALIBRATION_SAMPLE, replace=False)
         chosen = np.concatenate([typed_rows, others])
         texts = [typed[int(i)] for i in rows.ids[typed_rows]] + [None] * len(others)
-        labels = calibration.caption_words(vectors[chosen], texts, known, known_vectors)
+        described = captions_of(vectors[chosen], texts, known, known_vectors)
         names = list(prompts)
         scores = np.stack([prompts[n] for n in names]) @ vectors[chosen].T
-        cuts = calibration.thresholds(scores, calibration.weak_labels(names, labels))
+        cuts = calibration.thresholds(scores, calibration.weak_labels(names, described))
         return {} if cuts is None else dict(zip(names, cuts.tolist()))
 
     def prompt_vector(self, model_id: str, prompts: tuple[str, ...]) -> np.ndarray:
@@ -192,6 +193,23 @@ class _Rows:
     def of(self, present: np.ndarray) -> np.ndarray:
         """Rows of ids the library has (see held)."""
         return self._order[np.searchsorted(self._sorted, present)]
+
+
+def captions_of(
+    vectors: np.ndarray,
+    typed: list[str | None],
+    known: list[str],
+    known_vectors: np.ndarray | None,
+) -> relevance.Described:
+    """What the captions say of these images: each one's typed caption (`typed`, None
+    where none), else the calibration.NEAREST known captions the model puts nearest it."""
+    untyped = np.array([i for i, t in enumerate(typed) if t is None], dtype=np.int64)
+    if not known or known_vectors is None:  # only typed captions: the rest say nothing
+        return relevance.Described([calibration.terms(t or "") for t in typed])
+    many = min(calibration.NEAREST, len(known))
+    nearest = np.zeros((len(typed), many), dtype=np.int64)  # typed rows: a filler
+    nearest[untyped] = calibration.nearest_known(vectors[untyped], known_vectors, many)
+    return relevance.Described.of(typed, known, nearest)
 
 
 def index_vectors(store: IndexStore) -> Callable[[str], Library]:
