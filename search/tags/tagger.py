@@ -203,12 +203,13 @@ def captions_of(
 ) -> relevance.Described:
     """What the captions say of these images: each one's typed caption (`typed`, None
     where none), else the calibration.NEAREST known captions the model puts nearest it."""
+    # -1, no caption: a typed row's stand-in, and every untyped row's when none is known.
+    nearest = np.full((len(typed), max(1, min(calibration.NEAREST, len(known)))), -1, np.int64)
     untyped = np.array([i for i, t in enumerate(typed) if t is None], dtype=np.int64)
-    if not known or known_vectors is None:  # only typed captions: the rest say nothing
-        return relevance.Described([calibration.terms(t or "") for t in typed])
-    many = min(calibration.NEAREST, len(known))
-    nearest = np.zeros((len(typed), many), dtype=np.int64)  # typed rows: a filler
-    nearest[untyped] = calibration.nearest_known(vectors[untyped], known_vectors, many)
+    if known and known_vectors is not None and len(untyped):
+        nearest[untyped] = calibration.nearest_known(
+            vectors[untyped], known_vectors, nearest.shape[1]
+        )
     return relevance.Described.of(typed, known, nearest)
 
 
