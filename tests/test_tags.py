@@ -259,6 +259,34 @@ def test_a_tag_changed_meanwhile_is_not_stored_the_others_are(tagged) -> None:
     assert tags.scorer(sofa.id, model).threshold == 0.5
 
 
+def test_reapplying_writes_exactly_the_new_rows(tagged) -> None:
+    """Most rows kept (only the difference written) or most changed (all replaced): either
+    way the stored rows are exactly the new ids with the new scores."""
+    lib, _ = tagged
+    model, tags = lib.serving_model, lib.catalog.tags
+    sofa = tags.get("red sofa")
+    score = TagScore(np.ones(8, np.float32), 0.0, 0.5, sofa.version, 1)
+
+    def rows() -> dict[int, float]:
+        with lib.catalog.engine.connect() as conn:
+            got = conn.exec_driver_sql(
+                "SELECT image_id, score FROM image_tags WHERE tag_id = ? AND model_id = ?"
+                if conn.dialect.name == "sqlite"
+                else "SELECT image_id, score FROM image_tags WHERE tag_id = %s AND model_id = %s",
+                (sofa.id, model),
+            )
+            return {i: s for i, s in got}
+
+    first = {i: 0.5 + i / 100 for i in range(1, 11)}
+    kept_most = {**{i: first[i] for i in range(1, 9)}, 8: 0.25, 11: 0.9}  # 9, 10 gone
+    changed_most = {1: 0.1, 2: 0.2, 12: 0.3}
+    for want in (first, kept_most, changed_most, {}):
+        ids = np.array(list(want), np.int64)
+        scores = np.array(list(want.values()), np.float32)
+        assert tags.apply(model, [(sofa.id, score, ids, scores)]) == [True]
+        assert rows() == pytest.approx({i: float(np.float32(s)) for i, s in want.items()})
+
+
 def test_tags_are_applied_from_stored_vectors(tagged) -> None:
     lib, _ = tagged
     model = lib.serving_model

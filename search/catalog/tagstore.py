@@ -147,18 +147,7 @@ class TagStore:
                         fitted_at=utcnow(),
                     )
                 )
-                s.execute(
-                    delete(ImageTag).where(ImageTag.tag_id == tag_id, ImageTag.model_id == model_id)
-                )
-                # The driver's executemany: tens of thousands of rows per tag are common,
-                # and the ORM's insert costs several times the write itself.
-                rows = [(tag_id, model_id, i, v) for i, v in zip(ids.tolist(), scores.tolist())]
-                if rows:
-                    backend.execute(s.connection())(
-                        "INSERT INTO image_tags (tag_id, model_id, image_id, score) "
-                        "VALUES (?, ?, ?, ?)",
-                        rows,
-                    )
+                _replace_rows(backend.execute(s.connection()), tag_id, model_id, ids, scores)
                 done.append(True)
         return done
 
@@ -223,6 +212,37 @@ class TagStore:
                 )
 
             return [_info(t) for t in s.scalars(select(Tag).order_by(Tag.id)) if not current(t)]
+
+
+def _replace_rows(run, tag_id: int, model_id: str, ids: np.ndarray, scores: np.ndarray) -> None:
+    """Make (ids, scores) the rows of the tag by the model. Only the difference is written
+    where most rows stay as they were (a re-application after new images: bench/
+    tags_apply_bench.py), else all are replaced. The driver's executemany throughout: tens
+    of thousands of rows per tag are common, and the ORM's insert costs several times the
+    write itself."""
+    key = (tag_id, model_id)
+    where = "WHERE tag_id = ? AND model_id = ?"
+    old = run(f"SELECT image_id, score FROM image_tags {where}", key).all()
+    # Scores are float32 stored as doubles: an unchanged one compares equal.
+    scores = np.asarray(scores, np.float32).astype(np.float64)
+    old_ids = np.fromiter((r[0] for r in old), np.int64, len(old))
+    old_scores = np.fromiter((r[1] for r in old), np.float64, len(old))
+    _, at_old, at_new = np.intersect1d(old_ids, ids, assume_unique=True, return_indices=True)
+    kept = np.zeros(len(ids), bool)
+    kept[at_new[old_scores[at_old] == scores[at_new]]] = True
+    if 2 * kept.sum() < len(old):
+        run(f"DELETE FROM image_tags {where}", key)
+        kept[:] = False
+    else:
+        gone = np.setdiff1d(old_ids, ids[kept], assume_unique=True)
+        if len(gone):
+            run(
+                f"DELETE FROM image_tags {where} AND image_id = ?",
+                [(*key, i) for i in gone.tolist()],
+            )
+    rows = [(*key, i, v) for i, v in zip(ids[~kept].tolist(), scores[~kept].tolist())]
+    if rows:
+        run("INSERT INTO image_tags (tag_id, model_id, image_id, score) VALUES (?, ?, ?, ?)", rows)
 
 
 def _info(tag: Tag) -> TagInfo:
