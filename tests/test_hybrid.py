@@ -319,6 +319,35 @@ def test_captions_move_the_cutoff_where_the_scores_draw_no_line():
     assert relevance.Reference(np.eye(3), None).cut(np.array([0.9, 0.1, 0.1]), "dog") == 0.9
 
 
+def test_typed_captions_say_whether_to_trust_the_model_s_captions_of_the_rest():
+    """300 images; 40 typed. Where the query's scores rank the typed ones at chance, the
+    untyped images' caption shares are replaced by the share the typed ones hold (the cut
+    then keeps what a guess should); where they rank them well, the shares stand; with
+    too few typed either way, nothing is judged."""
+    rng = np.random.default_rng(3)
+    typed = np.zeros(300, dtype=bool)
+    typed[:40] = True
+    said = np.zeros(300)
+    said[:40:4] = 1.0  # 10 of the 40 typed hold the query's words
+    said[40:] = rng.uniform(0.0, 1.0, 260)  # the model's caption shares of the rest
+    guessing = rng.permutation(300).astype(float)
+    guessing[:40] = np.arange(40)  # the typed holders at every 4th rank: an AUC of 0.45
+    knowing = guessing.copy()
+    knowing[:40] = np.where(said[:40] == 1.0, 1000.0 + np.arange(40), np.arange(40) - 1000.0)
+
+    at_chance = relevance.trusted(said, guessing, typed)
+    assert at_chance[:40].tolist() == said[:40].tolist()  # what was typed is the truth
+    assert np.allclose(at_chance[40:], 0.25)  # the share the typed ones hold
+    assert relevance.trusted(said, knowing, typed).tolist() == said.tolist()
+    halfway = guessing.copy()
+    halfway[:40] = np.where(said[:40] == 1.0, np.arange(40) + 11.5, np.arange(40))
+    trust = (relevance.trusted(said, halfway, typed)[40:] - 0.25) / (said[40:] - 0.25)
+    assert trust.min() > 0.1 and trust.max() < 0.9  # in between: partly trusted
+    assert np.allclose(trust, trust[0])
+    few = typed & (np.arange(300) < 12)  # 3 typed hold it: too few to judge
+    assert relevance.trusted(said, guessing, few).tolist() == said.tolist()
+
+
 def test_the_json_api_says_relevant_matched_and_why(library_with_words):
     from webui import create_app
 
