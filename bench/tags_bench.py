@@ -199,7 +199,7 @@ def caption_thresholds(data: dict, share: float, draw: int, prior: float) -> np.
         [data["caption_vectors"][typed_texts], data["train_caption_vectors"]]
     )
     described = captions_of(data["vectors"], texts, known, known_vectors)
-    weak = calibration.weak_labels([str(n) for n in data["names"]], described)
+    weak = calibration.weak_labels([str(n) for n in data["names"]], described, scores)
     kept, calibration.PRIOR = calibration.PRIOR, prior
     try:
         return calibration.thresholds(scores, weak)

@@ -335,17 +335,17 @@ def test_typed_captions_say_whether_to_trust_the_model_s_captions_of_the_rest():
     knowing = guessing.copy()
     knowing[:40] = np.where(said[:40] == 1.0, 1000.0 + np.arange(40), np.arange(40) - 1000.0)
 
-    at_chance = relevance.trusted(said, guessing, typed)
+    at_chance = calibration.trusted(said, guessing, typed)
     assert at_chance[:40].tolist() == said[:40].tolist()  # what was typed is the truth
     assert np.allclose(at_chance[40:], 0.25)  # the share the typed ones hold
-    assert relevance.trusted(said, knowing, typed).tolist() == said.tolist()
+    assert calibration.trusted(said, knowing, typed).tolist() == said.tolist()
     halfway = guessing.copy()
     halfway[:40] = np.where(said[:40] == 1.0, np.arange(40) + 11.5, np.arange(40))
-    trust = (relevance.trusted(said, halfway, typed)[40:] - 0.25) / (said[40:] - 0.25)
+    trust = (calibration.trusted(said, halfway, typed)[40:] - 0.25) / (said[40:] - 0.25)
     assert trust.min() > 0.1 and trust.max() < 0.9  # in between: partly trusted
     assert np.allclose(trust, trust[0])
     few = typed & (np.arange(300) < 12)  # 3 typed hold it: too few to judge
-    assert relevance.trusted(said, guessing, few).tolist() == said.tolist()
+    assert calibration.trusted(said, guessing, few).tolist() == said.tolist()
 
 
 def test_the_json_api_says_relevant_matched_and_why(library_with_words):

@@ -88,7 +88,7 @@ def test_captions_make_weak_labels() -> None:
     ]
     described = relevance.Described([terms(t) for t in texts])
     names = ["foggy hills", "red", "the", "red background", "mountains at night"]
-    weak = weak_labels(names, described)
+    weak = weak_labels(names, described, np.zeros((len(names), len(texts))))
     assert weak.tolist() == [
         [1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
         [0.0, 1.0, 0.0, 0.0, 1.0, 0.0],
@@ -96,7 +96,7 @@ def test_captions_make_weak_labels() -> None:
         [0.0, 0.0, 0.0, 0.0, 0.5, 0.0],  # both words, but apart: half
         [0.0, 0.0, 0.0, 0.0, 0.0, 0.5],
     ]
-    assert weak_labels([], described).shape == (0, 0)
+    assert weak_labels([], described, np.zeros((0, len(texts)))).shape == (0, 0)
 
 
 def test_untyped_images_are_described_by_their_nearest_known_captions() -> None:
@@ -192,7 +192,8 @@ def test_captions_calibrate_zero_shot_tags(tagged) -> None:
     known, known_vectors = lib.tagger()._captions_for(model)
     assert known == ["a red sofa", "a kitchen", "Red sofas", "a red sofa by the window"]
     texts = [{**typed, 8: "a red sofa"}.get(int(i)) for i in ids]
-    weak = weak_labels(["red sofa"], captions_of(vectors, texts, known, known_vectors))
+    described = captions_of(vectors, texts, known, known_vectors)
+    weak = weak_labels(["red sofa"], described, scores[None])
     assert weak.shape == (1, 30) and set(weak[0, rows].tolist()) == {0.0, 1.0}
     everyone = thresholds(scores[None], weak)[0]
     assert applied() == pytest.approx(everyone) and everyone != pytest.approx(alone)

@@ -55,13 +55,6 @@ NEAR = 32
 # A query's words are held by a caption when they span at most their number plus SLACK of
 # its content words ("large circle" in "a large red circle"), in any order.
 SLACK = 1
-# How far the model's captions of untyped images are trusted for a query: by the AUC of its
-# scores on the typed images (at least MIN_TYPED holding its words and MIN_TYPED not), none
-# at 0.5 (chance), fully from FULL_TRUST. Bench, a tenth typed: shapes weak 0.835 -> 0.879 of
-# the oracle; full trust only from an AUC of 0.9 or 1.0 cost patterns trained 0.852 -> 0.847
-# and 0.844; at least 10 typed each way gave shapes weak 0.861 (the notes there).
-MIN_TYPED = 5
-FULL_TRUST = 0.75
 
 
 def cutoff(scores: np.ndarray) -> float:
@@ -184,26 +177,6 @@ def _close(wanted: set[str], caption: tuple[str, ...]) -> bool:
     return False
 
 
-def trusted(weak: np.ndarray, scores: np.ndarray, typed: np.ndarray) -> np.ndarray:
-    """The weak labels with the model's say discounted by how well the query's scores rank
-    the images a person captioned (their labels are the truth). A model at chance on a
-    query describes images by captions that agree with its own ranking, not with the
-    truth: the untyped images' labels then fall back to the share typed images hold."""
-    said = weak[typed]
-    positives = float(said.sum())
-    negatives = len(said) - positives
-    if min(positives, negatives) < MIN_TYPED:
-        return weak
-    ranks = np.argsort(np.argsort(scores[typed], kind="stable"), kind="stable") + 1.0
-    auc = (float(ranks[said == 1].sum()) - positives * (positives + 1) / 2) / (
-        positives * negatives
-    )
-    trust = min(max((auc - 0.5) / (FULL_TRUST - 0.5), 0.0), 1.0)
-    out = weak.copy()
-    out[~typed] = trust * weak[~typed] + (1.0 - trust) * positives / len(said)
-    return out
-
-
 @dataclass(frozen=True)
 class Reference:
     """What one query's cutoff is read from: a spread of the library's vectors and, where
@@ -221,7 +194,7 @@ class Reference:
         own = cutoff(scores)
         if self.described is None or not text:
             return own
-        weak = trusted(self.described.holding(text), scores, self.described.typed)
+        weak = calibration.trusted(self.described.holding(text), scores, self.described.typed)
         held = float(weak.sum())
         if held == 0 or weak.min() == 1.0:
             return own  # no caption speaks for or against it

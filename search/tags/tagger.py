@@ -164,7 +164,7 @@ class Tagger:
         described = captions_of(vectors[chosen], texts, known, known_vectors)
         names = list(prompts)
         scores = np.stack([prompts[n] for n in names]) @ vectors[chosen].T
-        cuts = calibration.thresholds(scores, calibration.weak_labels(names, described))
+        cuts = calibration.thresholds(scores, calibration.weak_labels(names, described, scores))
         return {} if cuts is None else dict(zip(names, cuts.tolist()))
 
     def prompt_vector(self, model_id: str, prompts: tuple[str, ...]) -> np.ndarray:
