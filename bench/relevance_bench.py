@@ -51,8 +51,9 @@ from families import (  # noqa: E402
 from report import machine, write_section  # noqa: E402
 
 from indexer.synthetic import COLOURS, KINDS, generate  # noqa: E402
-from search.query.relevance import NEAR, Described, Reference, cutoff  # noqa: E402
-from search.tags.calibration import nearest_known  # noqa: E402
+from search.models.spec import PAIRS  # noqa: E402
+from search.query.relevance import NEAR, Checked, Described, Reference, cutoff  # noqa: E402
+from search.tags.calibration import nearest_known, terms  # noqa: E402
 
 QUALITIES = {"weak": 2, "trained": 10}  # epochs
 # Share of training pairs captioned the way people type queries ("red circle", "noisy
@@ -243,8 +244,13 @@ def scores_for(family: str, quality: str, epochs: int, args, work: Path) -> dict
         np.concatenate([encoder.encode_texts(t[i : i + 256]) for i in range(0, len(t), 256)])
         for t in (known, typed)
     )
+    # The trainer's pairs, as it saved them beside the model (search.query.relevance.Checked).
+    with np.load(work / quality / "models" / "sweep-trained" / PAIRS) as saved:
+        checked = {f"pairs_{k}": saved[k] for k in ("vectors", "captions", "image_of")}
     return {
         "scores": (tvec @ vectors.T).astype(np.float32),
+        "query_vectors": tvec.astype(np.float32),
+        **checked,
         "truth": truth,
         "texts": np.array(texts),
         "vectors": vectors.astype(np.float32),
@@ -353,11 +359,13 @@ METHODS = {
 
 TYPED = (0.0, 0.05, 0.1, 0.2)  # shares of the library with its caption typed in
 CAPTIONED = [f"captions, {share:.0%} typed (production)" for share in TYPED]
+NO_PAIRS = "captions, 0% typed, not the trainer's pairs"
 
 
-def with_captions(data: dict, typed_share: float) -> list[float]:
+def with_captions(data: dict, typed_share: float, with_pairs: bool = True) -> list[float]:
     """The production cutoff where the library knows captions: the model's training
-    captions, and `typed_share` of the library's own (a random draw) typed in."""
+    captions, and `typed_share` of the library's own (a random draw) typed in; and, unless
+    not `with_pairs`, the pairs the trainer saved beside the model."""
     chosen = np.random.default_rng(0).random(len(data["vectors"])) < typed_share
     typed = [str(c) if k else None for c, k in zip(data["typed"], chosen)]
     known = list(dict.fromkeys([*(t for t in typed if t), *(str(k) for k in data["known"])]))
@@ -368,9 +376,18 @@ def with_captions(data: dict, typed_share: float) -> list[float]:
             for k in known
         ]
     )
-    described = Described.of(typed, known, nearest_known(data["vectors"], known_vectors, NEAR))
+    checked = Checked(
+        data["pairs_vectors"].astype(np.float32),
+        Described([terms(str(t)) for t in data["pairs_captions"]]),
+        data["pairs_image_of"],
+    )
+    nearest = nearest_known(data["vectors"], known_vectors, NEAR)
+    described = Described.of(typed, known, nearest, checked if with_pairs else None)
     reference = Reference(data["vectors"], described)
-    return [reference.cut(s, str(text)) for s, text in zip(data["scores"], data["texts"])]
+    return [
+        reference.cut(s, str(text), checked.vectors @ q)
+        for s, text, q in zip(data["scores"], data["texts"], data["query_vectors"])
+    ]
 
 
 def evaluate(data: dict) -> dict:
@@ -381,6 +398,8 @@ def evaluate(data: dict) -> dict:
     for share, name in zip(TYPED, CAPTIONED):
         cuts = with_captions(data, share)
         out[name] = float(np.mean([f1(s >= c, t) for s, c, t in zip(scores, cuts, truth)]))
+    cuts = with_captions(data, 0.0, with_pairs=False)
+    out[NO_PAIRS] = float(np.mean([f1(s >= c, t) for s, c, t in zip(scores, cuts, truth)]))
     # One threshold found without the truth: the median of the production cutoffs over all
     # the queries, as a library's own captions or past queries could calibrate a model.
     pooled = float(np.median([cutoff(s) for s in scores]))
@@ -460,21 +479,24 @@ def report(rows: dict, args) -> str:
         "and none, or a random 5, 10 or 20%, of the library's own captions typed in): weak labels",
         f"from them (an image's typed caption, else the share of its {NEAR} nearest known",
         "captions holding the query's words; that share trusted by how well the query's scores",
-        "rank the typed images, where they are enough), pulled toward the two Gaussians",
+        "rank the typed images and the pairs the trainer saved beside the model, where they",
+        "are enough), pulled toward the two Gaussians",
         "(search/query/relevance.py); where it knows none, the two Gaussians alone.",
         "",
         "| family | model | epochs (train s) | oracle F1 | best global F1 (at) | "
         "other model's global F1 | pooled F1 | "
-        + " | ".join(f"{m} F1 (/ oracle)" for m in [*CAPTIONED, *METHODS])
+        + " | ".join(f"{m} F1 (/ oracle)" for m in [*CAPTIONED, NO_PAIRS, *METHODS])
         + " |",
-        "|---|---|---|---|---|---|---|" + "---|" * (len(CAPTIONED) + len(METHODS)),
+        "|---|---|---|---|---|---|---|" + "---|" * (len(CAPTIONED) + 1 + len(METHODS)),
     ]
     for (family, quality), r in rows.items():
         lines.append(
             f"| {family} | {quality} | {r['epochs']} ({r['train_s']:.0f}) | {r['oracle']:.3f} | "
             f"{r['global']:.3f} ({r['global_at']:.3f}) | {r.get('moved', float('nan')):.3f} | "
             f"{r['pooled']:.3f} | "
-            + " | ".join(f"{r[m]:.3f} ({r[m] / r['oracle']:.3f})" for m in [*CAPTIONED, *METHODS])
+            + " | ".join(
+                f"{r[m]:.3f} ({r[m] / r['oracle']:.3f})" for m in [*CAPTIONED, NO_PAIRS, *METHODS]
+            )
             + " |"
         )
     return "\n".join(lines)

@@ -310,7 +310,21 @@ class Library:
         nearest = NearestCaptions(self.settings.cache_dir, model_id).of(
             ids, vectors, known, lambda: embedded.of(known), many=NEAR
         )
-        return Described.of([typed.get(int(i)) for i in ids], known, nearest)
+        checked = self._checked(model_id, vectors.shape[1])
+        return Described.of([typed.get(int(i)) for i in ids], known, nearest, checked)
+
+    def _checked(self, model_id: str, dim: int):
+        """The pairs a model trained here was trained and validated on, as the trainer
+        saved them beside its weights (search.query.relevance.Checked); None for any other
+        model, or where the folder no longer holds those weights."""
+        from search.models.spec import PAIRS, SIDECAR, read_json_object
+        from search.query.relevance import Checked
+
+        folder = self.settings.models_dir / model_id.split("/")[0]
+        if read_json_object(folder / SIDECAR).get("model_id") != model_id:
+            return None
+        checked = Checked.load(folder / PAIRS)
+        return checked if checked is not None and checked.vectors.shape[1:] == (dim,) else None
 
     def tagger(self, encoder_for: Callable[[str], Encoder] | None = None) -> Tagger:
         """Tags for this library: fitted from the served index's vectors, zero-shot

@@ -319,6 +319,46 @@ def test_captions_move_the_cutoff_where_the_scores_draw_no_line():
     assert relevance.Reference(np.eye(3), None).cut(np.array([0.9, 0.1, 0.1]), "dog") == 0.9
 
 
+def test_a_trained_model_s_own_pairs_say_whether_it_knows_the_query(tmp_path):
+    """Nothing typed: the model's captions of the library agree with its own ranking, so
+    they cut at the top fifth. The pairs it was trained on, ranked at chance by the query,
+    say it is guessing (the cut then keeps most of the library); ranked well, they leave
+    the cut where the captions put it."""
+    rng = np.random.default_rng(4)
+    query = np.eye(8, dtype=np.float32)[0]
+    library = rng.normal(size=(400, 8)).astype(np.float32)
+    library /= np.linalg.norm(library, axis=1, keepdims=True)
+    top = library @ query >= np.quantile(library @ query, 0.8)
+    said = [("red", "circle") if t else ("blue", "square") for t in top]
+    pairs = rng.normal(size=(40, 8)).astype(np.float32)
+    texts = ["a red circle" if i % 2 else "a blue square" for i in range(40)]
+
+    def checked(knows: bool) -> relevance.Checked:
+        vectors = pairs.copy()
+        # The query's score on each pair: its first component. Knowing, the red circles
+        # score highest; guessing, every other pair is one, in the query's own order.
+        vectors[:, 0] = np.where(np.arange(40) % 2, 5.0, -5.0) if knows else np.arange(40)
+        captions = relevance.Described([calibration.terms(t) for t in texts])
+        return relevance.Checked(vectors, captions, np.arange(40))
+
+    def kept(pairs_of_model) -> int:
+        described = relevance.Described(said, checked=pairs_of_model)
+        cut = relevance.Reference(library, described).cutoff(query, "red circle")
+        return int((library @ query >= cut).sum())
+
+    alone = kept(None)
+    assert 60 <= alone <= 100
+    assert kept(checked(knows=True)) == alone
+    assert kept(checked(knows=False)) > 300
+    assert relevance.Checked.load(tmp_path / "none.npz") is None
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    assert relevance.Checked.load(tmp_path / "broken.npz") is None
+    for name, images in (("short.npz", 41), ("ok.npz", 40)):
+        np.savez(tmp_path / name, vectors=pairs, captions=texts, image_of=np.arange(images))
+    assert relevance.Checked.load(tmp_path / "short.npz") is None  # a caption with no image
+    assert relevance.Checked.load(tmp_path / "ok.npz").holding("red circle").sum() == 20
+
+
 def test_typed_captions_say_whether_to_trust_the_model_s_captions_of_the_rest():
     """300 images; 40 typed. Where the query's scores rank the typed ones at chance, the
     untyped images' caption shares are replaced by the share the typed ones hold (the cut

@@ -72,6 +72,15 @@ def test_train_use_switches_models_with_search_answering_throughout(tmp_path):
     models = json.loads(run("models", "--json", home=home).stdout)
     assert "switched" in models["saved"]
     assert any(m["serving"] and m["model_id"] == new_model for m in models["models"])
+    # The relevance cutoff checks queries on the pairs the new model saved beside it; the
+    # old model (the tiny base, trained nowhere here) has none.
+    with Library(Settings(home=home, device="cpu")) as lib:
+        ids, vectors = lib.catalog.vectors(new_model)
+        checked = lib.described(new_model, ids, vectors).checked
+        assert checked is not None and len(checked.vectors) == 160
+        assert checked.holding("red circle").any()
+        ids, vectors = lib.catalog.vectors(old_model)
+        assert lib.described(old_model, ids, vectors).checked is None
 
 
 def test_eval_reports_recall_for_any_model(tmp_path):

@@ -16,6 +16,7 @@ from indexer.training.pairs import Pair, decode_pairs, read_pairs_file
 from search.errors import ConfigError
 from search.models.encoder import build_model, load_encoder
 from search.models.spec import resolve
+from search.query.relevance import Checked
 
 FAST = dict(batch_size=16, lr=2e-3, val_fraction=0.2, device="cpu", seed=1)
 
@@ -70,8 +71,19 @@ def test_loss_falls_and_model_round_trips(data, tmp_path, tiny_encoder):
     lines = (result.path / "captions.txt").read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(set(lines)) and set(lines) == {p.caption for p in trained_on}
 
-    # Held-out pairs never seen in training: the trained model ranks them better.
+    # Every pair's image embedded by the saved weights, with its caption: what the
+    # relevance cutoff checks a query on.
     trained = load_encoder(saved, "cpu")
+    trained_pairs = pair_set(data / "train.csv", trained)
+    checked = Checked.load(result.path / "pairs.npz")
+    assert checked is not None and len(checked.image_of) == len(trained_pairs)
+    assert checked.image_of.tolist() == trained_pairs.image_index.tolist()
+    images = trained.encode_pixels(trained_pairs.image_pixels(np.arange(trained_pairs.n_images)))
+    assert np.abs(checked.vectors - images).max() < 2e-3  # stored in float16
+    first = trained_pairs.captions[0]
+    assert checked.holding(first)[trained_pairs.image_index[0]] == 1.0
+
+    # Held-out pairs never seen in training: the trained model ranks them better.
     held = pair_set(data / "held.csv", trained)
     after = evaluate(trained, held)["text_to_image"]
     before = evaluate(tiny_encoder, pair_set(data / "held.csv", tiny_encoder))["text_to_image"]

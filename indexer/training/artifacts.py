@@ -10,10 +10,13 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from search.models.spec import (
     CAPTIONS,
     CURVES,
     OPEN_CLIP_CONFIG,
+    PAIRS,
     SIDECAR,
     WEIGHT_FILES,
     ModelSource,
@@ -53,10 +56,11 @@ def save_tensors(tensors: dict, path: Path) -> None:
 
 
 def save_model(
-    model, models_dir: Path, name: str, meta: dict, preprocess: dict, captions=()
+    model, models_dir: Path, name: str, meta: dict, preprocess: dict, captions=(), pairs=None
 ) -> Path:
     """models_dir/name with config, weights, sidecar, curves and the distinct training
-    `captions`; swapped in whole."""
+    `captions`; and `pairs` = (image vectors by these weights, each caption, its image's
+    row) where given; swapped in whole."""
     from indexer.training.curves import draw_curves
 
     final = models_dir / name
@@ -72,6 +76,15 @@ def save_model(
         # One caption a line: a caption's own line breaks become spaces.
         lines = dict.fromkeys(" ".join(c.split()) for c in captions)
         (tmp / CAPTIONS).write_text("".join(f"{c}\n" for c in lines if c), encoding="utf-8")
+        if pairs is not None:
+            vectors, texts, image_of = pairs
+            with open(tmp / PAIRS, "wb") as f:
+                np.savez(
+                    f,
+                    vectors=np.asarray(vectors, np.float16),  # a ranking's worth of precision
+                    captions=np.array([" ".join(c.split()) for c in texts]),
+                    image_of=np.asarray(image_of, np.int32),
+                )
         (tmp / SIDECAR).write_text(json.dumps(meta, indent=2, default=str))
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from indexer.training.pairs import PairSet
@@ -9,26 +11,38 @@ from indexer.training.retrieval import ranks_image_to_text, ranks_text_to_image,
 from search.models.encoder import ClipEncoder
 
 
-def embed_pairs(encoder: ClipEncoder, pairs: PairSet, batch: int = 256):
-    was_training = encoder.model.training
-    encoder.model.eval()
+def embed_images(encoder: ClipEncoder, pairs: PairSet, batch: int = 256) -> np.ndarray:
+    """The set's images (rows as pairs.image_index counts them), by the model in eval mode."""
     n = pairs.n_images
-    try:
-        img = np.concatenate(
+    with _evaluating(encoder):
+        return np.concatenate(
             [
                 encoder.encode_pixels(pairs.image_pixels(np.arange(i, min(i + batch, n))))
                 for i in range(0, n, batch)
             ]
         )
+
+
+def embed_pairs(encoder: ClipEncoder, pairs: PairSet, batch: int = 256):
+    img = embed_images(encoder, pairs, batch)
+    with _evaluating(encoder):
         txt = np.concatenate(
             [
                 encoder.encode_texts(pairs.captions[i : i + batch])
                 for i in range(0, len(pairs), batch)
             ]
         )
+    return txt, img
+
+
+@contextlib.contextmanager
+def _evaluating(encoder: ClipEncoder):
+    was_training = encoder.model.training
+    encoder.model.eval()
+    try:
+        yield
     finally:
         encoder.model.train(was_training)
-    return txt, img
 
 
 def evaluate(encoder: ClipEncoder, pairs: PairSet) -> dict:

@@ -25,7 +25,7 @@ from indexer.training.config import (
     TrainConfig,
     TrainResult,
 )
-from indexer.training.evaluate import evaluate, score
+from indexer.training.evaluate import embed_images, evaluate, score
 from indexer.training.guard import DivergenceGuard
 from indexer.training.loop import Batches, train_one_epoch
 from indexer.training.pairs import PairSet
@@ -288,6 +288,7 @@ def train(
             meta,
             open_clip.get_model_preprocess_cfg(model),
             captions=pairs.captions,
+            pairs=(embed_images(encoder, pairs), pairs.captions, pairs.image_index),
         )
     except OSError as exc:
         kept = _keep(checkpoints, last_good, model, optimizer, best)

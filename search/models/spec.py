@@ -32,6 +32,9 @@ SIDECAR = "imgsearch.json"
 CURVES = "curves.png"
 # The distinct captions a saved model was trained on, one a line: `describe` offers them.
 CAPTIONS = "captions.txt"
+# Its pairs' images embedded by the saved weights, with their captions: the relevance cutoff
+# checks on them whether the model knows a query (search.query.relevance.Checked).
+PAIRS = "pairs.npz"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 

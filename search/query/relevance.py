@@ -23,9 +23,11 @@ a green background"). Why many captions and not the nearest one: one caption say
 of an image, so the one nearest names "mountains" or "sunset" but seldom "mountains at
 sunset", and a query of two things found a small share of its images labelled and cut far
 too high. Same bench: above the best global threshold on all six rows, mean F1 up on five
-against the nearest caption alone (the notes there). Where a person typed captions, the
-query's ranking of those images (its AUC) says how far to trust the model's captions of the
-rest: a model at chance on a query picks captions that agree with its own ranking.
+against the nearest caption alone (the notes there). Where a person typed captions, and
+where the model was trained here (the trainer saves its pairs' images, embedded, beside
+it), the query's ranking of those images (its AUC) says how far to trust the model's
+captions of the rest: a model at chance on a query picks captions that agree with its own
+ranking.
 """
 
 from __future__ import annotations
@@ -110,10 +112,12 @@ class Described:
         captions: Sequence[tuple[str, ...]],
         rows: np.ndarray | None = None,
         typed: np.ndarray | None = None,
+        checked: Checked | None = None,
     ) -> None:
         """`rows`: each image's captions, as indices into `captions` (images × captions
         each); by default one caption an image, the i-th the i-th's. `typed`: the images
-        a person captioned (by default none)."""
+        a person captioned (by default none). `checked`: the model's own pairs, if saved."""
+        self.checked = checked
         self._distinct = list(dict.fromkeys(captions))  # captions repeat
         at = {c: k for k, c in enumerate(self._distinct)}
         column = np.array([at[c] for c in captions], dtype=np.int64)
@@ -126,7 +130,11 @@ class Described:
 
     @classmethod
     def of(
-        cls, typed: Sequence[str | None], known: Sequence[str], nearest: np.ndarray
+        cls,
+        typed: Sequence[str | None],
+        known: Sequence[str],
+        nearest: np.ndarray,
+        checked: Checked | None = None,
     ) -> Described:
         """Each image described by the caption typed for it (`typed`: None where none),
         else by the known captions the model puts nearest it (`nearest`: its row, indices
@@ -139,7 +147,7 @@ class Described:
             if text is not None:  # what a person said of it outweighs what the model finds
                 rows[i] = len(captions)
                 captions.append(calibration.terms(text))
-        return cls(captions, rows, np.array([t is not None for t in typed], dtype=bool))
+        return cls(captions, rows, np.array([t is not None for t in typed], dtype=bool), checked)
 
     def holding(self, text: str, *, close: bool = True) -> np.ndarray:
         """For each image, the share of its captions that hold the text's content words
@@ -178,6 +186,38 @@ def _close(wanted: set[str], caption: tuple[str, ...]) -> bool:
 
 
 @dataclass(frozen=True)
+class Checked:
+    """Images whose captions are sure, apart from the library: the pairs a model was trained
+    and validated on, embedded by it and saved beside it (search.models.spec.PAIRS). How a
+    query ranks them says whether the model knows the query, as typed captions do; on
+    bench/relevance_bench.py's weak models most colour+shape queries rank at chance."""
+
+    vectors: np.ndarray  # one row an image
+    captions: Described  # one row a caption
+    image_of: np.ndarray  # each caption's image
+
+    @classmethod
+    def load(cls, path) -> Checked | None:
+        """The pairs saved at `path`; None where there are none or they cannot be read (a
+        model saved before they were, or damaged: the check is optional)."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                vectors = f["vectors"].astype(np.float32)
+                texts, image_of = f["captions"].tolist(), f["image_of"].astype(np.int64)
+        except (OSError, ValueError, KeyError):
+            return None
+        if len(texts) != len(image_of) or (len(image_of) and image_of.max() >= len(vectors)):
+            return None
+        return cls(vectors, Described([calibration.terms(t) for t in texts]), image_of)
+
+    def holding(self, text: str) -> np.ndarray:
+        """Per image: 1 where one of its captions holds the text's words close together."""
+        held = np.zeros(len(self.vectors))
+        np.maximum.at(held, self.image_of, self.captions.holding(text))
+        return held
+
+
+@dataclass(frozen=True)
 class Reference:
     """What one query's cutoff is read from: a spread of the library's vectors and, where
     the library knows captions, what they say of those images (else None)."""
@@ -187,14 +227,22 @@ class Reference:
 
     def cutoff(self, vector: np.ndarray, text: str | None = None) -> float:
         """The cutoff for a query's `vector`; `text` when the query is that text alone."""
-        return self.cut(self.vectors @ vector, text)
+        checked = self.described.checked if self.described is not None else None
+        return self.cut(
+            self.vectors @ vector, text, None if checked is None else checked.vectors @ vector
+        )
 
-    def cut(self, scores: np.ndarray, text: str | None = None) -> float:
-        """The cutoff for a query that scores `scores` against `vectors`."""
+    def cut(
+        self, scores: np.ndarray, text: str | None = None, checked: np.ndarray | None = None
+    ) -> float:
+        """The cutoff for a query that scores `scores` against `vectors` (and `checked`
+        against the described's checked images, where it has them)."""
         own = cutoff(scores)
         if self.described is None or not text:
             return own
-        weak = calibration.trusted(self.described.holding(text), scores, self.described.typed)
+        pairs = self.described.checked
+        sure = None if pairs is None or checked is None else (pairs.holding(text), checked)
+        weak = calibration.trusted(self.described.holding(text), scores, self.described.typed, sure)
         held = float(weak.sum())
         if held == 0 or weak.min() == 1.0:
             return own  # no caption speaks for or against it

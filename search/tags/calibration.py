@@ -116,20 +116,28 @@ def weak_labels(names: Sequence[str], described: Holding, scores: np.ndarray) ->
     )
 
 
-def trusted(weak: np.ndarray, scores: np.ndarray, typed: np.ndarray) -> np.ndarray:
+def trusted(
+    weak: np.ndarray,
+    scores: np.ndarray,
+    typed: np.ndarray,
+    checked: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """The weak labels with the model's say discounted by how well `scores` (a query's or
-    a tag's) rank the images a person captioned (`typed`: their labels are the truth). A
+    a tag's) rank the images a person captioned (`typed`: their labels are the truth), and
+    the `checked` ones besides (their labels and scores: a trained model's own pairs). A
     model at chance on a query describes images by captions that agree with its own
     ranking, not with the truth: the untyped images' labels then fall back to the share
-    the typed images hold."""
-    said = weak[typed]
+    the typed and checked images hold."""
+    said, ranked = weak[typed], scores[typed]
+    if checked is not None:
+        said, ranked = np.concatenate([said, checked[0]]), np.concatenate([ranked, checked[1]])
     positives = float(said.sum())
     negatives = len(said) - positives
     if min(positives, negatives) < MIN_TYPED:
         return weak
     # The AUC with labels that may be shares: each typed image's "yes" weight times the
     # "no" weight scored below it, over all pairs.
-    order = np.argsort(scores[typed], kind="stable")
+    order = np.argsort(ranked, kind="stable")
     yes = said[order]
     no_below = np.cumsum(1.0 - yes) - (1.0 - yes)
     auc = float(yes @ no_below) / (positives * negatives)
