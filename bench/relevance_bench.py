@@ -51,6 +51,7 @@ from families import (  # noqa: E402
 from report import machine, write_section  # noqa: E402
 
 from indexer.synthetic import COLOURS, KINDS, generate  # noqa: E402
+from indexer.training.main import checked_images  # noqa: E402
 from search.models.spec import PAIRS  # noqa: E402
 from search.query.relevance import NEAR, Checked, Described, Reference, cutoff  # noqa: E402
 from search.tags.calibration import nearest_known, terms  # noqa: E402
@@ -376,10 +377,13 @@ def with_captions(data: dict, typed_share: float, with_pairs: bool = True) -> li
             for k in known
         ]
     )
+    # The images the trainer keeps (a cache may hold more, saved before it capped them).
+    keep = checked_images(len(data["pairs_vectors"]), seed=0)
+    rows = np.flatnonzero(np.isin(data["pairs_image_of"], keep))
     checked = Checked(
-        data["pairs_vectors"].astype(np.float32),
-        Described([terms(str(t)) for t in data["pairs_captions"]]),
-        data["pairs_image_of"],
+        data["pairs_vectors"][keep].astype(np.float32),
+        Described([terms(str(t)) for t in data["pairs_captions"][rows]]),
+        np.searchsorted(keep, data["pairs_image_of"][rows]),
     )
     nearest = nearest_known(data["vectors"], known_vectors, NEAR)
     described = Described.of(typed, known, nearest, checked if with_pairs else None)

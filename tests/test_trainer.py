@@ -45,6 +45,23 @@ def pair_set(pairs_file: Path, encoder):
     return decode_pairs(pairs, encoder.prepare, encoder.image_size, skipped=skipped)
 
 
+def test_the_pairs_saved_for_the_relevance_check_are_capped(data, tiny_encoder, monkeypatch):
+    """A large training set saves a seeded sample of its images (each with every caption
+    it has), not all of them: the pass that embeds them and a search's loading stay small."""
+    import indexer.training.main as trainer
+
+    pairs = pair_set(data / "train.csv", tiny_encoder)
+    monkeypatch.setattr(trainer, "CHECKED_IMAGES", 5)
+    vectors, captions, image_of = trainer._checked(tiny_encoder, pairs, seed=0)
+    assert vectors.shape[0] == 5 and sorted(set(image_of.tolist())) == [0, 1, 2, 3, 4]
+    kept = set(np.random.default_rng(0).permutation(pairs.n_images)[:5].tolist())
+    assert captions == [c for c, i in zip(pairs.captions, pairs.image_index) if i in kept]
+    assert pairs.n_images > 5 and len(captions) < len(pairs)
+    assert trainer._checked(tiny_encoder, pairs, seed=0)[1] == captions  # the same sample
+    monkeypatch.setattr(trainer, "CHECKED_IMAGES", 10_000)
+    assert len(trainer._checked(tiny_encoder, pairs, seed=0)[1]) == len(pairs)
+
+
 def test_loss_falls_and_model_round_trips(data, tmp_path, tiny_encoder):
     src = source_for(tmp_path)
     result = train(
