@@ -227,9 +227,10 @@ class Reference:
 
     def cutoff(self, vector: np.ndarray, text: str | None = None) -> float:
         """The cutoff for a query's `vector`; `text` when the query is that text alone."""
-        checked = self.described.checked if self.described is not None else None
+        # The pairs are scored only for a text query: nothing else reads them.
+        pairs = self.described.checked if self.described is not None and text else None
         return self.cut(
-            self.vectors @ vector, text, None if checked is None else checked.vectors @ vector
+            self.vectors @ vector, text, None if pairs is None else pairs.vectors @ vector
         )
 
     def cut(
