@@ -21,6 +21,7 @@ F1 against the truth per query; the table gives the means. The cutoff should rea
 
 Run: .venv/bin/python bench/relevance_bench.py            (about 25 minutes on 2 cores)
      --cache DIR keeps the trained models' scores, so a second run only re-scores.
+     --seed N draws other training pairs, libraries and batch orders (0: the table's).
 Writes its figures into bench/BENCHMARKS.md (section "relevance") unless --no-write.
 """
 
@@ -169,40 +170,41 @@ def scene_short_caption(rng: np.random.Generator, a: dict) -> str:
     return options[int(rng.integers(len(options)))]
 
 
-def scenes_training(out: Path, n: int) -> list:
-    rng = np.random.default_rng(0)
+def scenes_training(out: Path, n: int, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
     return [
         replace(s, caption=scene_short_caption(rng, s.attrs)) if rng.random() < SHORT_SHARE else s
-        for s in generate_scenes(out, n, seed=0, size=64)
+        for s in generate_scenes(out, n, seed=2 * seed, size=64)
     ]
 
 
-def shapes_training(out: Path, n: int) -> list:
-    rng = np.random.default_rng(0)
+def shapes_training(out: Path, n: int, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
     return [
         replace(s, caption=short_caption(rng, s.attrs)) if rng.random() < SHORT_SHARE else s
-        for s in generate(out, n, seed=0)
+        for s in generate(out, n, seed=2 * seed)
     ]
 
 
 # Family → (training pairs, the library, its queries). Shapes: one or two shapes on plain,
 # striped or noisy backgrounds (indexer/synthetic.py), part of the training captions in a few
 # words; patterns: frame-filling noisy textures in one or two colours, keyword or sentence
-# captions (bench/families.py).
+# captions (bench/families.py). Each takes (folder, count, --seed): the training pairs are
+# drawn with generator seed 2 × seed, the library with 2 × seed + 1.
 FAMILIES = {
     "shapes": (
         shapes_training,
-        lambda out, n: generate(out, n, seed=1),
+        lambda out, n, seed: generate(out, n, seed=2 * seed + 1),
         queries,
     ),
     "scenes": (
         scenes_training,
-        lambda out, n: generate_scenes(out, n, seed=1, size=64),
+        lambda out, n, seed: generate_scenes(out, n, seed=2 * seed + 1, size=64),
         scene_queries,
     ),
     "patterns": (
-        lambda out, n: generate_patterns(out, n, seed=0, size=64),
-        lambda out, n: generate_patterns(out, n, seed=1, size=64),
+        lambda out, n, seed: generate_patterns(out, n, seed=2 * seed, size=64),
+        lambda out, n, seed: generate_patterns(out, n, seed=2 * seed + 1, size=64),
         pattern_queries,
     ),
 }
@@ -216,13 +218,13 @@ def scores_for(family: str, quality: str, epochs: int, args, work: Path) -> dict
 
     training, make_library, make_queries = FAMILIES[family]
     work = work / family
-    train_samples = training(work / "train", args.train)
-    library = make_library(work / "library", args.library)
+    train_samples = training(work / "train", args.train, args.seed)
+    library = make_library(work / "library", args.library, args.seed)
     source = tiny_source(work)
     pairs = pair_set(train_samples, load_encoder(source, "cpu", "fp32"))
     t0 = time.perf_counter()
     encoder, _, extra = run_trainer(
-        source, pairs, work / quality, epochs=epochs, batch_size=128, seed=0
+        source, pairs, work / quality, epochs=epochs, batch_size=128, seed=args.seed
     )
     train_s = time.perf_counter() - t0
     from PIL import Image
@@ -423,11 +425,15 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    # Another seed draws other training pairs, library and initial batches: what the
+    # cutoff does on data nobody looked at while choosing it.
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="imgsearch-relevance-"))
     rows, held = {}, {}
     for family, (quality, epochs) in itertools.product(args.families, QUALITIES.items()):
-        cached = args.cache / f"{family}-{quality}.npz" if args.cache else None
+        seeded = f"-seed{args.seed}" if args.seed else ""
+        cached = args.cache / f"{family}-{quality}{seeded}.npz" if args.cache else None
         if cached and cached.exists():
             data = dict(np.load(cached))
             data.update(json.loads(str(data.pop("meta"))))
