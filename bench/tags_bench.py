@@ -18,6 +18,7 @@ the way search/tags does it, from the library's stored vectors:
 
 Run: .venv/bin/python bench/tags_bench.py     (about 20 minutes on 2 cores, most of it training)
      --cache DIR keeps each family's vectors, so a second run only re-scores.
+     --seed N draws other training pairs, libraries and batch orders (0: the table's).
 Writes its figures into bench/BENCHMARKS.md (section "tags") unless --no-write.
 """
 
@@ -89,11 +90,11 @@ def single_objects(out: Path, n: int, seed: int) -> list:
     return [s for s in samples if "kind2" not in s.attrs and s.attrs["size"] == "large"][:n]
 
 
-def objects_training(out: Path, n: int) -> list:
-    rng = np.random.default_rng(0)
+def objects_training(out: Path, n: int, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
     return [
         replace(s, caption=short_caption(rng, s.attrs)) if rng.random() < SHORT_SHARE else s
-        for s in single_objects(out, n, seed=0)
+        for s in single_objects(out, n, seed=2 * seed)
     ]
 
 
@@ -107,15 +108,25 @@ SINGLE_CONCEPTS = {
     "shapes": {"colour": list(COLOURS), "shape": list(KINDS["base"])},
 }
 
+# Family → (training pairs, library, tags), each of the first two taking (folder, count,
+# --seed): training drawn with generator seed 2 × seed, the library with 2 × seed + 1.
 FAMILIES = {
-    "objects": (objects_training, lambda out, n: single_objects(out, n, seed=1), shape_tags),
+    "objects": (
+        objects_training,
+        lambda out, n, seed: single_objects(out, n, seed=2 * seed + 1),
+        shape_tags,
+    ),
     "scenes": (
         scenes_training,
-        lambda out, n: generate_scenes(out, n, seed=1, size=64),
+        lambda out, n, seed: generate_scenes(out, n, seed=2 * seed + 1, size=64),
         scene_queries,
     ),
     # The demo generator itself: one or two objects, half of the second ones small.
-    "shapes": (shapes_training, lambda out, n: generate(out, n, seed=1), shape_tags),
+    "shapes": (
+        shapes_training,
+        lambda out, n, seed: generate(out, n, seed=2 * seed + 1),
+        shape_tags,
+    ),
 }
 
 
@@ -128,13 +139,13 @@ def family_data(family: str, args, work: Path) -> dict:
 
     training, make_library, make_tags = FAMILIES[family]
     work = work / family
-    samples = training(work / "train", args.train)
-    library = make_library(work / "library", args.library)
+    samples = training(work / "train", args.train, args.seed)
+    library = make_library(work / "library", args.library, args.seed)
     source = tiny_source(work)
     pairs = pair_set(samples, load_encoder(source, "cpu", "fp32"))
     t0 = time.perf_counter()
     encoder, _, extra = run_trainer(
-        source, pairs, work / "trained", epochs=EPOCHS[family], batch_size=128, seed=0
+        source, pairs, work / "trained", epochs=EPOCHS[family], batch_size=128, seed=args.seed
     )
     train_s = time.perf_counter() - t0
     vectors = np.concatenate(
@@ -346,11 +357,14 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     ap.add_argument("--penalties", type=float, nargs="*", help="try probe penalties (print only)")
+    # Another seed draws other training pairs, library and batch orders (0: the table's).
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="imgsearch-tags-"))
     rows = {}
     for family in args.families:
-        cached = args.cache / f"tags-{family}.npz" if args.cache else None
+        seeded = f"-seed{args.seed}" if args.seed else ""
+        cached = args.cache / f"tags-{family}{seeded}.npz" if args.cache else None
         if cached and cached.exists():
             data = dict(np.load(cached))
             data.update(json.loads(str(data.pop("meta"))))
