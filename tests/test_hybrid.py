@@ -319,6 +319,57 @@ def test_captions_move_the_cutoff_where_the_scores_draw_no_line():
     assert relevance.Reference(np.eye(3), None).cut(np.array([0.9, 0.1, 0.1]), "dog") == 0.9
 
 
+def test_captions_that_name_part_of_what_is_relevant_cut_where_their_rate_drops():
+    """The best 150 of 1,000 images are deserts at sunset, but their captions say "dusk"
+    or "evening" more often than "sunset": 3 in 20 of the nearest captions hold the query's
+    words for the best 75, 2 in 20 for the next 75, none below. Cut at the labels' best F1
+    the set ends where their count runs out (the 75th); the drop in their rate says 150,
+    and it holds with a tenth of the images typed, whose whole "yes" or "no" is noise."""
+    rng = np.random.default_rng(3)
+    scores = np.sort(rng.uniform(0.0, 0.6, 1000))[::-1]
+    truth = np.arange(1000) < 150
+    captions = [("desert", "sunset"), ("desert", "dusk"), ("red", "car")]
+    per_image = [[0] * 3 + [1] * 17] * 75 + [[0] * 2 + [1] * 18] * 75 + [[2] * 20] * 850
+    described = relevance.Described(captions, np.array(per_image))
+
+    def f1(cut: float) -> float:
+        kept = scores >= cut
+        return 2 * (kept & truth).sum() / (kept.sum() + truth.sum())
+
+    weak = described.holding("desert at sunset")
+    assert f1(calibration.best_cut(scores, weak)) < 0.7
+    assert f1(relevance.Reference(np.eye(1000), described).cut(scores, "desert at sunset")) > 0.98
+
+    typed = np.arange(1000) % 10 == 0
+    # A person's caption says "sunset" for a fifth of the typed deserts.
+    said = [
+        ("desert", "sunset") if i < 150 and rng.random() < 0.2 else ("dusk",)
+        for i in np.flatnonzero(typed)
+    ]
+    rows = np.array(per_image)
+    rows[typed] = np.arange(3, 3 + len(said))[:, None]
+    with_typed = relevance.Described(captions + said, rows, typed)
+    cut = relevance.Reference(np.eye(1000), with_typed).cut(scores, "desert at sunset")
+    assert f1(cut) > 0.98
+
+
+def test_labels_that_fade_down_the_ranking_keep_their_best_f1_cut():
+    """A query the model half knows: its labels' rate falls slowly and noisily down the
+    ranking, with no drop to trust, and the cut is the labels' best F1 (pulled toward the
+    scores' own as PRIOR images would)."""
+    rng = np.random.default_rng(4)
+    scores = np.sort(rng.uniform(0.0, 0.6, 1000))[::-1]
+    held = rng.binomial(10, 0.2 * (1.0 - np.arange(1000) / 1000))  # of 10 nearest captions
+    captions = [calibration.terms("red stripes"), calibration.terms("blue dots")]
+    rows = np.array([[0] * h + [1] * (10 - h) for h in held])
+    weak = held / 10.0
+    expected = (
+        weak.sum() * calibration.best_cut(scores, weak) + relevance.PRIOR * relevance.cutoff(scores)
+    ) / (weak.sum() + relevance.PRIOR)
+    reference = relevance.Reference(np.eye(1000), relevance.Described(captions, rows))
+    assert reference.cut(scores, "red stripes") == pytest.approx(expected)
+
+
 def test_a_trained_model_s_own_pairs_say_whether_it_knows_the_query(tmp_path):
     """Nothing typed: the model's captions of the library agree with its own ranking, so
     they cut at the top fifth. The pairs it was trained on, ranked at chance by the query,

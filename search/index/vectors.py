@@ -137,7 +137,7 @@ class VectorIndex:
         storage = self._flat()
         stored = faiss.rev_swig_ptr(storage.get_xb(), storage.ntotal * self.dim)
         live = self._live()
-        picked = live[_spread(len(live), n)]
+        picked = live[spread(len(live), n)]
         ids = faiss.vector_to_array(self._index.id_map)[picked]
         return ids, stored.reshape(-1, self.dim)[picked].copy()
 
@@ -342,7 +342,7 @@ class IvfIndex(VectorIndex):
         lists = self._ivf.invlists
         sizes = np.array([lists.list_size(i) for i in range(self._ivf.nlist)])
         ends = np.cumsum(sizes)
-        picks = _spread(int(ends[-1]) if len(ends) else 0, n)
+        picks = spread(int(ends[-1]) if len(ends) else 0, n)
         in_list = np.searchsorted(ends, picks, side="right")
         offsets = picks - (ends[in_list] - sizes[in_list])
         ids = np.empty(len(picks), np.int64)
@@ -423,7 +423,7 @@ def _selector(members: np.ndarray):
     return faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
 
 
-def _spread(total: int, n: int) -> np.ndarray:
+def spread(total: int, n: int) -> np.ndarray:
     """n positions of 0..total-1, evenly apart (all of them when total <= n)."""
     if total <= n:
         return np.arange(total)

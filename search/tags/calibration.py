@@ -128,23 +128,42 @@ def trusted(
     model at chance on a query describes images by captions that agree with its own
     ranking, not with the truth: the untyped images' labels then fall back to the share
     the typed and checked images hold."""
+    return discounted(weak, typed, *trust_in(weak, scores, typed, checked))
+
+
+def discounted(weak: np.ndarray, typed: np.ndarray, trust: float, share: float) -> np.ndarray:
+    """The untyped images' labels trusted as far as `trust`, the rest of the way the
+    `share` of typed and checked images that hold the words (trust_in)."""
+    if trust == 1.0:
+        return weak
+    out = weak.copy()
+    out[~typed] = trust * weak[~typed] + (1.0 - trust) * share
+    return out
+
+
+def trust_in(
+    weak: np.ndarray,
+    scores: np.ndarray,
+    typed: np.ndarray,
+    checked: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[float, float]:
+    """How far trusted() trusts the model's labels of untyped images (0 to 1: full trust
+    where too few typed and checked images say either way), and the share of those
+    images that hold the labels' words."""
     said, ranked = weak[typed], scores[typed]
     if checked is not None:
         said, ranked = np.concatenate([said, checked[0]]), np.concatenate([ranked, checked[1]])
     positives = float(said.sum())
     negatives = len(said) - positives
     if min(positives, negatives) < MIN_TYPED:
-        return weak
+        return 1.0, 0.0
     # The AUC with labels that may be shares: each typed image's "yes" weight times the
     # "no" weight scored below it, over all pairs.
     order = np.argsort(ranked, kind="stable")
     yes = said[order]
     no_below = np.cumsum(1.0 - yes) - (1.0 - yes)
     auc = float(yes @ no_below) / (positives * negatives)
-    trust = min(max((auc - 0.5) / (FULL_TRUST - 0.5), 0.0), 1.0)
-    out = weak.copy()
-    out[~typed] = trust * weak[~typed] + (1.0 - trust) * positives / len(said)
-    return out
+    return min(max((auc - 0.5) / (FULL_TRUST - 0.5), 0.0), 1.0), positives / len(said)
 
 
 def thresholds(scores: np.ndarray, weak: np.ndarray) -> np.ndarray | None:
