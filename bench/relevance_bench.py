@@ -444,7 +444,8 @@ def main() -> None:
     rows, held = {}, {}
     for family, (quality, epochs) in itertools.product(args.families, QUALITIES.items()):
         seeded = f"-seed{args.seed}" if args.seed else ""
-        seeded += f"-library{args.library}" if args.library != 2000 else ""  # older caches
+        # Caches of 2,000-image libraries keep the names they had before the size grew.
+        seeded += f"-library{args.library}" if args.library != 2000 else ""
         cached = args.cache / f"{family}-{quality}{seeded}.npz" if args.cache else None
         if cached and cached.exists():
             data = dict(np.load(cached))

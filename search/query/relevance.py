@@ -259,14 +259,17 @@ class Reference:
         held = float(weak.sum())
         if held == 0 or weak.min() == 1.0:
             return own  # no caption speaks for or against it
-        fitted = (held * calibration.best_cut(scores, weak) + PRIOR * own) / (held + PRIOR)
-        drop, sharp = _drop(scores, said, typed)
+        order = calibration.ranking(scores)  # one sort for both cuts: on every search's path
+        best = calibration.best_cut(scores, weak, order)
+        fitted = (held * best + PRIOR * own) / (held + PRIOR)
+        drop, sharp = _drop(scores[order], said[order], typed[order])
         sharp *= trust  # read from the model's captions: trusted as far as they are
         return (1.0 - sharp) * fitted + sharp * drop
 
 
-def _drop(scores: np.ndarray, weak: np.ndarray, typed: np.ndarray) -> tuple[float, float]:
-    """Where a query's weak labels, read down its ranking, drop from the rate its relevant
+def _drop(ranked: np.ndarray, weak: np.ndarray, typed: np.ndarray) -> tuple[float, float]:
+    """For a query's scores `ranked` best first, with its weak labels and the typed images
+    in that order: where the labels, read down the ranking, drop from the rate its relevant
     images hold them at to a lower one; and how far to trust that over the labels' best-F1
     cut (0 to 1), by how sharp the drop is among the images nobody typed a caption for.
 
@@ -286,15 +289,11 @@ def _drop(scores: np.ndarray, weak: np.ndarray, typed: np.ndarray) -> tuple[floa
     and well trained kept 0.927 of the oracle, under its best global threshold; read from
     whether they say anything, 0.966). The drop is read from the model's captions, and
     trusted no further than they are (calibration.trust_in)."""
-    order = np.argsort(-scores, kind="stable")
-    labels = (weak[order] > 0.0).astype(np.float64)
-    untyped = ~typed[order]
+    labels = (weak > 0.0).astype(np.float64)
     k, _ = _split(labels)
-    _, sharp = _split(labels[untyped])
-    ranked = scores[order]
-    below = ranked[k] if k < len(ranked) else ranked[-1] - 1e-3
+    _, sharp = _split(labels[~typed])
     trust = (sharp - STEP_NONE) / (STEP_FULL - STEP_NONE)
-    return float((ranked[k - 1] + below) / 2.0), min(max(trust, 0.0), 1.0)
+    return calibration.cut_after(ranked, k), min(max(trust, 0.0), 1.0)
 
 
 def _split(labels: np.ndarray) -> tuple[int, float]:

@@ -180,17 +180,32 @@ def thresholds(scores: np.ndarray, weak: np.ndarray) -> np.ndarray | None:
     return ((positives * own + PRIOR * shared) / (positives + PRIOR)).astype(np.float64)
 
 
-def best_cut(scores: np.ndarray, weak: np.ndarray) -> float:
+def best_cut(scores: np.ndarray, weak: np.ndarray, order: np.ndarray | None = None) -> float:
     """The threshold on `scores` with the best F1 against the weak labels `weak` (each
-    true/false, or a share of 1: the expected F1)."""
-    return _Curve(scores, weak).best()
+    true/false, or a share of 1: the expected F1). `order`: the scores' ranking, best
+    first (ranking(scores)), where the caller has it already."""
+    return _Curve(scores, weak, order).best()
+
+
+def ranking(scores: np.ndarray) -> np.ndarray:
+    """The positions of `scores`, best first (ties in their order)."""
+    return np.argsort(-scores, kind="stable")
+
+
+def cut_after(ranked: np.ndarray, k: int) -> float:
+    """The threshold that keeps the first k of `ranked` (scores, best first): halfway
+    between the last kept and the next."""
+    below = ranked[k] if k < len(ranked) else ranked[-1] - 1e-3
+    return float((ranked[k - 1] + below) / 2.0)
 
 
 class _Curve:
     """One tag's F1 against its weak labels as the threshold moves."""
 
-    def __init__(self, scores: np.ndarray, weak: np.ndarray) -> None:
-        order = np.argsort(-scores, kind="stable")
+    def __init__(
+        self, scores: np.ndarray, weak: np.ndarray, order: np.ndarray | None = None
+    ) -> None:
+        order = ranking(scores) if order is None else order
         self.sorted = scores[order]
         # Weak "yes" in the top k: labels may be shares (how many of an image's captions say it).
         self.hits = np.concatenate([[0], np.cumsum(weak[order], dtype=np.float64)])
@@ -205,5 +220,4 @@ class _Curve:
         """The cut with the best F1: halfway between the last score kept and the next."""
         taken = np.arange(1, len(self.sorted) + 1)
         k = int(np.argmax(2.0 * self.hits[1:] / (taken + self.positives))) + 1
-        below = self.sorted[k] if k < len(self.sorted) else self.sorted[-1] - 1e-3
-        return float((self.sorted[k - 1] + below) / 2.0)
+        return cut_after(self.sorted, k)
